@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { Config } from './config.ts';
+import type { Database } from './db/connection.ts';
+import { FhirError, outcome } from './fhir/errors.ts';
+import { outcomeResponse } from './fhir/http/respond.ts';
+import { fhirRoutes } from './fhir/http/routes.ts';
+import type { ResourceValidator } from './fhir/validation.ts';
+import type { Logger } from './logger.ts';
+import { healthRoutes } from './ops/health.ts';
+import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
+
+export interface AppDeps {
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'>;
+  db: Database;
+  logger: Logger;
+  validator: ResourceValidator;
+  metrics?: Metrics;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Middleware order: request id → metrics → access log → routes; one error handler renders every failure. */
+export function createApp(deps: AppDeps): Hono {
+  const metrics = deps.metrics ?? createMetrics();
+  const app = new Hono();
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const start = performance.now();
+    await next();
+    c.res.headers.set('X-Request-Id', requestId);
+    // Route pattern, not URL: query strings can carry demographics.
+    deps.logger.info(
+      { requestId, method: c.req.method, route: routeLabel(c.req.routePath, c.res.status), status: c.res.status, ms: Math.round((performance.now() - start) * 10) / 10 },
+      'request',
+    );
+  });
+  app.use('*', metricsMiddleware(metrics));
+
+  app.route('/', healthRoutes(deps.db, metrics));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl: deps.config.baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes }));
+
+  app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
+  app.onError((error) => {
+    if (error instanceof FhirError) return outcomeResponse(error.status, error.outcome, false, error.headers);
+    if (error instanceof HTTPException) return outcomeResponse(error.status, outcome('error', 'invalid', error.message || 'Bad request'));
+    // Unexpected. Messages (database errors especially) can quote values, so only the class,
+    // the driver's code and the stack frames are logged; the client gets no internals.
+    const frames = error.stack?.split('\n').slice(1).join('\n');
+    deps.logger.error({ err: { name: error.name, code: (error as { code?: string }).code, frames } }, 'unhandled error');
+    return outcomeResponse(500, outcome('fatal', 'exception', 'Internal server error; the request id identifies it in the logs'));
+  });
+  return app;
+}

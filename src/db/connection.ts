@@ -1,0 +1,72 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import type { SQL } from 'drizzle-orm';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+
+/** Something SQL can run on: the database itself or an open transaction. */
+export interface Queryable {
+  execute<T = Record<string, unknown>>(query: SQL): Promise<T[]>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs fn in one database transaction; everything fn executes through `tx` commits or rolls back together. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** The drizzle handle, for the migrator. */
+  readonly drizzle: DrizzleHandle;
+  close(): Promise<void>;
+}
+
+type DrizzleHandle = ReturnType<typeof drizzlePglite> | ReturnType<typeof drizzlePostgres>;
+
+interface DrizzleLike {
+  execute(query: SQL): Promise<unknown>;
+}
+
+/** postgres.js answers an array of rows, PGlite a result object: one shape for callers. */
+function queryable(handle: DrizzleLike): Queryable {
+  return {
+    async execute<T>(query: SQL): Promise<T[]> {
+      const result = (await handle.execute(query)) as T[] | { rows: T[] };
+      return Array.isArray(result) ? result : result.rows;
+    },
+  };
+}
+
+export interface ConnectOptions {
+  databaseUrl: string | undefined;
+  /** Where PGlite keeps its files; 'memory://' for a throwaway database. */
+  dataDir: string;
+  maxConnections?: number;
+}
+
+export async function connectDatabase(options: ConnectOptions): Promise<Database> {
+  if (options.databaseUrl) {
+    const client = postgres(options.databaseUrl, {
+      max: options.maxConnections ?? 20,
+      onnotice: () => undefined,
+      // Timestamps stay ISO strings end to end; numerics stay exact strings.
+      types: { date: { to: 1184, from: [1082, 1114, 1184], serialize: (x: string) => x, parse: (x: string) => x } },
+    });
+    const db = drizzlePostgres(client);
+    return {
+      kind: 'postgres',
+      drizzle: db,
+      ...queryable(db),
+      transaction: (fn) => db.transaction((tx) => fn(queryable(tx))),
+      close: () => client.end({ timeout: 5 }),
+    };
+  }
+  if (!options.dataDir.startsWith('memory://')) mkdirSync(options.dataDir, { recursive: true });
+  const client = await PGlite.create(options.dataDir);
+  const db = drizzlePglite(client);
+  return {
+    kind: 'pglite',
+    drizzle: db,
+    ...queryable(db),
+    transaction: (fn) => db.transaction((tx) => fn(queryable(tx))),
+    close: () => client.close(),
+  };
+}

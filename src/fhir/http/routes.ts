@@ -1,0 +1,163 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Database } from '../../db/connection.ts';
+import { processBundle } from '../bundle.ts';
+import { capabilityStatement } from '../capability-statement.ts';
+import { FhirError, methodNotAllowed, notFound, outcome } from '../errors.ts';
+import { history } from '../history.ts';
+import * as interactions from '../interactions.ts';
+import { searchResources } from '../search/search.ts';
+import type { ResourceValidator } from '../validation.ts';
+import { assertAcceptable, readJsonBody } from './negotiation.ts';
+import { interactionResponse, resourceResponse, responseOptions, serialize } from './respond.ts';
+
+export interface FhirRoutesDeps {
+  db: Database;
+  baseUrl: string;
+  validator: ResourceValidator;
+  maxBodyBytes: number;
+}
+
+const JSON_PATCH = 'application/json-patch+json';
+const FORM = 'application/x-www-form-urlencoded';
+
+/** The FHIR REST API under /fhir (http.html): every interaction, plus 404/405 for the rest. */
+export function fhirRoutes(deps: FhirRoutesDeps): Hono {
+  const app = new Hono();
+  const context = (): interactions.FhirContext => ({ db: deps.db, q: deps.db, inTransaction: false, baseUrl: deps.baseUrl, validator: deps.validator });
+  const publicUrl = (c: Context): URL => {
+    const url = new URL(c.req.url);
+    const base = new URL(deps.baseUrl);
+    return new URL(`${deps.baseUrl}${url.pathname.slice(url.pathname.indexOf('/fhir') + 5)}${url.search}`, base);
+  };
+
+  app.use('*', async (c, next) => {
+    assertAcceptable(c.req.query('_format'), c.req.header('accept'));
+    await next();
+  });
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () => {
+        throw new FhirError(413, outcome('error', 'too-costly', `The request body exceeds ${deps.maxBodyBytes} bytes`));
+      },
+    }),
+  );
+
+  app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl)));
+
+  app.post('/', async (c) => jsonResponse(c, await processBundle(context(), await readJsonBody(c))));
+
+  app.get('/_history', async (c) => jsonResponse(c, await history(context(), { params: queryParams(c), url: publicUrl(c) })));
+
+  app.get('/:type', async (c) => jsonResponse(c, await searchResources(context(), c.req.param('type'), queryParams(c), publicUrl(c), strictHandling(c))));
+
+  app.post('/:type/_search', async (c) => {
+    const type = c.req.param('type');
+    interactions.assertResourceType(type);
+    const contentType = c.req.header('content-type') ?? '';
+    if (!contentType.toLowerCase().startsWith(FORM)) {
+      throw new FhirError(415, outcome('error', 'not-supported', `POST ${type}/_search takes ${FORM} parameters`));
+    }
+    const params = queryParams(c);
+    for (const [key, value] of new URLSearchParams(await c.req.text())) params.append(key, value);
+    return jsonResponse(c, await searchResources(context(), type, params, publicUrl(c), strictHandling(c)));
+  });
+
+  app.get('/:type/_history', async (c) =>
+    jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), params: queryParams(c), url: publicUrl(c) })),
+  );
+
+  app.post('/:type', async (c) => {
+    const result = await interactions.create(context(), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
+    return interactionResponse(result, responseOptions(c), true);
+  });
+
+  app.put('/:type', async (c) => {
+    const type = c.req.param('type');
+    const condition = new URL(c.req.url).search.slice(1);
+    const result = await interactions.conditionalUpdate(context(), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    return interactionResponse(result, responseOptions(c), true);
+  });
+
+  app.delete('/:type', async (c) => {
+    const result = await interactions.conditionalDelete(context(), c.req.param('type'), new URL(c.req.url).search.slice(1));
+    return interactionResponse(result, responseOptions(c), true);
+  });
+
+  app.get('/:type/:id', async (c) => {
+    const id = assertNotOperation(c.req.param('id'));
+    return interactionResponse(await interactions.read(context(), c.req.param('type'), id), responseOptions(c), false);
+  });
+
+  app.put('/:type/:id', async (c) => {
+    const id = assertNotOperation(c.req.param('id'));
+    const result = await interactions.update(context(), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    return interactionResponse(result, responseOptions(c), true);
+  });
+
+  app.patch('/:type/:id', async (c) => {
+    const id = assertNotOperation(c.req.param('id'));
+    const body = await readJsonBody(c, [JSON_PATCH]);
+    const result = await interactions.patch(context(), c.req.param('type'), id, body, { ifMatch: c.req.header('if-match') });
+    return interactionResponse(result, responseOptions(c), true);
+  });
+
+  app.delete('/:type/:id', async (c) => {
+    const id = assertNotOperation(c.req.param('id'));
+    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id), responseOptions(c), true);
+  });
+
+  app.get('/:type/:id/_history', async (c) =>
+    jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), id: c.req.param('id'), params: queryParams(c), url: publicUrl(c) })),
+  );
+
+  app.get('/:type/:id/_history/:vid', async (c) => {
+    const result = await interactions.vread(context(), c.req.param('type'), c.req.param('id'), c.req.param('vid'));
+    return interactionResponse(result, responseOptions(c), false);
+  });
+
+  app.all('*', (c) => {
+    throw unmatched(c.req.method, new URL(c.req.url).pathname.replace(/^.*?\/fhir/, ''));
+  });
+  return app;
+}
+
+/** Which methods each URL shape accepts, for 405 + Allow on the others (http.html). */
+const SHAPES: [RegExp, string[]][] = [
+  [/^\/?$/, ['POST']],
+  [/^\/metadata$/, ['GET']],
+  [/^\/_history$/, ['GET']],
+  [/^\/[A-Z][A-Za-z]+$/, ['GET', 'POST', 'PUT', 'DELETE']],
+  [/^\/[A-Z][A-Za-z]+\/_search$/, ['POST']],
+  [/^\/[A-Z][A-Za-z]+\/_history$/, ['GET']],
+  [/^\/[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/, ['GET', 'PUT', 'PATCH', 'DELETE']],
+  [/^\/[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}\/_history$/, ['GET']],
+  [/^\/[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}\/_history\/[^/]+$/, ['GET']],
+];
+
+function unmatched(method: string, path: string): FhirError {
+  if (/\/\$[^/]*$/.test(path)) return notFound(`Unknown operation ${path.slice(path.lastIndexOf('$'), path.lastIndexOf('$') + 64)}`);
+  const shape = SHAPES.find(([pattern]) => pattern.test(path));
+  if (shape) return methodNotAllowed(`${method} is not allowed here; allowed: ${shape[1].join(', ')}`, shape[1]);
+  return notFound(`No FHIR endpoint at this path (${method})`);
+}
+
+function assertNotOperation(id: string): string {
+  if (id.startsWith('$')) throw notFound(`Unknown operation ${id.slice(0, 64)}`);
+  return id;
+}
+
+function queryParams(c: Context): URLSearchParams {
+  return new URL(c.req.url).searchParams;
+}
+
+function strictHandling(c: Context): boolean {
+  return /(?:^|[,;\s])handling=strict/.test(c.req.header('prefer') ?? '');
+}
+
+function jsonResponse(c: Context, body: object): Response {
+  const options = responseOptions(c);
+  return resourceResponse(200, { json: serialize(body, options.pretty) }, { ...options, summary: undefined, elements: undefined, pretty: false });
+}

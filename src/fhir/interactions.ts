@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
+import { applyPatch, type Operation } from 'rfc6902';
+import type { Database, Queryable } from '../db/connection.ts';
+import { isResourceType } from './definitions.ts';
+import { badRequest, FhirError, gone, notFound, outcome, preconditionFailed } from './errors.ts';
+import { findResourceIds } from './search/search.ts';
+import { type NewVersion, readCurrent, readVersion, type StoredResource, type WriteMethod, writeVersions } from './store.ts';
+import type { ResourceValidator } from './validation.ts';
+
+/**
+ * The FHIR RESTful interactions (http.html) as functions of plain values, shared by the HTTP
+ * routes and by batch/transaction processing.
+ */
+export interface FhirContext {
+  db: Database;
+  /** Where SQL runs: the database, or the open transaction of a transaction Bundle. */
+  q: Queryable;
+  /** True inside a transaction Bundle: writes join the caller's transaction. */
+  inTransaction: boolean;
+  baseUrl: string;
+  validator: ResourceValidator;
+}
+
+/** What an interaction answers; the HTTP layer and the Bundle processor each render it. */
+export interface InteractionResult {
+  status: number;
+  resourceType?: string;
+  id?: string;
+  versionId?: number;
+  lastUpdatedMs?: number;
+  /** The stored JSON, served as is when no representation change is asked for. */
+  json?: string;
+  resource?: Resource;
+  outcome?: OperationOutcome;
+  location?: string;
+}
+
+const ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+export function assertResourceType(type: string): void {
+  if (!isResourceType(type)) throw new FhirError(404, outcome('error', 'not-supported', `Unknown resource type "${type.slice(0, 64)}"`));
+}
+
+export function assertId(id: string): void {
+  if (!ID.test(id)) throw badRequest(`Invalid id "${id.slice(0, 80)}": ids are 1-64 characters of A-Z, a-z, 0-9, "-" and "."`);
+}
+
+function parseVersionId(vid: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(vid)) throw badRequest(`Invalid version id "${vid.slice(0, 20)}"`);
+  return Number(vid);
+}
+
+/** Weak ETag `W/"3"` (or a bare `3`) → 3; anything else is a 400. */
+export function parseETag(etag: string): number {
+  const match = /^(?:W\/)?"?([1-9][0-9]{0,8})"?$/.exec(etag.trim());
+  if (!match) throw badRequest(`If-Match must be a version ETag such as W/"1"; got "${etag.slice(0, 40)}"`);
+  return Number(match[1]);
+}
+
+function fromStored(status: number, stored: StoredResource): InteractionResult {
+  return {
+    status,
+    resourceType: stored.resourceType,
+    id: stored.id,
+    versionId: stored.versionId,
+    lastUpdatedMs: stored.lastUpdatedMs,
+    json: stored.json,
+  };
+}
+
+export async function read(ctx: FhirContext, type: string, id: string): Promise<InteractionResult> {
+  assertResourceType(type);
+  assertId(id);
+  const stored = await readCurrent(ctx.q, type, id);
+  if (!stored) throw notFound(`${type}/${id} is not known`);
+  if (stored.deleted) throw deletedError(type, id, stored);
+  return fromStored(200, stored);
+}
+
+export async function vread(ctx: FhirContext, type: string, id: string, vid: string): Promise<InteractionResult> {
+  assertResourceType(type);
+  assertId(id);
+  const stored = await readVersion(ctx.q, type, id, parseVersionId(vid));
+  if (!stored) throw notFound(`${type}/${id} has no version ${vid}`);
+  if (stored.deleted) throw deletedError(type, id, stored);
+  return fromStored(200, stored);
+}
+
+function deletedError(type: string, id: string, stored: StoredResource): FhirError {
+  const error = gone(`${type}/${id} was deleted (version ${stored.versionId})`);
+  error.headers.ETag = `W/"${stored.versionId}"`;
+  return error;
+}
+
+/** Runs writes in the caller's transaction (transaction Bundle) or a transaction of their own. */
+async function inWriteTransaction<T>(ctx: FhirContext, fn: (q: Queryable) => Promise<T>): Promise<T> {
+  return ctx.inTransaction ? fn(ctx.q) : ctx.db.transaction(fn);
+}
+
+function checkBody(type: string, body: unknown): Resource {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a FHIR resource (a JSON object)');
+  const resource = body as Resource;
+  if (resource.resourceType !== type) {
+    throw badRequest(`The body's resourceType "${String(resource.resourceType).slice(0, 64)}" does not match the URL's "${type}"`, ['resourceType']);
+  }
+  return resource;
+}
+
+/** Stamps id and meta on a new version and writes it. */
+async function writeVersion(q: Queryable, resource: Resource, id: string, versionId: number, method: WriteMethod): Promise<InteractionResult> {
+  const lastUpdated = new Date().toISOString();
+  const stamped = { resourceType: resource.resourceType, id, meta: { ...resource.meta, versionId: String(versionId), lastUpdated }, ...withoutIdentity(resource) } as NewVersion['resource'];
+  await writeVersions(q, [{ resource: stamped, versionId, lastUpdated, method, deleted: false }]);
+  return {
+    status: versionId === 1 || method === 'POST' ? 201 : 200,
+    resourceType: resource.resourceType,
+    id,
+    versionId,
+    lastUpdatedMs: Date.parse(lastUpdated),
+    resource: stamped,
+  };
+}
+
+/** The resource's content without resourceType, id and meta, so those can lead the JSON. */
+function withoutIdentity(resource: Resource): Record<string, unknown> {
+  const { resourceType: _type, id: _id, meta: _meta, ...rest } = resource as Resource & Record<string, unknown>;
+  return rest;
+}
+
+/** Serializes conditional interactions on one query so two requests cannot both create. */
+async function lockCondition(q: Queryable, type: string, condition: string): Promise<void> {
+  await q.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`${type}?${condition}`}))`);
+}
+
+export async function create(ctx: FhirContext, type: string, body: unknown, ifNoneExist?: string): Promise<InteractionResult> {
+  assertResourceType(type);
+  const resource = checkBody(type, body);
+  ctx.validator.validate(resource);
+  return inWriteTransaction(ctx, async (q) => {
+    if (ifNoneExist !== undefined) {
+      const params = conditionParams(ifNoneExist, 'If-None-Exist');
+      await lockCondition(q, type, params.toString());
+      const ids = await findResourceIds(q, type, params);
+      if (ids.length > 1) throw preconditionFailed(`If-None-Exist matched ${ids.length} ${type} resources; it must match at most one`);
+      if (ids.length === 1) {
+        const existing = await readCurrent(q, type, ids[0]);
+        if (existing) return fromStored(200, existing);
+      }
+    }
+    const id = randomUUID();
+    const result = await writeVersion(q, resource, id, 1, 'POST');
+    result.location = `${ctx.baseUrl}/${type}/${id}/_history/1`;
+    return result;
+  });
+}
+
+function conditionParams(condition: string, what: string): URLSearchParams {
+  const text = condition.includes('?') ? condition.slice(condition.indexOf('?') + 1) : condition;
+  const params = new URLSearchParams(text);
+  if ([...params.keys()].length === 0) throw badRequest(`${what} must carry search parameters such as identifier=system|value`);
+  return params;
+}
+
+export interface UpdateOptions {
+  ifMatch?: string;
+}
+
+export async function update(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
+  assertResourceType(type);
+  assertId(id);
+  const resource = checkBody(type, body);
+  if (resource.id === undefined) throw badRequest(`The body has no id; an update of ${type}/${id} must carry id "${id}"`, ['id']);
+  if (resource.id !== id) throw badRequest(`The body's id "${String(resource.id).slice(0, 64)}" does not match the URL's "${id}"`, ['id']);
+  ctx.validator.validate(resource);
+  const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
+  return inWriteTransaction(ctx, (q) => updateLocked(q, resource, id, expected, 'PUT'));
+}
+
+async function updateLocked(q: Queryable, resource: Resource, id: string, expected: number | undefined, method: WriteMethod): Promise<InteractionResult> {
+  const type = resource.resourceType;
+  const current = await readCurrent(q, type, id, true);
+  if (expected !== undefined && current?.versionId !== expected) {
+    throw preconditionFailed(
+      current ? `${type}/${id} is at version ${current.versionId}, not ${expected} (If-Match)` : `${type}/${id} does not exist (If-Match ${expected})`,
+    );
+  }
+  if (!current) return writeVersion(q, resource, id, 1, method);
+  if (!current.deleted && sameContent(current.json, resource)) return fromStored(200, current);
+  const result = await writeVersion(q, resource, id, current.versionId + 1, method);
+  // Bringing a deleted resource back creates it again: 201 (http.html#update).
+  if (current.deleted) result.status = 201;
+  return result;
+}
+
+/** An update that changes nothing but meta.versionId/lastUpdated does not make a new version. */
+function sameContent(storedJson: string, resource: Resource): boolean {
+  const stored = JSON.parse(storedJson) as Resource;
+  const strip = (r: Resource): string => {
+    const meta = { ...r.meta };
+    delete meta.versionId;
+    delete meta.lastUpdated;
+    return JSON.stringify({ ...r, meta: Object.keys(meta).length ? meta : undefined });
+  };
+  return strip(stored) === strip(resource);
+}
+
+export async function conditionalUpdate(ctx: FhirContext, type: string, condition: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
+  assertResourceType(type);
+  const resource = checkBody(type, body);
+  const params = conditionParams(condition, 'A conditional update');
+  ctx.validator.validate(resource);
+  const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
+  return inWriteTransaction(ctx, async (q) => {
+    await lockCondition(q, type, params.toString());
+    const ids = await findResourceIds(q, type, params);
+    if (ids.length > 1) throw preconditionFailed(`The conditional update matched ${ids.length} ${type} resources; it must match at most one`);
+    if (ids.length === 0) {
+      if (resource.id !== undefined) {
+        assertId(resource.id);
+        return updateLocked(q, resource, resource.id, expected, 'PUT');
+      }
+      const id = randomUUID();
+      return writeVersion(q, resource, id, 1, 'PUT');
+    }
+    if (resource.id !== undefined && resource.id !== ids[0]) {
+      throw badRequest(`The body's id "${resource.id.slice(0, 64)}" differs from the id of the matching resource`, ['id']);
+    }
+    return updateLocked(q, resource, ids[0], expected, 'PUT');
+  });
+}
+
+export async function patch(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
+  assertResourceType(type);
+  assertId(id);
+  if (!Array.isArray(body)) throw badRequest('A JSON Patch body is an array of operations (RFC 6902)');
+  const operations = body as Operation[];
+  const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
+  return inWriteTransaction(ctx, async (q) => {
+    const current = await readCurrent(q, type, id, true);
+    if (!current) throw notFound(`${type}/${id} is not known`);
+    if (current.deleted) throw deletedError(type, id, current);
+    if (expected !== undefined && current.versionId !== expected) {
+      throw preconditionFailed(`${type}/${id} is at version ${current.versionId}, not ${expected} (If-Match)`);
+    }
+    const resource = JSON.parse(current.json) as Resource;
+    const results = applyPatch(resource, operations);
+    const failed = results.findIndex((r) => r !== null);
+    if (failed >= 0) {
+      const error = results[failed] as Error;
+      const status = error.name === 'TestError' ? 409 : 422;
+      throw new FhirError(status, outcome('error', status === 409 ? 'conflict' : 'processing', `JSON Patch operation ${failed} failed: ${error.name}`));
+    }
+    if (resource.resourceType !== type || resource.id !== id) throw unprocessablePatch('A patch may not change resourceType or id');
+    ctx.validator.validate(resource);
+    if (sameContent(current.json, resource)) return fromStored(200, current);
+    return writeVersion(q, resource, id, current.versionId + 1, 'PATCH');
+  });
+}
+
+function unprocessablePatch(message: string): FhirError {
+  return new FhirError(422, outcome('error', 'processing', message));
+}
+
+export async function remove(ctx: FhirContext, type: string, id: string): Promise<InteractionResult> {
+  assertResourceType(type);
+  assertId(id);
+  return inWriteTransaction(ctx, (q) => removeLocked(q, type, id));
+}
+
+async function removeLocked(q: Queryable, type: string, id: string): Promise<InteractionResult> {
+  const current = await readCurrent(q, type, id, true);
+  if (!current) throw notFound(`${type}/${id} is not known`);
+  // Deleting a deleted resource changes nothing (http.html#delete).
+  if (current.deleted) return { status: 204, resourceType: type, id, versionId: current.versionId };
+  const versionId = current.versionId + 1;
+  const lastUpdated = new Date().toISOString();
+  const tombstone = { resourceType: type, id, meta: { versionId: String(versionId), lastUpdated }, ...withoutIdentity(JSON.parse(current.json) as Resource) } as NewVersion['resource'];
+  await writeVersions(q, [{ resource: tombstone, versionId, lastUpdated, method: 'DELETE', deleted: true }]);
+  return { status: 204, resourceType: type, id, versionId, lastUpdatedMs: Date.parse(lastUpdated) };
+}
+
+export async function conditionalDelete(ctx: FhirContext, type: string, condition: string): Promise<InteractionResult> {
+  assertResourceType(type);
+  const params = conditionParams(condition, 'A conditional delete');
+  return inWriteTransaction(ctx, async (q) => {
+    const ids = await findResourceIds(q, type, params);
+    if (ids.length > 1) throw preconditionFailed(`The conditional delete matched ${ids.length} ${type} resources; it deletes at most one`);
+    if (ids.length === 0) return { status: 204, outcome: outcome('information', 'not-found', `No ${type} matched; nothing was deleted`) };
+    return removeLocked(q, type, ids[0]);
+  });
+}

@@ -1,0 +1,49 @@
+import { serve } from '@hono/node-server';
+import { createApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { connectDatabase } from './db/connection.ts';
+import { migrateDatabase } from './db/migrate.ts';
+import type { FhirContext } from './fhir/interactions.ts';
+import { ensureOwnOrganization } from './fhir/own-organization.ts';
+import { createValidator } from './fhir/profiles.ts';
+import { createLogger } from './logger.ts';
+import { seedDemoData } from './seed/demo.ts';
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`Configuration error: ${error.message}`);
+    process.exit(2);
+  }
+  throw error;
+}
+const logger = createLogger(config.logLevel);
+const db = await connectDatabase(config);
+await migrateDatabase(db);
+const validator = await createValidator(config.profilePackages, logger);
+const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator };
+await ensureOwnOrganization(ctx, config.payer);
+if (config.seed === 'demo') {
+  const seeded = await seedDemoData(ctx);
+  if (seeded) logger.info({ resources: seeded }, 'demo data loaded');
+}
+
+const app = createApp({ config, db, logger, validator });
+const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
+  logger.info({ port: info.port, host: config.host, database: db.kind }, 'listening');
+  logger.info({ base: config.baseUrl }, 'FHIR base URL');
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'shutting down');
+  server.close();
+  await db.close();
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
