@@ -26,8 +26,9 @@ export function createMetrics(): Metrics {
 
 /** The matched route pattern (`/fhir/:type/:id`), so a label never carries an id. */
 export function routeLabel(routePath: string | undefined, status: number): string {
-  if (!routePath || routePath === '/*' || routePath.endsWith('*')) return status === 404 ? 'unmatched' : routePath ?? 'unmatched';
-  return routePath;
+  if (!routePath || routePath.endsWith('*')) return status === 404 ? 'unmatched' : 'other';
+  // `/:type{[A-Z][A-Za-z]+}` → `/:type`: the pattern's regex is noise in a label.
+  return routePath.replace(/\{[^}]*\}/g, '');
 }
 
 export function metricsMiddleware(metrics: Metrics): MiddlewareHandler {

@@ -51,9 +51,9 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
 
   app.get('/_history', async (c) => jsonResponse(c, await history(context(), { params: queryParams(c), url: publicUrl(c) })));
 
-  app.get('/:type', async (c) => jsonResponse(c, await searchResources(context(), c.req.param('type'), queryParams(c), publicUrl(c), strictHandling(c))));
+  app.get('/:type{[A-Z][A-Za-z]+}', async (c) => jsonResponse(c, await searchResources(context(), c.req.param('type'), queryParams(c), publicUrl(c), strictHandling(c))));
 
-  app.post('/:type/_search', async (c) => {
+  app.post('/:type{[A-Z][A-Za-z]+}/_search', async (c) => {
     const type = c.req.param('type');
     interactions.assertResourceType(type);
     const contentType = c.req.header('content-type') ?? '';
@@ -65,57 +65,65 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     return jsonResponse(c, await searchResources(context(), type, params, publicUrl(c), strictHandling(c)));
   });
 
-  app.get('/:type/_history', async (c) =>
+  app.get('/:type{[A-Z][A-Za-z]+}/_history', async (c) =>
     jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), params: queryParams(c), url: publicUrl(c) })),
   );
 
-  app.post('/:type', async (c) => {
+  app.post('/:type{[A-Z][A-Za-z]+}', async (c) => {
+    const options = responseOptions(c);
     const result = await interactions.create(context(), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
-    return interactionResponse(result, responseOptions(c), true);
+    return interactionResponse(result, options, true);
   });
 
-  app.put('/:type', async (c) => {
+  app.put('/:type{[A-Z][A-Za-z]+}', async (c) => {
     const type = c.req.param('type');
     const condition = new URL(c.req.url).search.slice(1);
+    const options = responseOptions(c);
     const result = await interactions.conditionalUpdate(context(), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
-    return interactionResponse(result, responseOptions(c), true);
+    return interactionResponse(result, options, true);
   });
 
-  app.delete('/:type', async (c) => {
+  app.delete('/:type{[A-Z][A-Za-z]+}', async (c) => {
+    const options = responseOptions(c);
     const result = await interactions.conditionalDelete(context(), c.req.param('type'), new URL(c.req.url).search.slice(1));
-    return interactionResponse(result, responseOptions(c), true);
+    return interactionResponse(result, options, true);
   });
 
-  app.get('/:type/:id', async (c) => {
+  app.get('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
-    return interactionResponse(await interactions.read(context(), c.req.param('type'), id), responseOptions(c), false);
+    const options = responseOptions(c);
+    return interactionResponse(await interactions.read(context(), c.req.param('type'), id), options, false);
   });
 
-  app.put('/:type/:id', async (c) => {
+  app.put('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
+    const options = responseOptions(c);
     const result = await interactions.update(context(), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
-    return interactionResponse(result, responseOptions(c), true);
+    return interactionResponse(result, options, true);
   });
 
-  app.patch('/:type/:id', async (c) => {
+  app.patch('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
+    const options = responseOptions(c);
     const body = await readJsonBody(c, [JSON_PATCH]);
     const result = await interactions.patch(context(), c.req.param('type'), id, body, { ifMatch: c.req.header('if-match') });
-    return interactionResponse(result, responseOptions(c), true);
+    return interactionResponse(result, options, true);
   });
 
-  app.delete('/:type/:id', async (c) => {
+  app.delete('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
-    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id), responseOptions(c), true);
+    const options = responseOptions(c);
+    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id), options, true);
   });
 
-  app.get('/:type/:id/_history', async (c) =>
+  app.get('/:type{[A-Z][A-Za-z]+}/:id/_history', async (c) =>
     jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), id: c.req.param('id'), params: queryParams(c), url: publicUrl(c) })),
   );
 
-  app.get('/:type/:id/_history/:vid', async (c) => {
+  app.get('/:type{[A-Z][A-Za-z]+}/:id/_history/:vid', async (c) => {
+    const options = responseOptions(c);
     const result = await interactions.vread(context(), c.req.param('type'), c.req.param('id'), c.req.param('vid'));
-    return interactionResponse(result, responseOptions(c), false);
+    return interactionResponse(result, options, false);
   });
 
   app.all('*', (c) => {
