@@ -1,0 +1,73 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freshDatabase } from './support/baton.ts';
+
+/** Starts `src/server.ts` as `npm start` does and resolves once it logs its port. */
+function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; logs: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /"port":(\d+)/.exec(output);
+      if (match) resolve({ child, port: Number(match[1]), logs: () => output });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${output.slice(0, 2000)}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+const DEMO_PHI = ['Demoson', 'Samplefield', 'Testwell', 'Avery', '1971-03-14', '1985-11-02', 'DEMO-M-0001', 'Example Street'];
+
+describe('server start', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'baton-start-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('serves the demo population and its own payer Organization, and logs no PHI', async () => {
+    const { databaseUrl, drop } = await freshDatabase();
+    const env = { BATON_DATA_DIR: dataDir, BATON_PAYER_NAME: 'Start Test Plan', BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1111111111', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
+    const first = await startServer(env);
+    try {
+      const base = `http://127.0.0.1:${first.port}`;
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const patient = await (await fetch(`${base}/fhir/Patient/demo-patient-1`)).json();
+      expect(patient.name[0].family).toBe('Demoson');
+      const org = await (await fetch(`${base}/fhir/Organization/baton-payer`)).json();
+      expect(org).toMatchObject({ name: 'Start Test Plan', identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: '1111111111' }] });
+      expect((await fetch(`${base}/fhir/ExplanationOfBenefit/demo-eob-3`)).status).toBe(200);
+      await fetch(`${base}/fhir/Patient/demo-patient-2?_pretty=true`);
+    } finally {
+      await stop(first.child);
+    }
+    for (const phi of DEMO_PHI) expect(first.logs()).not.toContain(phi);
+
+    // A second start keeps the data and does not seed again.
+    const second = await startServer(env);
+    try {
+      const history = await (await fetch(`http://127.0.0.1:${second.port}/fhir/Patient/demo-patient-1/_history`)).json();
+      expect(history.entry).toHaveLength(1);
+      expect(second.logs()).not.toContain('demo data loaded');
+    } finally {
+      await stop(second.child);
+      await drop();
+    }
+  });
+
+  it('refuses to start on invalid configuration with a clear message and exit code 2', async () => {
+    await expect(startServer({ BATON_SEED: 'everything', BATON_DATA_DIR: dataDir })).rejects.toThrow(/exited with 2: Configuration error: BATON_SEED/);
+  });
+});
