@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { Config } from './config.ts';
 import type { Database } from './db/connection.ts';
+import { conflictFromDatabase } from './fhir/database-errors.ts';
 import { FhirError, outcome } from './fhir/errors.ts';
 import { outcomeResponse } from './fhir/http/respond.ts';
 import { fhirRoutes } from './fhir/http/routes.ts';
@@ -46,11 +47,14 @@ export function createApp(deps: AppDeps): Hono {
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {
     if (error instanceof FhirError) return outcomeResponse(error.status, error.outcome, false, error.headers);
+    const conflict = conflictFromDatabase(error);
+    if (conflict) return outcomeResponse(conflict.status, conflict.outcome);
     if (error instanceof HTTPException) return outcomeResponse(error.status, outcome('error', 'invalid', error.message || 'Bad request'));
     // Unexpected. Messages (database errors especially) can quote values, so only the class,
     // the driver's code and the stack frames are logged; the client gets no internals.
     const frames = error.stack?.split('\n').slice(1).join('\n');
-    deps.logger.error({ err: { name: error.name, code: (error as { code?: string }).code, frames } }, 'unhandled error');
+    const code = (error as { code?: string; cause?: { code?: string } }).cause?.code ?? (error as { code?: string }).code;
+    deps.logger.error({ err: { name: error.name, code, frames } }, 'unhandled error');
     return outcomeResponse(500, outcome('fatal', 'exception', 'Internal server error; the request id identifies it in the logs'));
   });
   return app;
