@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+
+/** A server running as a child process of the benchmark, so it has an event loop of its own. */
+export interface ChildServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const ROOT = new URL('..', import.meta.url);
+
+/** Node with tsx's loader: TypeScript without a build step, in one process (no tsx wrapper). */
+function spawnTypeScript(script: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  child.on('exit', () => process.off('exit', killOnExit));
+  return child;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * `tsx src/server.ts` on the benchmark database, empty of demo data, logging warnings only;
+ * resolves once /readyz answers 200 (migrations applied, database reachable).
+ */
+export async function startBatonProcess(databaseUrl: string): Promise<ChildServer> {
+  const port = await freePort();
+  const child = spawnTypeScript('src/server.ts', {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    BATON_SEED: 'none',
+    LOG_LEVEL: 'warn',
+  });
+  child.stdout?.pipe(process.stderr);
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Baton exited with code ${child.exitCode} before it was ready`);
+    const ready = await fetch(`${origin}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) break;
+    if (Date.now() > deadline) {
+      await stopChild(child);
+      throw new Error('Baton was not ready within 180 s');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { url: `${origin}/fhir`, stop: () => stopChild(child) };
+}
+
+/** bench/fixed-response-server.ts serving `body`: the HTTP ceiling. */
+export async function startFixedResponseServer(body: string): Promise<ChildServer> {
+  const child = spawnTypeScript('bench/fixed-response-server.ts', { BENCH_FIXED_BODY: body });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const [line] = (await Promise.race([once(lines, 'line'), once(child, 'exit').then(() => [undefined])])) as [string | undefined];
+  if (line === undefined) throw new Error('the fixed-response server exited before it listened');
+  const { port } = JSON.parse(line) as { port: number };
+  return { url: `http://127.0.0.1:${port}`, stop: () => stopChild(child) };
+}
