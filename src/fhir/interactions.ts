@@ -6,7 +6,7 @@ import type { Database, Queryable } from '../db/connection.ts';
 import { isResourceType } from './definitions.ts';
 import { badRequest, FhirError, gone, notFound, outcome, preconditionFailed } from './errors.ts';
 import { findResourceIds } from './search/search.ts';
-import { type NewVersion, readCurrent, readVersion, type StoredResource, type WriteMethod, writeVersions } from './store.ts';
+import { type NewVersion, readCurrent, readVersion, type StoredResource, type WriteBuffer, type WriteMethod, writeVersions } from './store.ts';
 import type { ResourceValidator } from './validation.ts';
 
 /**
@@ -21,6 +21,8 @@ export interface FhirContext {
   inTransaction: boolean;
   baseUrl: string;
   validator: ResourceValidator;
+  /** Inside a transaction Bundle: rows locked up front and versions buffered (store.ts). */
+  writes?: WriteBuffer;
 }
 
 /** What an interaction answers; the HTTP layer and the Bundle processor each render it. */
@@ -59,7 +61,7 @@ export function parseETag(etag: string): number {
   return Number(match[1]);
 }
 
-function fromStored(status: number, stored: StoredResource): InteractionResult {
+export function fromStored(status: number, stored: StoredResource): InteractionResult {
   return {
     status,
     resourceType: stored.resourceType,
@@ -108,11 +110,27 @@ function checkBody(type: string, body: unknown): Resource {
   return resource;
 }
 
+/** The current version a write starts from, under a row lock. */
+async function currentForWrite(ctx: FhirContext, q: Queryable, type: string, id: string): Promise<StoredResource | undefined> {
+  return ctx.writes ? ctx.writes.current(type, id) : readCurrent(q, type, id, true);
+}
+
+async function persist(ctx: FhirContext, q: Queryable, version: NewVersion): Promise<void> {
+  if (ctx.writes) ctx.writes.write(version);
+  else await writeVersions(q, [version]);
+}
+
+/** Search for conditional interactions; buffered writes of a transaction Bundle must be visible to it. */
+async function searchIds(ctx: FhirContext, q: Queryable, type: string, params: URLSearchParams): Promise<string[]> {
+  await ctx.writes?.flush();
+  return findResourceIds(q, type, params);
+}
+
 /** Stamps id and meta on a new version and writes it. */
-async function writeVersion(q: Queryable, resource: Resource, id: string, versionId: number, method: WriteMethod): Promise<InteractionResult> {
+async function writeVersion(ctx: FhirContext, q: Queryable, resource: Resource, id: string, versionId: number, method: WriteMethod): Promise<InteractionResult> {
   const lastUpdated = new Date().toISOString();
   const stamped = { resourceType: resource.resourceType, id, meta: { ...resource.meta, versionId: String(versionId), lastUpdated }, ...withoutIdentity(resource) } as NewVersion['resource'];
-  await writeVersions(q, [{ resource: stamped, versionId, lastUpdated, method, deleted: false }]);
+  await persist(ctx, q, { resource: stamped, versionId, lastUpdated, method, deleted: false });
   return {
     status: versionId === 1 || method === 'POST' ? 201 : 200,
     resourceType: resource.resourceType,
@@ -134,29 +152,39 @@ async function lockCondition(q: Queryable, type: string, condition: string): Pro
   await q.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`${type}?${condition}`}))`);
 }
 
-export async function create(ctx: FhirContext, type: string, body: unknown, ifNoneExist?: string): Promise<InteractionResult> {
+/**
+ * What a transaction Bundle decided for a create before writing it: it assigns ids and resolves
+ * If-None-Exist first, because references to the new resource are rewritten before any write.
+ */
+export type CreateTarget = { id: string } | { existing: StoredResource };
+
+export async function create(ctx: FhirContext, type: string, body: unknown, ifNoneExist?: string, target?: CreateTarget): Promise<InteractionResult> {
   assertResourceType(type);
   const resource = checkBody(type, body);
   ctx.validator.validate(resource);
+  if (target && 'existing' in target) return fromStored(200, target.existing);
   return inWriteTransaction(ctx, async (q) => {
-    if (ifNoneExist !== undefined) {
-      const params = conditionParams(ifNoneExist, 'If-None-Exist');
-      await lockCondition(q, type, params.toString());
-      const ids = await findResourceIds(q, type, params);
-      if (ids.length > 1) throw preconditionFailed(`If-None-Exist matched ${ids.length} ${type} resources; it must match at most one`);
-      if (ids.length === 1) {
-        const existing = await readCurrent(q, type, ids[0]);
-        if (existing) return fromStored(200, existing);
-      }
+    if (ifNoneExist !== undefined && !target) {
+      const existing = await findExisting(ctx, q, type, ifNoneExist);
+      if (existing) return fromStored(200, existing);
     }
-    const id = randomUUID();
-    const result = await writeVersion(q, resource, id, 1, 'POST');
+    const id = target?.id ?? randomUUID();
+    const result = await writeVersion(ctx, q, resource, id, 1, 'POST');
     result.location = `${ctx.baseUrl}/${type}/${id}/_history/1`;
     return result;
   });
 }
 
-function conditionParams(condition: string, what: string): URLSearchParams {
+/** The resource If-None-Exist matches, if any (http.html#ccreate); several matches are a 412. */
+export async function findExisting(ctx: FhirContext, q: Queryable, type: string, ifNoneExist: string): Promise<StoredResource | undefined> {
+  const params = conditionParams(ifNoneExist, 'If-None-Exist');
+  await lockCondition(q, type, params.toString());
+  const ids = await searchIds(ctx, q, type, params);
+  if (ids.length > 1) throw preconditionFailed(`If-None-Exist matched ${ids.length} ${type} resources; it must match at most one`);
+  return ids.length === 1 ? readCurrent(q, type, ids[0]) : undefined;
+}
+
+export function conditionParams(condition: string, what: string): URLSearchParams {
   const text = condition.includes('?') ? condition.slice(condition.indexOf('?') + 1) : condition;
   const params = new URLSearchParams(text);
   if ([...params.keys()].length === 0) throw badRequest(`${what} must carry search parameters such as identifier=system|value`);
@@ -175,20 +203,20 @@ export async function update(ctx: FhirContext, type: string, id: string, body: u
   if (resource.id !== id) throw badRequest(`The body's id "${String(resource.id).slice(0, 64)}" does not match the URL's "${id}"`, ['id']);
   ctx.validator.validate(resource);
   const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
-  return inWriteTransaction(ctx, (q) => updateLocked(q, resource, id, expected, 'PUT'));
+  return inWriteTransaction(ctx, (q) => updateLocked(ctx, q, resource, id, expected));
 }
 
-async function updateLocked(q: Queryable, resource: Resource, id: string, expected: number | undefined, method: WriteMethod): Promise<InteractionResult> {
+async function updateLocked(ctx: FhirContext, q: Queryable, resource: Resource, id: string, expected: number | undefined): Promise<InteractionResult> {
   const type = resource.resourceType;
-  const current = await readCurrent(q, type, id, true);
+  const current = await currentForWrite(ctx, q, type, id);
   if (expected !== undefined && current?.versionId !== expected) {
     throw preconditionFailed(
       current ? `${type}/${id} is at version ${current.versionId}, not ${expected} (If-Match)` : `${type}/${id} does not exist (If-Match ${expected})`,
     );
   }
-  if (!current) return writeVersion(q, resource, id, 1, method);
+  if (!current) return writeVersion(ctx, q, resource, id, 1, 'PUT');
   if (!current.deleted && sameContent(current.json, resource)) return fromStored(200, current);
-  const result = await writeVersion(q, resource, id, current.versionId + 1, method);
+  const result = await writeVersion(ctx, q, resource, id, current.versionId + 1, 'PUT');
   // Bringing a deleted resource back creates it again: 201 (http.html#update).
   if (current.deleted) result.status = 201;
   return result;
@@ -206,29 +234,51 @@ function sameContent(storedJson: string, resource: Resource): boolean {
   return strip(stored) === strip(resource);
 }
 
-export async function conditionalUpdate(ctx: FhirContext, type: string, condition: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
+export async function conditionalUpdate(
+  ctx: FhirContext,
+  type: string,
+  condition: string,
+  body: unknown,
+  options: UpdateOptions = {},
+  resolved?: UpdateTarget,
+): Promise<InteractionResult> {
   assertResourceType(type);
   const resource = checkBody(type, body);
   const params = conditionParams(condition, 'A conditional update');
   ctx.validator.validate(resource);
   const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
   return inWriteTransaction(ctx, async (q) => {
-    await lockCondition(q, type, params.toString());
-    const ids = await findResourceIds(q, type, params);
-    if (ids.length > 1) throw preconditionFailed(`The conditional update matched ${ids.length} ${type} resources; it must match at most one`);
-    if (ids.length === 0) {
-      if (resource.id !== undefined) {
-        assertId(resource.id);
-        return updateLocked(q, resource, resource.id, expected, 'PUT');
-      }
-      const id = randomUUID();
-      return writeVersion(q, resource, id, 1, 'PUT');
-    }
-    if (resource.id !== undefined && resource.id !== ids[0]) {
-      throw badRequest(`The body's id "${resource.id.slice(0, 64)}" differs from the id of the matching resource`, ['id']);
-    }
-    return updateLocked(q, resource, ids[0], expected, 'PUT');
+    const target = resolved ?? (await conditionalUpdateTarget(ctx, q, type, params, resource));
+    if (target.isNew) return writeVersion(ctx, q, resource, target.id, 1, 'PUT');
+    return updateLocked(ctx, q, resource, target.id, expected);
   });
+}
+
+/**
+ * The resource a conditional update writes (http.html#cond-update): the one match, else the
+ * body's id (create-on-update), else a new server-assigned id. A transaction Bundle resolves
+ * it before writing, because references to the resource are rewritten first.
+ */
+export interface UpdateTarget {
+  id: string;
+  isNew: boolean;
+}
+
+export async function conditionalUpdateTarget(ctx: FhirContext, q: Queryable, type: string, params: URLSearchParams, resource: Resource): Promise<UpdateTarget> {
+  await lockCondition(q, type, params.toString());
+  const ids = await searchIds(ctx, q, type, params);
+  if (ids.length > 1) throw preconditionFailed(`The conditional update matched ${ids.length} ${type} resources; it must match at most one`);
+  // A transaction resolves this before validating the body, so the id may not be a string yet.
+  const bodyId = resource.id === undefined ? undefined : String(resource.id);
+  if (ids.length === 0) {
+    if (bodyId === undefined) return { id: randomUUID(), isNew: true };
+    assertId(bodyId);
+    return { id: bodyId, isNew: false };
+  }
+  if (bodyId !== undefined && bodyId !== ids[0]) {
+    throw badRequest(`The body's id "${bodyId.slice(0, 64)}" differs from the id of the matching resource`, ['id']);
+  }
+  return { id: ids[0], isNew: false };
 }
 
 export async function patch(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
@@ -238,7 +288,7 @@ export async function patch(ctx: FhirContext, type: string, id: string, body: un
   const operations = body as Operation[];
   const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
   return inWriteTransaction(ctx, async (q) => {
-    const current = await readCurrent(q, type, id, true);
+    const current = await currentForWrite(ctx, q, type, id);
     if (!current) throw notFound(`${type}/${id} is not known`);
     if (current.deleted) throw deletedError(type, id, current);
     if (expected !== undefined && current.versionId !== expected) {
@@ -255,7 +305,7 @@ export async function patch(ctx: FhirContext, type: string, id: string, body: un
     if (resource.resourceType !== type || resource.id !== id) throw unprocessablePatch('A patch may not change resourceType or id');
     ctx.validator.validate(resource);
     if (sameContent(current.json, resource)) return fromStored(200, current);
-    return writeVersion(q, resource, id, current.versionId + 1, 'PATCH');
+    return writeVersion(ctx, q, resource, id, current.versionId + 1, 'PATCH');
   });
 }
 
@@ -263,21 +313,25 @@ function unprocessablePatch(message: string): FhirError {
   return new FhirError(422, outcome('error', 'processing', message));
 }
 
-export async function remove(ctx: FhirContext, type: string, id: string): Promise<InteractionResult> {
+export async function remove(ctx: FhirContext, type: string, id: string, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
   assertId(id);
-  return inWriteTransaction(ctx, (q) => removeLocked(q, type, id));
+  const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
+  return inWriteTransaction(ctx, (q) => removeLocked(ctx, q, type, id, expected));
 }
 
-async function removeLocked(q: Queryable, type: string, id: string): Promise<InteractionResult> {
-  const current = await readCurrent(q, type, id, true);
+async function removeLocked(ctx: FhirContext, q: Queryable, type: string, id: string, expected?: number): Promise<InteractionResult> {
+  const current = await currentForWrite(ctx, q, type, id);
   if (!current) throw notFound(`${type}/${id} is not known`);
+  if (expected !== undefined && current.versionId !== expected) {
+    throw preconditionFailed(`${type}/${id} is at version ${current.versionId}, not ${expected} (If-Match)`);
+  }
   // Deleting a deleted resource changes nothing (http.html#delete).
   if (current.deleted) return { status: 204, resourceType: type, id, versionId: current.versionId };
   const versionId = current.versionId + 1;
   const lastUpdated = new Date().toISOString();
   const tombstone = { resourceType: type, id, meta: { versionId: String(versionId), lastUpdated }, ...withoutIdentity(JSON.parse(current.json) as Resource) } as NewVersion['resource'];
-  await writeVersions(q, [{ resource: tombstone, versionId, lastUpdated, method: 'DELETE', deleted: true }]);
+  await persist(ctx, q, { resource: tombstone, versionId, lastUpdated, method: 'DELETE', deleted: true });
   return { status: 204, resourceType: type, id, versionId, lastUpdatedMs: Date.parse(lastUpdated) };
 }
 
@@ -285,9 +339,9 @@ export async function conditionalDelete(ctx: FhirContext, type: string, conditio
   assertResourceType(type);
   const params = conditionParams(condition, 'A conditional delete');
   return inWriteTransaction(ctx, async (q) => {
-    const ids = await findResourceIds(q, type, params);
+    const ids = await searchIds(ctx, q, type, params);
     if (ids.length > 1) throw preconditionFailed(`The conditional delete matched ${ids.length} ${type} resources; it deletes at most one`);
     if (ids.length === 0) return { status: 204, outcome: outcome('information', 'not-found', `No ${type} matched; nothing was deleted`) };
-    return removeLocked(q, type, ids[0]);
+    return removeLocked(ctx, q, type, ids[0]);
   });
 }
