@@ -22,7 +22,7 @@ export function readTarball(gzipped: Buffer, maxBytes: number): TarEntry[] {
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === 'ERR_BUFFER_TOO_LARGE') throw new TarballError(`it expands to more than ${maxBytes} bytes`);
-    throw new TarballError(`its gzip stream is damaged (${code ?? (error as Error).message})`);
+    throw new TarballError(`its gzip stream is damaged (${(error as Error).message})`);
   }
   return readTar(tar);
 }
