@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 /**
@@ -40,12 +41,19 @@ export const resourceHistory = pgTable(
   ],
 );
 
-/* Search index tables: one row per extracted value, rewritten with each version. */
+/*
+ * Search index tables (src/fhir/search/): one row per value a SearchParameter extracts from the
+ * current version of a live resource; rows are replaced with each version and removed on delete.
+ * `code` is the parameter's code; a composite parameter's components are stored under
+ * `<code>#<component index>` with `grp` numbering the element instance they came from, so a
+ * composite match joins component rows of one `grp` (search.html#composite).
+ */
 
 const indexKey = {
   resourceType: text('resource_type').notNull(),
   resourceId: text('resource_id').notNull(),
   code: text('code').notNull(),
+  grp: integer('grp'),
 };
 
 export const spString = pgTable(
@@ -59,7 +67,7 @@ export const spString = pgTable(
   },
   (t) => [
     index('sp_string_value_idx').on(t.resourceType, t.code, t.value.op('text_pattern_ops')),
-    index('sp_string_resource_idx').on(t.resourceType, t.resourceId),
+    index('sp_string_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
 
@@ -77,7 +85,7 @@ export const spToken = pgTable(
   },
   (t) => [
     index('sp_token_value_idx').on(t.resourceType, t.code, t.value, t.system),
-    index('sp_token_resource_idx').on(t.resourceType, t.resourceId),
+    index('sp_token_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
 
@@ -85,14 +93,14 @@ export const spDate = pgTable(
   'sp_date',
   {
     ...indexKey,
-    /** The instant range the value covers at its precision ("2020" covers the whole year). */
+    /** The instant range the value covers at its precision ("2020" covers the whole year); open ends are ±infinity. */
     start: timestamp('start', { withTimezone: true, mode: 'string' }).notNull(),
     end: timestamp('end', { withTimezone: true, mode: 'string' }).notNull(),
   },
   (t) => [
     index('sp_date_start_idx').on(t.resourceType, t.code, t.start),
     index('sp_date_end_idx').on(t.resourceType, t.code, t.end),
-    index('sp_date_resource_idx').on(t.resourceType, t.resourceId),
+    index('sp_date_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
 
@@ -100,37 +108,45 @@ export const spNumber = pgTable(
   'sp_number',
   {
     ...indexKey,
-    value: numeric('value').notNull(),
+    /** A number is the range [low, high] with low = high; a Range may leave either end open (null). */
+    low: numeric('low'),
+    high: numeric('high'),
   },
-  (t) => [index('sp_number_value_idx').on(t.resourceType, t.code, t.value), index('sp_number_resource_idx').on(t.resourceType, t.resourceId)],
+  (t) => [index('sp_number_low_idx').on(t.resourceType, t.code, t.low), index('sp_number_resource_idx').on(t.resourceType, t.resourceId, t.code)],
 );
 
 export const spQuantity = pgTable(
   'sp_quantity',
   {
     ...indexKey,
-    value: numeric('value').notNull(),
+    /** As sp_number: a Quantity has low = high, a Range its two ends. */
+    low: numeric('low'),
+    high: numeric('high'),
     system: text('system'),
-    /** Quantity.code, falling back to Quantity.unit. */
+    /** Quantity.code (the coded unit). */
+    unitCode: text('unit_code'),
+    /** Quantity.unit (the human-readable unit). */
     unit: text('unit'),
   },
-  (t) => [index('sp_quantity_value_idx').on(t.resourceType, t.code, t.value), index('sp_quantity_resource_idx').on(t.resourceType, t.resourceId)],
+  (t) => [index('sp_quantity_low_idx').on(t.resourceType, t.code, t.low), index('sp_quantity_resource_idx').on(t.resourceType, t.resourceId, t.code)],
 );
 
 export const spReference = pgTable(
   'sp_reference',
   {
     ...indexKey,
-    /** Local references resolved to type and id; null for absolute URLs that are not ours. */
+    /** Type and id of the target for `Type/id` and absolute `…/Type/id` references; null otherwise (canonicals, `#contained`, URNs). */
     targetType: text('target_type'),
     targetId: text('target_id'),
-    /** The reference as written (absolute URLs, canonicals, versions). */
+    /** The reference as written (absolute URLs keep their base, so a search can tell ours from a partner's); canonicals without `|version`. */
     reference: text('reference').notNull(),
   },
   (t) => [
-    index('sp_reference_target_idx').on(t.resourceType, t.code, t.targetId),
-    index('sp_reference_reverse_idx').on(t.targetType, t.targetId),
-    index('sp_reference_resource_idx').on(t.resourceType, t.resourceId),
+    index('sp_reference_target_idx').on(t.resourceType, t.code, t.targetId, t.targetType),
+    index('sp_reference_url_idx')
+      .on(t.resourceType, t.code, t.reference)
+      .where(sql`${t.targetId} IS NULL`),
+    index('sp_reference_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
 
@@ -140,5 +156,5 @@ export const spUri = pgTable(
     ...indexKey,
     value: text('value').notNull(),
   },
-  (t) => [index('sp_uri_value_idx').on(t.resourceType, t.code, t.value), index('sp_uri_resource_idx').on(t.resourceType, t.resourceId)],
+  (t) => [index('sp_uri_value_idx').on(t.resourceType, t.code, t.value), index('sp_uri_resource_idx').on(t.resourceType, t.resourceId, t.code)],
 );

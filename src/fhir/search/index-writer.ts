@@ -1,5 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
+import { emptyRows, extractIndexRows, INDEX_COLUMNS, INDEX_TABLES, type IndexRows } from './extract.ts';
 
 export interface IndexEntry {
   resourceType: string;
@@ -8,7 +10,53 @@ export interface IndexEntry {
   resource: Resource | undefined;
 }
 
+/**
+ * One statement for the whole batch, whatever its size: the rows travel as one JSON document
+ * and data-modifying CTEs delete the old rows and insert the new ones of every sp_* table.
+ * The CTEs share one snapshot, so the deletes never see the rows inserted beside them.
+ */
+const STATEMENT_BODY = sql.raw(
+  [
+    `, doomed AS (SELECT k->>0 AS resource_type, k->>1 AS resource_id FROM input, jsonb_array_elements(input.doc->'doomed') k)`,
+    ...INDEX_TABLES.map(
+      (table) => `, delete_${table} AS (DELETE FROM sp_${table} t USING doomed d WHERE t.resource_type = d.resource_type AND t.resource_id = d.resource_id)`,
+    ),
+    ...INDEX_TABLES.map((table) => {
+      const columns = ['resource_type', 'resource_id', 'code', 'grp', ...INDEX_COLUMNS[table].map(([name]) => name)];
+      const values = [
+        `r->>0`,
+        `r->>1`,
+        `r->>2`,
+        `(r->>3)::integer`,
+        ...INDEX_COLUMNS[table].map(([, type], i) => (type === 'text' ? `r->>${i + 4}` : `(r->>${i + 4})::${type}`)),
+      ];
+      return `, insert_${table} AS (INSERT INTO sp_${table} (${columns.map((c) => `"${c}"`).join(', ')}) SELECT ${values.join(', ')} FROM input, jsonb_array_elements(input.doc->'${table}') r)`;
+    }),
+    ' SELECT 1',
+  ].join('\n'),
+);
+
 /** Replaces the search index rows of each entry with the values extracted from its resource. */
-export async function writeSearchIndex(_q: Queryable, _entries: IndexEntry[]): Promise<void> {
-  // Placeholder until the search module lands (same session); see src/fhir/search/.
+export async function writeSearchIndex(q: Queryable, entries: IndexEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const latest = new Map<string, IndexEntry>();
+  for (const entry of entries) latest.set(`${entry.resourceType}/${entry.id}`, entry);
+  const doomed: [string, string][] = [];
+  const rows: IndexRows = emptyRows();
+  for (const entry of latest.values()) {
+    // A first version has no rows to replace.
+    if (entry.resource?.meta?.versionId !== '1') doomed.push([entry.resourceType, entry.id]);
+    if (entry.resource) extractIndexRows({ ...entry.resource, id: entry.id }, rows);
+  }
+  const doc = storableJson(JSON.stringify({ doomed, ...rows }));
+  await q.execute(sql`WITH input AS (SELECT ${doc}::jsonb AS doc)${STATEMENT_BODY}`);
+}
+
+/**
+ * PostgreSQL text holds neither NUL nor lone surrogates, which JSON strings may carry (escaped as
+ * \u0000 and \udXXX: JSON.stringify escapes surrogates only when unpaired). Dropped from the index.
+ */
+function storableJson(json: string): string {
+  if (!json.includes('\\u')) return json;
+  return json.replace(/(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi, '$1');
 }

@@ -1,13 +1,102 @@
-import type { Bundle } from '@medplum/fhirtypes';
-import type { FhirContext } from '../interactions.ts';
+import type { Bundle, BundleEntry, BundleLink, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
-import { notSupported } from '../errors.ts';
+import { badRequest } from '../errors.ts';
+import { assertResourceType, type FhirContext } from '../interactions.ts';
+import { applyRepresentation } from '../representation.ts';
+import { includedResources } from './include.ts';
+import { parseSearchRequest } from './parse.ts';
+import type { SearchRequest } from './request.ts';
+import { SearchSql } from './sql.ts';
 
-/** Ids of the current resources of a type matching FHIR search parameters (conditional interactions). */
-export async function findResourceIds(_q: Queryable, resourceType: string, _params: URLSearchParams): Promise<string[]> {
-  throw notSupported(`Search on ${resourceType} is being built`);
+/** Conditional interactions act on one match; more than this many is reported, never listed. */
+const MAX_CONDITIONAL_IDS = 1000;
+
+/**
+ * Ids of the current resources of a type matching FHIR search parameters: conditional create,
+ * update and delete and transaction conditional references. Unknown parameters are an error
+ * here (strict): silently dropping one would widen the condition to resources it never meant.
+ */
+export async function findResourceIds(q: Queryable, resourceType: string, params: URLSearchParams, baseUrl?: string): Promise<string[]> {
+  assertResourceType(resourceType);
+  const request = parseSearchRequest(resourceType, params, { strict: true, baseUrl });
+  if (request.filters.length === 0) throw badRequest('A condition needs at least one search parameter that filters, such as identifier=system|value');
+  const builder = new SearchSql({ baseUrl });
+  const rows = await q.execute<{ id: string }>(sql`SELECT r.id FROM resources r WHERE ${builder.where(request)} ORDER BY r.id LIMIT ${MAX_CONDITIONAL_IDS}`);
+  return rows.map((row) => row.id);
 }
 
-export async function searchResources(_ctx: FhirContext, resourceType: string, _params: URLSearchParams, _url: URL, _strict: boolean): Promise<Bundle> {
-  throw notSupported(`Search on ${resourceType} is being built`);
+/** search-type (http.html#search): a searchset Bundle of matches, includes and an outcome for what was ignored. */
+export async function searchResources(ctx: FhirContext, resourceType: string, params: URLSearchParams, url: URL, strict: boolean): Promise<Bundle> {
+  assertResourceType(resourceType);
+  const request = parseSearchRequest(resourceType, params, { strict, baseUrl: ctx.baseUrl });
+  const builder = new SearchSql({ baseUrl: ctx.baseUrl });
+  const where = builder.where(request);
+  const countOnly = request.summary === 'count';
+
+  let page: { json: string }[] = [];
+  let hasNext = false;
+  if (!countOnly && request.count > 0) {
+    const rows = await ctx.q.execute<{ json: string }>(
+      sql`SELECT r.content AS json FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}`,
+    );
+    hasNext = rows.length > request.count;
+    page = hasNext ? rows.slice(0, request.count) : rows;
+  }
+
+  let total: number | undefined;
+  if (request.total !== 'none' || countOnly) {
+    // A page that is not full, and not past the end, already tells the total.
+    const known = !countOnly && request.count > 0 && !hasNext && (page.length > 0 || request.offset === 0);
+    if (known) total = request.offset + page.length;
+    else total = (await ctx.q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM resources r WHERE ${where}`))[0].n;
+  }
+
+  const matches = page.map((row) => JSON.parse(row.json) as Resource);
+  const included = await includedResources(ctx.q, builder, request, matches);
+  const representation = { summary: request.summary, elements: request.elements };
+  const shaped = request.summary !== undefined || request.elements !== undefined;
+  const entry: BundleEntry[] = [
+    ...matches.map((resource) => entryOf(ctx.baseUrl, shaped ? applyRepresentation(resource, representation) : resource, 'match')),
+    ...included.map((resource) => entryOf(ctx.baseUrl, resource, 'include')),
+  ];
+  if (request.ignored.length > 0) entry.push({ resource: ignoredOutcome(resourceType, request.ignored), search: { mode: 'outcome' } });
+
+  const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset' };
+  if (total !== undefined) bundle.total = total;
+  bundle.link = pageLinks(url, request, hasNext);
+  if (entry.length > 0) bundle.entry = entry;
+  return bundle;
+}
+
+function entryOf(baseUrl: string, resource: Resource, mode: 'match' | 'include'): BundleEntry {
+  return { fullUrl: `${baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode } };
+}
+
+function ignoredOutcome(resourceType: string, ignored: string[]): OperationOutcome {
+  return {
+    resourceType: 'OperationOutcome',
+    issue: ignored.map((name) => ({
+      severity: 'warning',
+      code: 'not-supported',
+      diagnostics: `The search parameter "${name.slice(0, 80)}" is not known for ${resourceType} and was ignored`,
+      expression: [name],
+    })),
+  };
+}
+
+/** self, next and previous, absolute, carrying the parameters that were applied (search.html#conformance). */
+function pageLinks(url: URL, request: SearchRequest, hasNext: boolean): BundleLink[] {
+  const at = (offset: number): string => {
+    const link = new URL(url);
+    link.pathname = link.pathname.replace(/\/_search$/, '');
+    const params = new URLSearchParams(request.applied.filter(([key]) => key !== '_offset'));
+    if (offset > 0) params.set('_offset', String(offset));
+    link.search = params.toString();
+    return link.toString();
+  };
+  const links: BundleLink[] = [{ relation: 'self', url: at(request.offset) }];
+  if (hasNext) links.push({ relation: 'next', url: at(request.offset + request.count) });
+  if (request.offset > 0 && request.count > 0) links.push({ relation: 'previous', url: at(Math.max(0, request.offset - request.count)) });
+  return links;
 }

@@ -1,0 +1,245 @@
+import { isResourceType } from '../definitions.ts';
+import { badRequest } from '../errors.ts';
+import { parseCount } from '../history.ts';
+import { parseElements, parseSummary } from '../representation.ts';
+import { type SearchParam, searchParam, searchParamsOf } from './parameters.ts';
+import { parseValue, type ValueContext } from './parse-values.ts';
+import type { Filter, IncludeRule, Predicate, SearchRequest, SortRule } from './request.ts';
+import { splitEscaped, unescapeValue } from './values.ts';
+
+/**
+ * Query parameters → SearchRequest (search.html). Pure. Known parameters become filters; result
+ * parameters shape the answer; unknown ones are ignored and listed, or rejected when strict
+ * (Prefer: handling=strict). Anything malformed is a 400 naming the parameter.
+ */
+export interface ParseOptions {
+  strict: boolean;
+  /** Our public base URL: absolute references under it are local. */
+  baseUrl: string | undefined;
+}
+
+/** Handled by the HTTP layer (http.html#parameters), not search parameters. */
+const FORMAT_PARAMS = new Set(['_format', '_pretty']);
+/** Chains and _has nest at most this deep (`subject:Patient.organization.name`). */
+const MAX_DEPTH = 2;
+
+const MODIFIERS: Record<string, Set<string>> = {
+  string: new Set(['exact', 'contains']),
+  token: new Set(['not', 'text', 'of-type']),
+  date: new Set(),
+  number: new Set(),
+  quantity: new Set(),
+  reference: new Set(['identifier']),
+  uri: new Set(['below', 'above']),
+  composite: new Set(),
+};
+
+export function parseSearchRequest(resourceType: string, params: URLSearchParams, options: ParseOptions): SearchRequest {
+  const request: SearchRequest = {
+    resourceType,
+    filters: [],
+    sort: [],
+    count: parseCount(null),
+    offset: 0,
+    total: undefined,
+    summary: undefined,
+    elements: undefined,
+    include: [],
+    revinclude: [],
+    applied: [],
+    ignored: [],
+  };
+  for (const [key, value] of params) {
+    if (FORMAT_PARAMS.has(key)) continue;
+    if (key.includes('\0') || value.includes('\0')) throw badRequest('Search parameters may not contain NUL characters');
+    if (applyResultParam(request, key, value)) {
+      request.applied.push([key, value]);
+      continue;
+    }
+    if (value === '') throw badRequest(`${key} has no value; leave the parameter out to not filter on it`, [key]);
+    const filter = parseFilter(resourceType, key, value, options, 0);
+    if (filter) {
+      request.filters.push(filter);
+      request.applied.push([key, value]);
+    } else if (options.strict) {
+      throw badRequest(`Unknown search parameter "${key.slice(0, 80)}" for ${resourceType} (Prefer: handling=strict)`, [key]);
+    } else {
+      request.ignored.push(key);
+    }
+  }
+  return request;
+}
+
+function applyResultParam(request: SearchRequest, key: string, value: string): boolean {
+  switch (key) {
+    case '_count':
+      request.count = parseCount(value);
+      return true;
+    case '_offset':
+      if (!/^[0-9]{1,9}$/.test(value)) throw badRequest(`_offset must be a non-negative integer; got "${value.slice(0, 20)}"`, ['_offset']);
+      request.offset = Number(value);
+      return true;
+    case '_sort':
+      request.sort = parseSort(request.resourceType, value);
+      return true;
+    case '_total':
+      if (value !== 'accurate' && value !== 'estimate' && value !== 'none') throw badRequest(`_total must be accurate, estimate or none; got "${value.slice(0, 20)}"`, ['_total']);
+      request.total = value;
+      return true;
+    case '_summary':
+      request.summary = parseSummary(value);
+      return true;
+    case '_elements':
+      request.elements = parseElements(value);
+      return true;
+    case '_include':
+    case '_include:iterate':
+    case '_include:recurse':
+      request.include.push(parseInclude(request.resourceType, key, value, false));
+      return true;
+    case '_revinclude':
+    case '_revinclude:iterate':
+    case '_revinclude:recurse':
+      request.revinclude.push(parseInclude(request.resourceType, key, value, true));
+      return true;
+    default:
+      return false;
+  }
+}
+
+function parseSort(resourceType: string, value: string): SortRule[] {
+  return value.split(',').map((raw) => {
+    const key = raw.trim();
+    const descending = key.startsWith('-');
+    const code = descending ? key.slice(1) : key;
+    const param = searchParam(resourceType, code);
+    if (param?.column) return { column: param.column, descending };
+    if (!param || param.type === 'composite') {
+      throw badRequest(`_sort: "${code.slice(0, 60)}" is not a search parameter of ${resourceType} that results can be sorted by`, ['_sort']);
+    }
+    return { table: param.type, code, descending };
+  });
+}
+
+function parseInclude(resourceType: string, key: string, value: string, reverse: boolean): IncludeRule {
+  const iterate = key.includes(':');
+  const bad = (why: string) => badRequest(`${key}=${value.slice(0, 80)}: ${why}`, [key]);
+  if (value === '*' && !reverse) return { sourceType: resourceType, codes: referenceCodes(resourceType), targetType: undefined, iterate };
+  const [sourceType, code, targetType, ...rest] = value.split(':');
+  if (rest.length > 0 || code === undefined) throw bad('the form is SourceType:parameter[:TargetType]');
+  if (!isResourceType(sourceType)) throw bad(`"${sourceType}" is not a resource type`);
+  if (!reverse && !iterate && sourceType !== resourceType) throw bad(`_include follows references of the ${resourceType} matches; use _include:iterate for ${sourceType}`);
+  if (targetType !== undefined && !isResourceType(targetType)) throw bad(`"${targetType}" is not a resource type`);
+  if (code === '*') return { sourceType, codes: referenceCodes(sourceType), targetType, iterate };
+  const param = searchParam(sourceType, code);
+  if (param?.type !== 'reference') throw bad(`${sourceType} has no reference search parameter "${code}"`);
+  if (targetType !== undefined && param.targets.length > 0 && !param.targets.includes(targetType)) throw bad(`${sourceType}:${code} does not point at ${targetType}`);
+  return { sourceType, codes: [code], targetType, iterate };
+}
+
+function referenceCodes(resourceType: string): string[] {
+  return [...searchParamsOf(resourceType).values()].filter((p) => p.type === 'reference').map((p) => p.code);
+}
+
+/** One query parameter → a filter on `resourceType`; undefined when the parameter is unknown there. */
+function parseFilter(resourceType: string, key: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
+  if (key.startsWith('_has:')) return parseHas(resourceType, key, value, options, depth);
+  const dot = key.indexOf('.');
+  if (dot > 0) return parseChain(resourceType, key.slice(0, dot), key.slice(dot + 1), value, options, depth);
+  const colon = key.indexOf(':');
+  const code = colon < 0 ? key : key.slice(0, colon);
+  const modifier = colon < 0 ? undefined : key.slice(colon + 1);
+  const param = searchParam(resourceType, code);
+  if (!param) return undefined;
+  if (param.column) return parseColumnFilter(param, key, modifier, value);
+  if (modifier === 'missing') {
+    if (value !== 'true' && value !== 'false') throw badRequest(`${key} must be true or false`, [key]);
+    return param.components
+      ? { kind: 'missing', table: param.components[0].type, code: param.components[0].code, missing: value === 'true' }
+      : { kind: 'missing', table: param.type as Exclude<typeof param.type, 'composite'>, code, missing: value === 'true' };
+  }
+  if (param.components) {
+    if (modifier !== undefined) throw unknownModifier(key, modifier);
+    return parseComposite(param, key, value, options);
+  }
+  const type = param.type as Exclude<typeof param.type, 'composite'>;
+  let targetType: string | undefined;
+  if (modifier !== undefined && !MODIFIERS[type].has(modifier)) {
+    if (type !== 'reference' || !isResourceType(modifier)) throw unknownModifier(key, modifier);
+    if (param.targets.length > 0 && !param.targets.includes(modifier)) throw badRequest(`${key}: ${code} does not point at ${modifier}`, [key]);
+    targetType = modifier;
+  } else if (type === 'reference' && param.targets.length === 1) {
+    targetType = param.targets[0];
+  }
+  const identifierSearch = type === 'reference' && modifier === 'identifier';
+  const context: ValueContext = {
+    name: key,
+    type: identifierSearch ? 'token' : type,
+    modifier: identifierSearch ? undefined : modifier,
+    targetType,
+    baseUrl: options.baseUrl,
+  };
+  const predicates = splitEscaped(value, ',').map((v) => parseValue(v, context));
+  if (identifierSearch) return { kind: 'index', table: 'token', code: `${code}:identifier`, predicates, negate: false };
+  return { kind: 'index', table: type, code, predicates, negate: modifier === 'not' };
+}
+
+function unknownModifier(key: string, modifier: string) {
+  return badRequest(`${key}: the modifier ":${modifier.slice(0, 40)}" is not supported on this parameter`, [key]);
+}
+
+function parseColumnFilter(param: SearchParam, key: string, modifier: string | undefined, value: string): Filter {
+  if (modifier !== undefined) throw unknownModifier(key, modifier);
+  const values = splitEscaped(value, ',');
+  if (param.column === 'id') return { kind: 'column', column: 'id', predicates: values.map((v): Predicate => ({ type: 'id', id: unescapeValue(v) })) };
+  const context: ValueContext = { name: key, type: 'date', modifier: undefined, targetType: undefined, baseUrl: undefined };
+  return { kind: 'column', column: 'last_updated', predicates: values.map((v) => parseValue(v, context)) };
+}
+
+function parseComposite(param: SearchParam, key: string, value: string, options: ParseOptions): Filter {
+  const components = param.components ?? [];
+  const alternatives = splitEscaped(value, ',').map((alternative) => {
+    const parts = splitEscaped(alternative, '$');
+    if (parts.length !== components.length) {
+      throw badRequest(`${key} takes ${components.length} components separated by "$" (search.html#composite); got "${alternative.slice(0, 80)}"`, [key]);
+    }
+    return parts.map((part, i) =>
+      parseValue(part, { name: key, type: components[i].type, modifier: undefined, targetType: undefined, baseUrl: options.baseUrl }),
+    );
+  });
+  return { kind: 'composite', components: components.map((c) => ({ table: c.type, code: c.code })), alternatives };
+}
+
+function parseChain(resourceType: string, left: string, rest: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
+  const [code, typeModifier, ...extra] = left.split(':');
+  const param = searchParam(resourceType, code);
+  if (!param) return undefined;
+  const name = `${left}.${rest}`;
+  if (param.type !== 'reference' || extra.length > 0) throw badRequest(`${name}: only reference parameters can be chained (search.html#chaining)`, [name]);
+  if (depth >= MAX_DEPTH) throw badRequest(`${name}: chains are followed ${MAX_DEPTH} levels deep at most`, [name]);
+  let types = param.targets;
+  if (typeModifier !== undefined) {
+    if (!isResourceType(typeModifier) || (types.length > 0 && !types.includes(typeModifier))) throw badRequest(`${name}: ${code} does not point at "${typeModifier.slice(0, 40)}"`, [name]);
+    types = [typeModifier];
+  }
+  if (types.length === 0) throw badRequest(`${name}: name the target type, as in ${code}:Patient.${rest}`, [name]);
+  const targets: { type: string; filter: Filter }[] = [];
+  for (const type of types) {
+    const filter = parseFilter(type, rest, value, options, depth + 1);
+    if (filter) targets.push({ type, filter });
+  }
+  return targets.length > 0 ? { kind: 'chain', code, targets } : undefined;
+}
+
+function parseHas(resourceType: string, key: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
+  const [, type, code, ...rest] = key.split(':');
+  if (code === undefined || rest.length === 0) throw badRequest(`${key}: the form is _has:Type:reference-parameter:parameter=value (search.html#has)`, [key]);
+  if (!isResourceType(type)) throw badRequest(`${key}: "${type.slice(0, 40)}" is not a resource type`, [key]);
+  if (depth >= MAX_DEPTH) throw badRequest(`${key}: _has nests ${MAX_DEPTH} levels deep at most`, [key]);
+  const param = searchParam(type, code);
+  if (!param) return undefined;
+  if (param.type !== 'reference') throw badRequest(`${key}: ${type}.${code} is not a reference parameter`, [key]);
+  if (param.targets.length > 0 && !param.targets.includes(resourceType)) throw badRequest(`${key}: ${type}.${code} does not point at ${resourceType}`, [key]);
+  const filter = parseFilter(type, rest.join(':'), value, options, depth + 1);
+  return filter ? { kind: 'has', type, code, filter } : undefined;
+}

@@ -1,0 +1,295 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { IndexTable } from './extract.ts';
+import type { Filter, Predicate, SearchRequest, SortRule } from './request.ts';
+import { referenceTarget } from './values.ts';
+
+/**
+ * SearchRequest → SQL. Every value is a bound parameter; `sql.raw` only carries table, alias,
+ * column and operator names chosen here. Index rows exist only for live resources, so a
+ * positive filter is an `id IN (index subquery)`; negations look at the resources table.
+ */
+export interface SqlOptions {
+  /** Our public base URL: absolute references under it count as local. */
+  baseUrl: string | undefined;
+}
+
+const TABLES: Record<IndexTable, SQL> = {
+  string: sql.raw('sp_string'),
+  token: sql.raw('sp_token'),
+  date: sql.raw('sp_date'),
+  number: sql.raw('sp_number'),
+  quantity: sql.raw('sp_quantity'),
+  reference: sql.raw('sp_reference'),
+  uri: sql.raw('sp_uri'),
+};
+
+/** Upper bound of every string starting with a prefix, in the byte order of text_pattern_ops. */
+const MAX_CHAR = '\u{10FFFF}';
+
+export class SearchSql {
+  private aliases = 0;
+  private readonly options: SqlOptions;
+
+  constructor(options: SqlOptions) {
+    this.options = options;
+  }
+
+  /** The current, live resources of the request's type matching every filter, as alias `r`. */
+  where(request: SearchRequest): SQL {
+    const r = sql.raw('r');
+    const conditions = [sql`${r}.resource_type = ${request.resourceType}`, sql`NOT ${r}.deleted`];
+    for (const filter of request.filters) conditions.push(this.condition(request.resourceType, filter, r));
+    return sql.join(conditions, sql` AND `);
+  }
+
+  orderBy(sort: SortRule[]): SQL {
+    const r = sql.raw('r');
+    const keys = sort.map((rule) => {
+      const direction = sql.raw(rule.descending ? 'DESC NULLS LAST' : 'ASC NULLS LAST');
+      if ('column' in rule) return sql`${r}.${sql.raw(rule.column)} ${direction}`;
+      const s = this.alias('s');
+      const column = sql.raw(sortColumn(rule.table, rule.descending));
+      const aggregate = sql.raw(rule.descending ? 'max' : 'min');
+      return sql`(SELECT ${aggregate}(${s}.${column}) FROM ${TABLES[rule.table]} ${s} WHERE ${s}.resource_type = ${r}.resource_type AND ${s}.resource_id = ${r}.id AND ${s}.code = ${rule.code}) ${direction}`;
+    });
+    // The id breaks ties, so pages neither repeat nor skip resources.
+    keys.push(sql`${r}.id`);
+    return sql.join(keys, sql`, `);
+  }
+
+  private alias(prefix: string): SQL {
+    this.aliases += 1;
+    return sql.raw(`${prefix}${this.aliases}`);
+  }
+
+  /** A boolean over the resources row `r` of `type`. */
+  private condition(type: string, filter: Filter, r: SQL): SQL {
+    switch (filter.kind) {
+      case 'index':
+        if (!filter.negate) return sql`${r}.id IN (${this.ids(type, filter)})`;
+        return sql`NOT EXISTS (${this.rowsOf(type, filter.table, filter.code, r, filter.predicates)})`;
+      case 'missing':
+        return sql`${sql.raw(filter.missing ? 'NOT EXISTS' : 'EXISTS')} (${this.rowsOf(type, filter.table, filter.code, r, [])})`;
+      case 'column':
+        return any(filter.predicates.map((p) => (p.type === 'id' ? sql`${r}.id = ${p.id}` : this.predicate(p, r, filter.column))));
+      default:
+        return sql`${r}.id IN (${this.ids(type, filter)})`;
+    }
+  }
+
+  /** Index rows of one resource `r` with the code (and matching one of the predicates, when there are any). */
+  private rowsOf(type: string, table: IndexTable, code: string, r: SQL, predicates: Predicate[]): SQL {
+    const t = this.alias('t');
+    const matching = predicates.length ? sql` AND ${any(predicates.map((p) => this.predicate(p, t, table)))}` : sql``;
+    return sql`SELECT 1 FROM ${TABLES[table]} ${t} WHERE ${t}.resource_type = ${type} AND ${t}.resource_id = ${r}.id AND ${t}.code = ${code}${matching}`;
+  }
+
+  /** A subquery selecting the ids of the `type` resources matching the filter. */
+  private ids(type: string, filter: Filter): SQL {
+    switch (filter.kind) {
+      case 'index': {
+        if (filter.negate) break;
+        const t = this.alias('t');
+        return sql`SELECT ${t}.resource_id FROM ${TABLES[filter.table]} ${t} WHERE ${t}.resource_type = ${type} AND ${t}.code = ${filter.code} AND ${any(
+          filter.predicates.map((p) => this.predicate(p, t, filter.table)),
+        )}`;
+      }
+      case 'composite':
+        return this.compositeIds(type, filter);
+      case 'chain': {
+        const ref = this.alias('ref');
+        const targets = filter.targets.map(
+          (target) => sql`(${ref}.target_type = ${target.type} AND ${ref}.target_id IN (${this.ids(target.type, target.filter)}))`,
+        );
+        return sql`SELECT ${ref}.resource_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${type} AND ${ref}.code = ${filter.code} AND ${any(targets)} AND ${this.local(ref)}`;
+      }
+      case 'has': {
+        const ref = this.alias('ref');
+        return sql`SELECT ${ref}.target_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${filter.type} AND ${ref}.code = ${filter.code} AND ${ref}.target_type = ${type} AND ${this.local(ref)} AND ${ref}.resource_id IN (${this.ids(filter.type, filter.filter)})`;
+      }
+      default:
+        break;
+    }
+    const x = this.alias('x');
+    return sql`SELECT ${x}.id FROM resources ${x} WHERE ${x}.resource_type = ${type} AND NOT ${x}.deleted AND ${this.condition(type, filter, x)}`;
+  }
+
+  /** Component rows of one element instance (same grp) joined, one alternative of them matching (search.html#composite). */
+  private compositeIds(type: string, filter: Extract<Filter, { kind: 'composite' }>): SQL {
+    const aliases = filter.components.map(() => this.alias('c'));
+    const [first] = aliases;
+    const joins = filter.components.slice(1).map((component, i) => {
+      const c = aliases[i + 1];
+      return sql` JOIN ${TABLES[component.table]} ${c} ON ${c}.resource_type = ${first}.resource_type AND ${c}.resource_id = ${first}.resource_id AND ${c}.code = ${component.code} AND ${c}.grp = ${first}.grp`;
+    });
+    const alternatives = filter.alternatives.map((predicates) =>
+      all(predicates.map((p, i) => this.predicate(p, aliases[i], filter.components[i].table))),
+    );
+    return sql`SELECT ${first}.resource_id FROM ${TABLES[filter.components[0].table]} ${first}${sql.join(joins, sql``)} WHERE ${first}.resource_type = ${type} AND ${first}.code = ${filter.components[0].code} AND ${any(alternatives)}`;
+  }
+
+  /** A reference row pointing at one of our resources: `Type/id`, or an absolute URL under our base. */
+  local(ref: SQL): SQL {
+    const relative = sql`strpos(${ref}.reference, ':') = 0`;
+    if (!this.options.baseUrl) return relative;
+    return sql`(${relative} OR starts_with(${ref}.reference, ${`${this.options.baseUrl}/`}))`;
+  }
+
+  /** One predicate over an index row `t` of `table` (or over `r.last_updated` for `_lastUpdated`). */
+  private predicate(p: Predicate, t: SQL, table: IndexTable | 'last_updated' | 'id'): SQL {
+    switch (p.type) {
+      case 'string':
+        if (p.mode === 'exact') return sql`${t}.exact = ${p.value}`;
+        if (p.mode === 'contains') return sql`${t}.value LIKE ${`%${escapeLike(p.value)}%`}`;
+        return startsWith(sql`${t}.value`, p.value);
+      case 'token': {
+        const conditions: SQL[] = [];
+        if (p.code !== undefined) conditions.push(sql`${t}.value = ${p.code}`);
+        if (p.system === null) conditions.push(sql`${t}.system IS NULL`);
+        else if (p.system !== undefined) conditions.push(sql`${t}.system = ${p.system}`);
+        return all(conditions);
+      }
+      case 'token-text':
+        return sql`(starts_with(${t}.text, ${p.text}) OR strpos(${t}.text, ${` ${p.text}`}) > 0)`;
+      case 'token-of-type':
+        return sql`(${t}.type_system = ${p.typeSystem} AND ${t}.type_code = ${p.typeCode} AND ${t}.value = ${p.value})`;
+      case 'date':
+        if (table === 'last_updated') return dateCondition(sql`${t}.last_updated`, sql`${t}.last_updated`, p);
+        return dateCondition(sql`${t}.start`, sql`${t}."end"`, p);
+      case 'number': {
+        const conditions = [numberCondition(sql`${t}.low`, sql`${t}.high`, p)];
+        if (p.system !== undefined) conditions.push(sql`${t}.system = ${p.system}`);
+        if (p.unit !== undefined) conditions.push(p.system !== undefined ? sql`${t}.unit_code = ${p.unit}` : sql`(${t}.unit_code = ${p.unit} OR ${t}.unit = ${p.unit})`);
+        return all(conditions);
+      }
+      case 'reference':
+        return this.referenceCondition(p, t);
+      case 'uri':
+        if (p.mode === 'eq') return sql`${t}.value = ${p.value}`;
+        if (p.mode === 'below') return startsWith(sql`${t}.value`, p.value);
+        return sql`${t}.value IN (${sql.join(
+          uriAncestors(p.value).map((u) => sql`${u}`),
+          sql`, `,
+        )})`;
+      case 'id':
+        return sql`${t}.id = ${p.id}`;
+    }
+  }
+
+  private referenceCondition(p: Extract<Predicate, { type: 'reference' }>, t: SQL): SQL {
+    if (p.url !== undefined) {
+      // Absolute URLs match as written; those shaped …/Type/id also carry a target, which the index finds.
+      const target = referenceTarget(p.url);
+      if (!target) return sql`(${t}.target_id IS NULL AND ${t}.reference = ${p.url})`;
+      return sql`(${t}.reference = ${p.url} AND ((${t}.target_id = ${target.id} AND ${t}.target_type = ${target.type}) OR ${t}.target_id IS NULL))`;
+    }
+    const type = p.targetType === undefined ? sql`` : sql` AND ${t}.target_type = ${p.targetType}`;
+    return sql`(${t}.target_id = ${p.id as string}${type} AND ${this.local(t)})`;
+  }
+}
+
+function any(conditions: SQL[]): SQL {
+  return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` OR `)})`;
+}
+
+function all(conditions: SQL[]): SQL {
+  if (conditions.length === 0) return sql`TRUE`;
+  return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` AND `)})`;
+}
+
+/** A prefix match the text_pattern_ops index serves even in a generic plan: a range, then the exact test. */
+function startsWith(column: SQL, prefix: string): SQL {
+  return sql`(${column} ~>=~ ${prefix}::text AND ${column} ~<~ ${prefix + MAX_CHAR}::text AND starts_with(${column}, ${prefix}::text))`;
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** The URL and every parent path of it, for uri:above (`http://a/fhir/ValueSet/1` is below `http://a/fhir`). */
+function uriAncestors(uri: string): string[] {
+  const out = [uri];
+  const authority = uri.indexOf('://');
+  const floor = authority < 0 ? 0 : uri.indexOf('/', authority + 3);
+  for (let i = uri.lastIndexOf('/'); i > floor && floor >= 0; i = uri.lastIndexOf('/', i - 1)) out.push(uri.slice(0, i));
+  if (floor > 0) out.push(uri.slice(0, floor));
+  return [...new Set(out)];
+}
+
+/**
+ * Date prefixes over the resource's range [rs, re] and the search value's [vs, ve]
+ * (search.html#prefix): eq = contained, gt = something after ve, ge = gt or eq, sa = starts after…
+ */
+function dateCondition(rs: SQL, re: SQL, p: Extract<Predicate, { type: 'date' }>): SQL {
+  const vs = sql`${p.range.start}::timestamptz`;
+  const ve = sql`${p.range.end}::timestamptz`;
+  const eq = sql`(${rs} >= ${vs} AND ${re} <= ${ve})`;
+  switch (p.prefix) {
+    case 'eq':
+      return eq;
+    case 'ne':
+      return sql`NOT ${eq}`;
+    case 'gt':
+      return sql`${re} > ${ve}`;
+    case 'lt':
+      return sql`${rs} < ${vs}`;
+    case 'ge':
+      return sql`(${re} > ${ve} OR ${eq})`;
+    case 'le':
+      return sql`(${rs} < ${vs} OR ${eq})`;
+    case 'sa':
+      return sql`${rs} > ${ve}`;
+    case 'eb':
+      return sql`${re} < ${vs}`;
+    case 'ap': {
+      // "Approximately": the value widened by 10% of its distance from now (search.html#prefix).
+      const now = Date.now();
+      const start = Date.parse(p.range.start);
+      const end = Date.parse(p.range.end);
+      const slack = Math.max(Math.abs(now - start), Math.abs(now - end)) * 0.1;
+      return sql`(${rs} <= ${new Date(end + slack).toISOString()}::timestamptz AND ${re} >= ${new Date(start - slack).toISOString()}::timestamptz)`;
+    }
+  }
+}
+
+/** Number prefixes over [low, high] (equal for a plain number; a Range may be open at either end). */
+function numberCondition(low: SQL, high: SQL, p: Extract<Predicate, { type: 'number' }>): SQL {
+  const v = sql`${p.value}::numeric`;
+  const half = sql`${p.half}::numeric`;
+  const eq = sql`(${low} >= ${v} - ${half} AND ${high} < ${v} + ${half})`;
+  switch (p.prefix) {
+    case 'eq':
+      return eq;
+    case 'ne':
+      return sql`NOT coalesce(${eq}, false)`;
+    case 'gt':
+      return sql`(${high} > ${v} OR ${high} IS NULL)`;
+    case 'lt':
+      return sql`(${low} < ${v} OR ${low} IS NULL)`;
+    case 'ge':
+      return sql`(${high} >= ${v} OR ${high} IS NULL)`;
+    case 'le':
+      return sql`(${low} <= ${v} OR ${low} IS NULL)`;
+    case 'sa':
+      return sql`${low} > ${v}`;
+    case 'eb':
+      return sql`${high} < ${v}`;
+    case 'ap':
+      // Within 10% of the value (search.html#prefix).
+      return sql`((${low} IS NULL OR ${low} <= ${v} + abs(${v}) * 0.1) AND (${high} IS NULL OR ${high} >= ${v} - abs(${v}) * 0.1))`;
+  }
+}
+
+function sortColumn(table: IndexTable, descending: boolean): string {
+  switch (table) {
+    case 'date':
+      return descending ? '"end"' : 'start';
+    case 'number':
+    case 'quantity':
+      return descending ? 'high' : 'low';
+    case 'reference':
+      return 'reference';
+    default:
+      return 'value';
+  }
+}
