@@ -1,5 +1,106 @@
-import type { CapabilityStatement } from '@medplum/fhirtypes';
+import { readFileSync } from 'node:fs';
+import type {
+  CapabilityStatement,
+  CapabilityStatementImplementation,
+  CapabilityStatementRestResource,
+  CapabilityStatementRestResourceSearchParam,
+  ResourceType,
+  SearchParameter,
+  StructureDefinition,
+} from '@medplum/fhirtypes';
+import { getAllSearchParameters, getResourceTypes } from './definitions.ts';
+import { searchParamsOf } from './search/parameters.ts';
 
-export function capabilityStatement(baseUrl: string): CapabilityStatement {
-  return { resourceType: 'CapabilityStatement', status: 'active', date: new Date().toISOString(), kind: 'instance', fhirVersion: '4.0.1', format: ['json'], implementation: { description: 'Baton', url: baseUrl } };
+const cache = new WeakMap<readonly StructureDefinition[], Map<string, CapabilityStatement>>();
+const NO_PROFILES: readonly StructureDefinition[] = [];
+
+/**
+ * The CapabilityStatement served at /metadata (http.html#capabilities): the claims Baton makes
+ * in conformance/, one resource entry per R4 resource type with the search parameters and
+ * includes src/fhir/search supports and the profiles the validator enforces. Built once per
+ * base URL and profile set: it is large.
+ */
+export function capabilityStatement(baseUrl: string, profiles = NO_PROFILES): CapabilityStatement {
+  let byBase = cache.get(profiles);
+  if (!byBase) cache.set(profiles, (byBase = new Map()));
+  let statement = byBase.get(baseUrl);
+  if (!statement) byBase.set(baseUrl, (statement = buildCapabilityStatement(baseUrl, profiles)));
+  return statement;
+}
+
+/** A JSON file of the repository, by its path from the repository root. */
+function readRepositoryJson<T>(path: string): T {
+  return JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')) as T;
+}
+
+function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[]): CapabilityStatement {
+  const base = readRepositoryJson<CapabilityStatement>('conformance/capability-statement.base.json');
+  const perType = readRepositoryJson<Omit<CapabilityStatementRestResource, 'type'>>('conformance/capability-statement.resource.json');
+  const software = readRepositoryJson<{ name: string; version: string }>('package.json');
+  const definitions = definitionsByCode();
+  const revIncludes = revIncludesByTarget();
+  const [rest, ...others] = base.rest ?? [];
+  return {
+    ...base,
+    date: new Date().toISOString(),
+    software: { name: software.name, version: software.version },
+    implementation: { ...(base.implementation as CapabilityStatementImplementation), url: baseUrl },
+    rest: [{ ...rest, resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)) }, ...others],
+  };
+}
+
+function resourceCapabilities(
+  type: string,
+  perType: Omit<CapabilityStatementRestResource, 'type'>,
+  profiles: readonly StructureDefinition[],
+  definitions: Map<string, SearchParameter[]>,
+  revIncludes: Map<string, string[]>,
+): CapabilityStatementRestResource {
+  const resource: CapabilityStatementRestResource = { type: type as ResourceType, profile: `http://hl7.org/fhir/StructureDefinition/${type}`, ...structuredClone(perType) };
+  // FHIR JSON has no empty arrays (json.html): a list with nothing in it is left out.
+  const supportedProfile = profiles.filter((p) => p.type === type).map((p) => p.url);
+  if (supportedProfile.length) resource.supportedProfile = supportedProfile.sort();
+  const searchInclude = [...searchParamsOf(type).values()].filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`);
+  if (searchInclude.length) resource.searchInclude = searchInclude.sort();
+  const searchRevInclude = revIncludes.get(type) ?? [];
+  if (searchRevInclude.length) resource.searchRevInclude = [...searchRevInclude].sort();
+  const searchParam = searchParams(type, definitions);
+  if (searchParam.length) resource.searchParam = searchParam.sort((a, b) => a.name.localeCompare(b.name));
+  return resource;
+}
+
+/** The parameters search supports on the type (src/fhir/search), described by their R4 SearchParameter. */
+function searchParams(type: string, definitions: Map<string, SearchParameter[]>): CapabilityStatementRestResourceSearchParam[] {
+  return [...searchParamsOf(type).values()].map((param) => {
+    const candidates = definitions.get(param.code) ?? [];
+    const bases = (sp: SearchParameter): readonly string[] => sp.base;
+    const sp = candidates.find((c) => bases(c).includes(type)) ?? (candidates.find((c) => bases(c).some((b) => b === 'Resource' || b === 'DomainResource')) as SearchParameter);
+    return { name: param.code, definition: sp.url, type: param.type, documentation: documentationFor(sp, type) };
+  });
+}
+
+function definitionsByCode(): Map<string, SearchParameter[]> {
+  const byCode = new Map<string, SearchParameter[]>();
+  for (const sp of getAllSearchParameters()) byCode.set(sp.code, [...(byCode.get(sp.code) ?? []), sp]);
+  return byCode;
+}
+
+/** `_revinclude` values per target type: every reference parameter of every type that may point at it. */
+function revIncludesByTarget(): Map<string, string[]> {
+  const byTarget = new Map<string, string[]>();
+  for (const source of getResourceTypes()) {
+    for (const param of searchParamsOf(source).values()) {
+      if (param.type !== 'reference') continue;
+      for (const target of param.targets) byTarget.set(target, [...(byTarget.get(target) ?? []), `${source}:${param.code}`]);
+    }
+  }
+  return byTarget;
+}
+
+/** Shared R4 parameters describe every base in one markdown list; keep this type's line. */
+function documentationFor(sp: SearchParameter, type: string): string | undefined {
+  const description = sp.description;
+  if (!description?.startsWith('Multiple Resources')) return description;
+  const line = description.split(/\r?\n/).find((l) => l.startsWith(`* [${type}](`));
+  return line ? line.slice(line.indexOf('):') + 2).trim() : undefined;
 }

@@ -1,0 +1,193 @@
+import { readFileSync } from 'node:fs';
+import { validateResource } from '@medplum/core';
+import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capabilityStatement } from '../../src/fhir/capability-statement.ts';
+import { getAllSearchParameters, getResourceTypes } from '../../src/fhir/definitions.ts';
+import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
+import { buildHrexPackages, HAS_HREX, HREX_COVERAGE, type HrexPackages } from '../support/hrex-package.ts';
+
+const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string };
+
+let baton: TestBaton;
+let statement: CapabilityStatement;
+let metadata: Response;
+beforeAll(async () => {
+  baton = await startBaton();
+  metadata = await baton.request('/fhir/metadata');
+  statement = await body<CapabilityStatement>(metadata.clone());
+});
+afterAll(() => baton.close());
+
+const resourceOf = (type: string): CapabilityStatementRestResource => {
+  const resource = statement.rest?.[0].resource?.find((r) => r.type === type);
+  if (!resource) throw new Error(`${type} is not in the CapabilityStatement`);
+  return resource;
+};
+
+describe('GET /fhir/metadata', () => {
+  it('answers 200 with a CapabilityStatement as application/fhir+json', () => {
+    expect(metadata.status).toBe(200);
+    expect(metadata.headers.get('content-type')).toContain('application/fhir+json');
+    expect(statement.resourceType).toBe('CapabilityStatement');
+  });
+
+  it('is a valid R4 CapabilityStatement', () => {
+    const errors = validateResource(statement).filter((i) => i.severity === 'error');
+    expect(errors).toEqual([]);
+  });
+
+  it('describes this instance: FHIR 4.0.1, JSON only, software and base URL', () => {
+    expect(statement).toMatchObject({
+      status: 'active',
+      kind: 'instance',
+      fhirVersion: '4.0.1',
+      format: ['json', 'application/fhir+json'],
+      patchFormat: ['application/json-patch+json'],
+      software: { name: PACKAGE.name, version: PACKAGE.version },
+      implementation: { url: BASE_URL },
+    });
+    expect(JSON.stringify([statement.format, statement.patchFormat])).not.toMatch(/xml/i);
+  });
+
+  it('claims no operations, security, messaging or documents, none of which exist yet', () => {
+    expect(statement.rest).toHaveLength(1);
+    const rest = statement.rest?.[0];
+    expect(rest?.mode).toBe('server');
+    expect(rest?.operation).toBeUndefined();
+    expect(rest?.security).toBeUndefined();
+    expect(rest?.resource?.filter((r) => r.operation)).toEqual([]);
+    expect(statement.messaging).toBeUndefined();
+    expect(statement.document).toBeUndefined();
+  });
+
+  it('offers transaction, batch and system history, and no system search', () => {
+    expect(statement.rest?.[0].interaction?.map((i) => i.code).sort()).toEqual(['batch', 'history-system', 'transaction']);
+  });
+
+  it('lists every R4 resource type once, each with its base profile', () => {
+    const resources = statement.rest?.[0].resource ?? [];
+    expect(resources.map((r) => r.type)).toEqual([...getResourceTypes()]);
+    expect(resources.every((r) => r.profile === `http://hl7.org/fhir/StructureDefinition/${r.type}`)).toBe(true);
+  });
+
+  it('gives Patient every interaction Baton implements, with its versioning and conditional behaviour', () => {
+    const patient = resourceOf('Patient');
+    expect(patient.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type']);
+    expect(patient).toMatchObject({
+      versioning: 'versioned-update',
+      readHistory: true,
+      updateCreate: true,
+      conditionalCreate: true,
+      conditionalRead: 'not-supported',
+      conditionalUpdate: true,
+      conditionalDelete: 'single',
+      referencePolicy: ['literal', 'local'],
+    });
+  });
+
+  it('lists Patient search parameters with their R4 definitions, identifier among them', () => {
+    const params = resourceOf('Patient').searchParam ?? [];
+    expect(params).toContainEqual({ name: 'identifier', definition: 'http://hl7.org/fhir/SearchParameter/Patient-identifier', type: 'token', documentation: 'A patient identifier' });
+    expect(params).toContainEqual(expect.objectContaining({ name: '_lastUpdated', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated', type: 'date' }));
+    // Shared parameters keep only the line of their multi-resource description that concerns Patient.
+    expect(params.find((p) => p.name === 'birthdate')?.documentation).toBe("The patient's date of birth");
+  });
+
+  it('claims no search parameter that cannot be indexed (no FHIRPath expression, or special)', () => {
+    const names = new Set(statement.rest?.[0].resource?.flatMap((r) => r.searchParam?.map((p) => p.name) ?? []));
+    for (const name of ['_text', '_content', '_query', 'near']) expect(names.has(name)).toBe(false);
+  });
+
+  it('names, for every resource, only R4 SearchParameters, each once', () => {
+    const urls = new Set(getAllSearchParameters().map((sp) => sp.url));
+    for (const resource of statement.rest?.[0].resource ?? []) {
+      const names = resource.searchParam?.map((p) => p.name) ?? [];
+      expect(new Set(names).size, resource.type).toBe(names.length);
+      expect(resource.searchParam?.filter((p) => !urls.has(p.definition as string)) ?? [], resource.type).toEqual([]);
+    }
+  });
+
+  it('offers _include over Patient reference parameters and _revinclude from the resources that point at Patient', () => {
+    const patient = resourceOf('Patient');
+    expect(patient.searchInclude).toEqual(['Patient:general-practitioner', 'Patient:link', 'Patient:organization']);
+    expect(patient.searchRevInclude).toEqual(expect.arrayContaining(['Observation:subject', 'Observation:patient', 'Coverage:beneficiary', 'Provenance:target']));
+    expect(patient.searchRevInclude).not.toContain('Observation:performer:Device');
+  });
+
+  it('lists no supportedProfile when no profile package is loaded', () => {
+    expect(statement.rest?.[0].resource?.filter((r) => r.supportedProfile)).toEqual([]);
+  });
+
+  it('is built once and served again as is', async () => {
+    const again = await body<CapabilityStatement>(await baton.request('/fhir/metadata'));
+    expect(again.date).toBe(statement.date);
+    expect(capabilityStatement(BASE_URL)).toBe(capabilityStatement(BASE_URL));
+  });
+
+  it('honours _pretty', async () => {
+    const pretty = await (await baton.request('/fhir/metadata?_pretty=true')).text();
+    expect(pretty.startsWith('{\n  "resourceType": "CapabilityStatement"')).toBe(true);
+  });
+});
+
+describe('every interaction the CapabilityStatement claims for Patient answers', () => {
+  const patient = { resourceType: 'Patient', identifier: [{ system: 'urn:baton:capability', value: 'cap-1' }], name: [{ family: 'Claim' }] };
+  const json = (value: unknown) => ({ json: value });
+  const requests: Record<string, (id: string) => [string, RequestInit & { json?: unknown }]> = {
+    read: (id) => [`/fhir/Patient/${id}`, {}],
+    vread: (id) => [`/fhir/Patient/${id}/_history/1`, {}],
+    update: (id) => [`/fhir/Patient/${id}`, { method: 'PUT', ...json({ ...patient, id, gender: 'other' }) }],
+    patch: (id) => [`/fhir/Patient/${id}`, { method: 'PATCH', headers: { 'content-type': 'application/json-patch+json' }, body: JSON.stringify([{ op: 'add', path: '/active', value: true }]) }],
+    'history-instance': (id) => [`/fhir/Patient/${id}/_history`, {}],
+    'history-type': () => ['/fhir/Patient/_history', {}],
+    create: () => ['/fhir/Patient', { method: 'POST', ...json(patient) }],
+    'search-type': () => ['/fhir/Patient?identifier=urn:baton:capability|cap-1', {}],
+    delete: (id) => [`/fhir/Patient/${id}`, { method: 'DELETE' }],
+    transaction: () => ['/fhir', { method: 'POST', ...json({ resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'POST', url: 'Patient' }, resource: patient }] }) }],
+    batch: () => ['/fhir', { method: 'POST', ...json({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'Patient/_history' } }] }) }],
+    'history-system': () => ['/fhir/_history', {}],
+  };
+
+  it('with a 2xx answer, in the order a client would use them', async () => {
+    const created = await body(await baton.request('/fhir/Patient', { method: 'POST', json: patient }));
+    const claimed = [...(resourceOf('Patient').interaction ?? []), ...(statement.rest?.[0].interaction ?? [])].map((i) => i.code as string);
+    const order = Object.keys(requests);
+    const answers: Record<string, number> = {};
+    for (const code of [...claimed].sort((a, b) => order.indexOf(a) - order.indexOf(b))) {
+      const request = requests[code];
+      expect(request, `no check for the claimed interaction ${code}`).toBeDefined();
+      const [path, init] = request(created.id);
+      answers[code] = (await baton.request(path, init)).status;
+    }
+    expect(Object.entries(answers).filter(([, status]) => status < 200 || status > 299)).toEqual([]);
+  });
+});
+
+describe.skipIf(!HAS_HREX)('with the HRex package loaded (from ../shared/fixtures)', () => {
+  let hrex: HrexPackages;
+  let profiled: TestBaton;
+  beforeAll(async () => {
+    hrex = buildHrexPackages();
+    profiled = await startBaton({ profilePackages: [hrex.tgz] });
+  });
+  afterAll(async () => {
+    await profiled?.close();
+    hrex?.remove();
+  });
+
+  it('lists the loaded profiles as supportedProfile of their resource types, and is still valid', async () => {
+    const withProfiles = await body<CapabilityStatement>(await profiled.request('/fhir/metadata'));
+    const supported = Object.fromEntries((withProfiles.rest?.[0].resource ?? []).filter((r) => r.supportedProfile).map((r) => [r.type, r.supportedProfile]));
+    expect(supported).toEqual({
+      Consent: ['http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-consent'],
+      Coverage: [HREX_COVERAGE],
+      Parameters: [
+        'http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-parameters-member-match-in',
+        'http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-parameters-member-match-out',
+      ],
+      Patient: ['http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-patient-demographics'],
+    });
+    expect(validateResource(withProfiles).filter((i) => i.severity === 'error')).toEqual([]);
+  });
+});
