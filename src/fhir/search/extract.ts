@@ -171,10 +171,14 @@ function tokensOf(item: TypedItem, push: (...cells: Cell[]) => void): void {
     case 'Coding':
       pushCoding(v, push);
       return;
-    case 'CodeableConcept':
-      for (const coding of v.coding ?? []) pushCoding(coding, push);
-      if (str(v.text)) push(null, null, tokenText(v.text), null, null);
+    case 'CodeableConcept': {
+      // :text matches CodeableConcept.text or a Coding.display: the text rides on each coding's row.
+      const codings: { system?: string; code?: string; display?: string }[] = v.coding ?? [];
+      const text = tokenText(v.text);
+      if (codings.length === 0 && text !== null) push(null, null, text, null, null);
+      for (const coding of codings) pushCoding(coding, push, text);
       return;
+    }
     case 'Identifier': {
       const system = tokenValue(v.system);
       const value = tokenValue(v.value);
@@ -193,11 +197,12 @@ function tokensOf(item: TypedItem, push: (...cells: Cell[]) => void): void {
   }
 }
 
-function pushCoding(coding: { system?: string; code?: string; display?: string } | undefined, push: (...cells: Cell[]) => void): void {
+function pushCoding(coding: { system?: string; code?: string; display?: string } | undefined, push: (...cells: Cell[]) => void, conceptText: string | null = null): void {
   if (!coding) return;
   const system = tokenValue(coding.system);
   const code = tokenValue(coding.code);
-  const text = tokenText(coding.display);
+  const display = tokenText(coding.display);
+  const text = display !== null && conceptText !== null && display !== conceptText ? `${display} ${conceptText}` : (display ?? conceptText);
   if (system !== null || code !== null || text !== null) push(system, code, text, null, null);
 }
 

@@ -42,19 +42,55 @@ class Unsupported extends Error {}
 
 const BASE_TYPES = new Set(['Resource', 'DomainResource']);
 
-/** The branches of `expression` that apply to `resourceType`, as one evaluator; undefined when none does. */
-export function compileForType(resourceType: string, expression: string): PathEvaluator | undefined {
-  const branches = parsedBranches(expression).filter((atom) => {
+/** The branches of `expression` rooted at `resourceType` (or at Resource/DomainResource, for base parameters). */
+export function branchesFor(resourceType: string, expression: string): Atom[] {
+  return parsedBranches(expression).filter((atom) => {
     const root = rootSymbol(atom);
     return root === resourceType || (root !== undefined && BASE_TYPES.has(root));
   });
-  if (branches.length === 0) return undefined;
+}
+
+/** Branches of an absolute expression (from branchesFor) as one evaluator over the resource. */
+export function compileBranches(resourceType: string, branches: Atom[]): PathEvaluator {
   return union(branches.map((atom) => compileBranch(atom, resourceType, true)));
 }
 
 /** An expression evaluated on an element of `contextType` (a composite parameter's component expression). */
 export function compileRelative(contextType: string, expression: string): PathEvaluator {
   return union(parsedBranches(expression).map((atom) => compileBranch(atom, contextType, false)));
+}
+
+/**
+ * A canonical text for a branch, so that parameters selecting the same elements can be recognised:
+ * `(Observation.value as Quantity)` and `Observation` + `value.as(Quantity)` both give
+ * `Observation.value.as(quantity)`. The root type name is `rootType` for base parameters too.
+ */
+export function branchKey(atom: Atom, rootType: string): string {
+  if (atom instanceof SymbolAtom) return BASE_TYPES.has(atom.name) ? rootType : atom.name;
+  if (atom instanceof DotAtom) return `${branchKey(atom.left, rootType)}.${relativeKey(atom.right)}`;
+  if (atom instanceof AsAtom) return `${branchKey(atom.left, rootType)}.as(${atom.right.toString().toLowerCase()})`;
+  return atom.toString();
+}
+
+/** The keys of a relative expression's branches, appended to the key of the element it starts from. */
+export function relativeKeys(baseKey: string, expression: string): string[] {
+  return parsedBranches(expression).map((atom) => `${baseKey}.${relativeKey(atom)}`);
+}
+
+function relativeKey(atom: Atom): string {
+  if (atom instanceof SymbolAtom) return atom.name;
+  if (atom instanceof DotAtom) return `${relativeKey(atom.left)}.${relativeKey(atom.right)}`;
+  if (atom instanceof AsAtom) return `${relativeKey(atom.left)}.as(${atom.right.toString().toLowerCase()})`;
+  if (atom instanceof FunctionAtom && (atom.name === 'as' || atom.name === 'ofType') && atom.args.length === 1) return `as(${atom.args[0].toString().toLowerCase()})`;
+  return atom.toString();
+}
+
+/** `X.where(resolve() is T)` → X and T: the branch selects the references of X that point at a T. */
+export function resolveRestriction(atom: Atom): { inner: Atom; type: string } | undefined {
+  if (!(atom instanceof DotAtom) || !(atom.right instanceof FunctionAtom) || atom.right.name !== 'where') return undefined;
+  const [arg] = atom.right.args;
+  if (!(arg instanceof IsAtom) || !(arg.left instanceof FunctionAtom) || arg.left.name !== 'resolve' || !(arg.right instanceof SymbolAtom)) return undefined;
+  return { inner: atom.left, type: arg.right.name };
 }
 
 function union(evaluators: PathEvaluator[]): PathEvaluator {

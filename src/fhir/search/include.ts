@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import { readCurrentMany } from '../store.ts';
 import type { IncludeRule, SearchRequest } from './request.ts';
-import type { SearchSql } from './sql.ts';
+import { rowsOfAny, type SearchSql } from './sql.ts';
 
 /**
  * _include and _revinclude (search.html#include): the resources the matches reference, and those
@@ -42,12 +42,12 @@ function keyOf(resource: Resource): string {
 
 async function forward(q: Queryable, builder: SearchSql, rule: IncludeRule, round: Resource[]): Promise<Resource[]> {
   const ids = round.filter((r) => r.resourceType === rule.sourceType).map((r) => r.id as string);
-  if (ids.length === 0 || rule.codes.length === 0) return [];
+  if (ids.length === 0 || rule.refs.length === 0) return [];
   const ref = sql.raw('ref');
   const type = rule.targetType === undefined ? sql`` : sql` AND ${ref}.target_type = ${rule.targetType}`;
   const targets = await q.execute<{ resourceType: string; id: string }>(sql`SELECT DISTINCT ${ref}.target_type AS "resourceType", ${ref}.target_id AS id
     FROM sp_reference ${ref}
-    WHERE ${ref}.resource_type = ${rule.sourceType} AND ${ref}.resource_id IN ${ids} AND ${ref}.code IN ${rule.codes}
+    WHERE ${ref}.resource_type = ${rule.sourceType} AND ${ref}.resource_id IN ${ids} AND ${rowsOfAny(ref, rule.refs)}
       AND ${ref}.target_id IS NOT NULL${type} AND ${builder.local(ref)}
     LIMIT ${MAX_PER_RULE}`);
   const stored = await readCurrentMany(q, targets);
@@ -56,7 +56,7 @@ async function forward(q: Queryable, builder: SearchSql, rule: IncludeRule, roun
 
 async function reverse(q: Queryable, builder: SearchSql, rule: IncludeRule, round: Resource[]): Promise<Resource[]> {
   const targets = round.filter((r) => rule.targetType === undefined || r.resourceType === rule.targetType);
-  if (targets.length === 0 || rule.codes.length === 0) return [];
+  if (targets.length === 0 || rule.refs.length === 0) return [];
   const ref = sql.raw('ref');
   const keys = sql.join(
     targets.map((t) => sql`(${t.resourceType}, ${t.id as string})`),
@@ -65,7 +65,7 @@ async function reverse(q: Queryable, builder: SearchSql, rule: IncludeRule, roun
   const rows = await q.execute<{ json: string }>(sql`SELECT r.content AS json FROM resources r
     WHERE r.resource_type = ${rule.sourceType} AND NOT r.deleted AND r.id IN (
       SELECT ${ref}.resource_id FROM sp_reference ${ref}
-      WHERE ${ref}.resource_type = ${rule.sourceType} AND ${ref}.code IN ${rule.codes}
+      WHERE ${ref}.resource_type = ${rule.sourceType} AND ${rowsOfAny(ref, rule.refs)}
         AND ${ref}.target_id IN ${targets.map((t) => t.id as string)} AND (${ref}.target_type, ${ref}.target_id) IN (${keys})
         AND ${builder.local(ref)})
     ORDER BY r.id LIMIT ${MAX_PER_RULE}`);

@@ -2,7 +2,7 @@ import { isResourceType } from '../definitions.ts';
 import { badRequest } from '../errors.ts';
 import { parseCount } from '../history.ts';
 import { parseElements, parseSummary } from '../representation.ts';
-import { type SearchParam, searchParam, searchParamsOf } from './parameters.ts';
+import { type RowSource, type SearchParam, searchParam, searchParamsOf } from './parameters.ts';
 import { parseValue, type ValueContext } from './parse-values.ts';
 import type { Filter, IncludeRule, Predicate, SearchRequest, SortRule } from './request.ts';
 import { splitEscaped, unescapeValue } from './values.ts';
@@ -114,31 +114,31 @@ function parseSort(resourceType: string, value: string): SortRule[] {
     const code = descending ? key.slice(1) : key;
     const param = searchParam(resourceType, code);
     if (param?.column) return { column: param.column, descending };
-    if (!param || param.type === 'composite') {
+    if (!param?.rows) {
       throw badRequest(`_sort: "${code.slice(0, 60)}" is not a search parameter of ${resourceType} that results can be sorted by`, ['_sort']);
     }
-    return { table: param.type, code, descending };
+    return { rows: param.rows, descending };
   });
 }
 
 function parseInclude(resourceType: string, key: string, value: string, reverse: boolean): IncludeRule {
   const iterate = key.includes(':');
   const bad = (why: string) => badRequest(`${key}=${value.slice(0, 80)}: ${why}`, [key]);
-  if (value === '*' && !reverse) return { sourceType: resourceType, codes: referenceCodes(resourceType), targetType: undefined, iterate };
+  if (value === '*' && !reverse) return { sourceType: resourceType, refs: referenceRows(resourceType), targetType: undefined, iterate };
   const [sourceType, code, targetType, ...rest] = value.split(':');
   if (rest.length > 0 || code === undefined) throw bad('the form is SourceType:parameter[:TargetType]');
   if (!isResourceType(sourceType)) throw bad(`"${sourceType}" is not a resource type`);
   if (!reverse && !iterate && sourceType !== resourceType) throw bad(`_include follows references of the ${resourceType} matches; use _include:iterate for ${sourceType}`);
   if (targetType !== undefined && !isResourceType(targetType)) throw bad(`"${targetType}" is not a resource type`);
-  if (code === '*') return { sourceType, codes: referenceCodes(sourceType), targetType, iterate };
+  if (code === '*') return { sourceType, refs: referenceRows(sourceType), targetType, iterate };
   const param = searchParam(sourceType, code);
-  if (param?.type !== 'reference') throw bad(`${sourceType} has no reference search parameter "${code}"`);
+  if (param?.type !== 'reference' || !param.rows) throw bad(`${sourceType} has no reference search parameter "${code}"`);
   if (targetType !== undefined && param.targets.length > 0 && !param.targets.includes(targetType)) throw bad(`${sourceType}:${code} does not point at ${targetType}`);
-  return { sourceType, codes: [code], targetType, iterate };
+  return { sourceType, refs: [param.rows], targetType, iterate };
 }
 
-function referenceCodes(resourceType: string): string[] {
-  return [...searchParamsOf(resourceType).values()].filter((p) => p.type === 'reference').map((p) => p.code);
+function referenceRows(resourceType: string): RowSource[] {
+  return [...searchParamsOf(resourceType).values()].filter((p) => p.type === 'reference' && p.evaluate).map((p) => p.rows as RowSource);
 }
 
 /** One query parameter → a filter on `resourceType`; undefined when the parameter is unknown there. */
@@ -154,16 +154,15 @@ function parseFilter(resourceType: string, key: string, value: string, options: 
   if (param.column) return parseColumnFilter(param, key, modifier, value);
   if (modifier === 'missing') {
     if (value !== 'true' && value !== 'false') throw badRequest(`${key} must be true or false`, [key]);
-    return param.components
-      ? { kind: 'missing', table: param.components[0].type, code: param.components[0].code, missing: value === 'true' }
-      : { kind: 'missing', table: param.type as Exclude<typeof param.type, 'composite'>, code, missing: value === 'true' };
+    return { kind: 'missing', rows: presenceRows(param), missing: value === 'true' };
   }
-  if (param.components) {
+  if (param.composite) {
     if (modifier !== undefined) throw unknownModifier(key, modifier);
     return parseComposite(param, key, value, options);
   }
-  const type = param.type as Exclude<typeof param.type, 'composite'>;
-  let targetType: string | undefined;
+  const rows = param.rows as RowSource;
+  const type = rows.table;
+  let targetType = rows.targetType;
   if (modifier !== undefined && !MODIFIERS[type].has(modifier)) {
     if (type !== 'reference' || !isResourceType(modifier)) throw unknownModifier(key, modifier);
     if (param.targets.length > 0 && !param.targets.includes(modifier)) throw badRequest(`${key}: ${code} does not point at ${modifier}`, [key]);
@@ -171,17 +170,28 @@ function parseFilter(resourceType: string, key: string, value: string, options: 
   } else if (type === 'reference' && param.targets.length === 1) {
     targetType = param.targets[0];
   }
-  const identifierSearch = type === 'reference' && modifier === 'identifier';
-  const context: ValueContext = {
-    name: key,
-    type: identifierSearch ? 'token' : type,
-    modifier: identifierSearch ? undefined : modifier,
-    targetType,
-    baseUrl: options.baseUrl,
-  };
-  const predicates = splitEscaped(value, ',').map((v) => parseValue(v, context));
-  if (identifierSearch) return { kind: 'index', table: 'token', code: `${code}:identifier`, predicates, negate: false };
-  return { kind: 'index', table: type, code, predicates, negate: modifier === 'not' };
+  if (type === 'reference' && modifier === 'identifier') {
+    const identifierRows: RowSource = { table: 'token', codes: rows.codes.map((c) => `${c}:identifier`) };
+    const context: ValueContext = { name: key, type: 'token', modifier: undefined, targetType: undefined, baseUrl: options.baseUrl };
+    return { kind: 'index', rows: identifierRows, predicates: values(value, key).map((v) => parseValue(v, context)), negate: false };
+  }
+  const context: ValueContext = { name: key, type, modifier, targetType, baseUrl: options.baseUrl };
+  return { kind: 'index', rows, predicates: values(value, key).map((v) => parseValue(v, context)), negate: modifier === 'not' };
+}
+
+/** The comma-separated alternatives of a value; an empty one is a mistake, not "anything". */
+function values(value: string, key: string): string[] {
+  const alternatives = splitEscaped(value, ',');
+  if (alternatives.some((v) => v === '')) throw badRequest(`${key} has an empty value between commas`, [key]);
+  return alternatives;
+}
+
+/** Rows whose presence means the parameter has a value: a composite's first component in each way it is stored. */
+function presenceRows(param: SearchParam): RowSource[] {
+  if (param.rows) return [param.rows];
+  return (param.composite ?? []).map((source) =>
+    source.kind === 'and' ? source.components[0] : { table: source.components[0].table, codes: [source.components[0].code] },
+  );
 }
 
 function unknownModifier(key: string, modifier: string) {
@@ -190,24 +200,27 @@ function unknownModifier(key: string, modifier: string) {
 
 function parseColumnFilter(param: SearchParam, key: string, modifier: string | undefined, value: string): Filter {
   if (modifier !== undefined) throw unknownModifier(key, modifier);
-  const values = splitEscaped(value, ',');
-  if (param.column === 'id') return { kind: 'column', column: 'id', predicates: values.map((v): Predicate => ({ type: 'id', id: unescapeValue(v) })) };
+  const alternatives = values(value, key);
+  if (param.column === 'id') return { kind: 'column', column: 'id', predicates: alternatives.map((v): Predicate => ({ type: 'id', id: unescapeValue(v) })) };
   const context: ValueContext = { name: key, type: 'date', modifier: undefined, targetType: undefined, baseUrl: undefined };
-  return { kind: 'column', column: 'last_updated', predicates: values.map((v) => parseValue(v, context)) };
+  return { kind: 'column', column: 'last_updated', predicates: alternatives.map((v) => parseValue(v, context)) };
 }
 
 function parseComposite(param: SearchParam, key: string, value: string, options: ParseOptions): Filter {
-  const components = param.components ?? [];
-  const alternatives = splitEscaped(value, ',').map((alternative) => {
+  const sources = param.composite ?? [];
+  // Every way a composite is stored has the same component types.
+  const types = sources[0].components.map((c) => c.table);
+  const alternatives = values(value, key).map((alternative) => {
     const parts = splitEscaped(alternative, '$');
-    if (parts.length !== components.length) {
-      throw badRequest(`${key} takes ${components.length} components separated by "$" (search.html#composite); got "${alternative.slice(0, 80)}"`, [key]);
+    if (parts.length !== types.length) {
+      throw badRequest(`${key} takes ${types.length} components separated by "$" (search.html#composite); got "${alternative.slice(0, 80)}"`, [key]);
     }
-    return parts.map((part, i) =>
-      parseValue(part, { name: key, type: components[i].type, modifier: undefined, targetType: undefined, baseUrl: options.baseUrl }),
-    );
+    return parts.map((part, i) => {
+      if (part === '') throw badRequest(`${key} has an empty component in "${alternative.slice(0, 80)}"`, [key]);
+      return parseValue(part, { name: key, type: types[i], modifier: undefined, targetType: undefined, baseUrl: options.baseUrl });
+    });
   });
-  return { kind: 'composite', components: components.map((c) => ({ table: c.type, code: c.code })), alternatives };
+  return { kind: 'composite', sources, alternatives };
 }
 
 function parseChain(resourceType: string, left: string, rest: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
@@ -215,7 +228,7 @@ function parseChain(resourceType: string, left: string, rest: string, value: str
   const param = searchParam(resourceType, code);
   if (!param) return undefined;
   const name = `${left}.${rest}`;
-  if (param.type !== 'reference' || extra.length > 0) throw badRequest(`${name}: only reference parameters can be chained (search.html#chaining)`, [name]);
+  if (!param.rows || param.type !== 'reference' || extra.length > 0) throw badRequest(`${name}: only reference parameters can be chained (search.html#chaining)`, [name]);
   if (depth >= MAX_DEPTH) throw badRequest(`${name}: chains are followed ${MAX_DEPTH} levels deep at most`, [name]);
   let types = param.targets;
   if (typeModifier !== undefined) {
@@ -228,7 +241,7 @@ function parseChain(resourceType: string, left: string, rest: string, value: str
     const filter = parseFilter(type, rest, value, options, depth + 1);
     if (filter) targets.push({ type, filter });
   }
-  return targets.length > 0 ? { kind: 'chain', code, targets } : undefined;
+  return targets.length > 0 ? { kind: 'chain', rows: param.rows, targets } : undefined;
 }
 
 function parseHas(resourceType: string, key: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
@@ -238,8 +251,8 @@ function parseHas(resourceType: string, key: string, value: string, options: Par
   if (depth >= MAX_DEPTH) throw badRequest(`${key}: _has nests ${MAX_DEPTH} levels deep at most`, [key]);
   const param = searchParam(type, code);
   if (!param) return undefined;
-  if (param.type !== 'reference') throw badRequest(`${key}: ${type}.${code} is not a reference parameter`, [key]);
+  if (param.type !== 'reference' || !param.rows) throw badRequest(`${key}: ${type}.${code} is not a reference parameter`, [key]);
   if (param.targets.length > 0 && !param.targets.includes(resourceType)) throw badRequest(`${key}: ${type}.${code} does not point at ${resourceType}`, [key]);
   const filter = parseFilter(type, rest.join(':'), value, options, depth + 1);
-  return filter ? { kind: 'has', type, code, filter } : undefined;
+  return filter ? { kind: 'has', type, rows: param.rows, filter } : undefined;
 }

@@ -1,5 +1,5 @@
 import type { SummaryMode } from '../representation.ts';
-import type { IndexTable } from './extract.ts';
+import type { CompositeSource, RowSource } from './parameters.ts';
 import type { InstantRange } from './values.ts';
 
 /**
@@ -25,16 +25,17 @@ export interface SearchRequest {
 }
 
 export type Filter =
-  /** Rows of `code` in an index table matching one of the predicates exist (negate: none exists, as :not asks). */
-  | { kind: 'index'; table: IndexTable; code: string; predicates: Predicate[]; negate: boolean }
-  | { kind: 'missing'; table: IndexTable; code: string; missing: boolean }
-  /** One alternative per comma-separated value; each alternative matches every component within one element instance. */
-  | { kind: 'composite'; components: { table: IndexTable; code: string }[]; alternatives: Predicate[][] }
+  /** Rows matching one of the predicates exist (negate: none exists, as :not asks). */
+  | { kind: 'index'; rows: RowSource; predicates: Predicate[]; negate: boolean }
+  /** missing: none of the sources has a row; otherwise one has. */
+  | { kind: 'missing'; rows: RowSource[]; missing: boolean }
+  /** One alternative per comma-separated value, matched against each way the composite is stored. */
+  | { kind: 'composite'; sources: CompositeSource[]; alternatives: Predicate[][] }
   | { kind: 'column'; column: 'id' | 'last_updated'; predicates: Predicate[] }
   /** `subject:Patient.identifier=…`: the reference points at a resource of one of the target types matching `filter`. */
-  | { kind: 'chain'; code: string; targets: { type: string; filter: Filter }[] }
-  /** `_has:Observation:patient:code=…`: a `type` resource whose `code` reference points here matches `filter`. */
-  | { kind: 'has'; type: string; code: string; filter: Filter };
+  | { kind: 'chain'; rows: RowSource; targets: { type: string; filter: Filter }[] }
+  /** `_has:Observation:patient:code=…`: a `type` resource whose reference (rows) points here matches `filter`. */
+  | { kind: 'has'; type: string; rows: RowSource; filter: Filter };
 
 export type Prefix = 'eq' | 'ne' | 'gt' | 'lt' | 'ge' | 'le' | 'sa' | 'eb' | 'ap';
 
@@ -52,12 +53,12 @@ export type Predicate =
   | { type: 'uri'; mode: 'eq' | 'below' | 'above'; value: string }
   | { type: 'id'; id: string };
 
-export type SortRule = { column: 'id' | 'last_updated'; descending: boolean } | { table: IndexTable; code: string; descending: boolean };
+export type SortRule = { column: 'id' | 'last_updated'; descending: boolean } | { rows: RowSource; descending: boolean };
 
 export interface IncludeRule {
   sourceType: string;
-  /** Reference parameter codes of sourceType followed (several for `*`). */
-  codes: string[];
+  /** Reference parameters of sourceType followed (several for `*`). */
+  refs: RowSource[];
   targetType: string | undefined;
   iterate: boolean;
 }

@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { IndexTable } from './extract.ts';
+import type { CompositeSource, RowSource } from './parameters.ts';
 import type { Filter, Predicate, SearchRequest, SortRule } from './request.ts';
 import { referenceTarget } from './values.ts';
 
@@ -48,9 +49,9 @@ export class SearchSql {
       const direction = sql.raw(rule.descending ? 'DESC NULLS LAST' : 'ASC NULLS LAST');
       if ('column' in rule) return sql`${r}.${sql.raw(rule.column)} ${direction}`;
       const s = this.alias('s');
-      const column = sql.raw(sortColumn(rule.table, rule.descending));
+      const column = sql.raw(sortColumn(rule.rows.table, rule.descending));
       const aggregate = sql.raw(rule.descending ? 'max' : 'min');
-      return sql`(SELECT ${aggregate}(${s}.${column}) FROM ${TABLES[rule.table]} ${s} WHERE ${s}.resource_type = ${r}.resource_type AND ${s}.resource_id = ${r}.id AND ${s}.code = ${rule.code}) ${direction}`;
+      return sql`(SELECT ${aggregate}(${s}.${column}) FROM ${TABLES[rule.rows.table]} ${s} WHERE ${s}.resource_type = ${r}.resource_type AND ${s}.resource_id = ${r}.id AND ${rowsOf(s, rule.rows)}) ${direction}`;
     });
     // The id breaks ties, so pages neither repeat nor skip resources.
     keys.push(sql`${r}.id`);
@@ -67,9 +68,11 @@ export class SearchSql {
     switch (filter.kind) {
       case 'index':
         if (!filter.negate) return sql`${r}.id IN (${this.ids(type, filter)})`;
-        return sql`NOT EXISTS (${this.rowsOf(type, filter.table, filter.code, r, filter.predicates)})`;
-      case 'missing':
-        return sql`${sql.raw(filter.missing ? 'NOT EXISTS' : 'EXISTS')} (${this.rowsOf(type, filter.table, filter.code, r, [])})`;
+        return sql`NOT EXISTS (${this.rowsOfResource(type, filter.rows, r, filter.predicates)})`;
+      case 'missing': {
+        const present = any(filter.rows.map((rows) => sql`EXISTS (${this.rowsOfResource(type, rows, r, [])})`));
+        return filter.missing ? sql`NOT ${present}` : present;
+      }
       case 'column':
         return any(filter.predicates.map((p) => (p.type === 'id' ? sql`${r}.id = ${p.id}` : this.predicate(p, r, filter.column))));
       default:
@@ -77,11 +80,11 @@ export class SearchSql {
     }
   }
 
-  /** Index rows of one resource `r` with the code (and matching one of the predicates, when there are any). */
-  private rowsOf(type: string, table: IndexTable, code: string, r: SQL, predicates: Predicate[]): SQL {
+  /** Index rows of one resource `r` (matching one of the predicates, when there are any). */
+  private rowsOfResource(type: string, rows: RowSource, r: SQL, predicates: Predicate[]): SQL {
     const t = this.alias('t');
-    const matching = predicates.length ? sql` AND ${any(predicates.map((p) => this.predicate(p, t, table)))}` : sql``;
-    return sql`SELECT 1 FROM ${TABLES[table]} ${t} WHERE ${t}.resource_type = ${type} AND ${t}.resource_id = ${r}.id AND ${t}.code = ${code}${matching}`;
+    const matching = predicates.length ? sql` AND ${any(predicates.map((p) => this.predicate(p, t, rows.table)))}` : sql``;
+    return sql`SELECT 1 FROM ${TABLES[rows.table]} ${t} WHERE ${t}.resource_type = ${type} AND ${t}.resource_id = ${r}.id AND ${rowsOf(t, rows)}${matching}`;
   }
 
   /** A subquery selecting the ids of the `type` resources matching the filter. */
@@ -90,22 +93,26 @@ export class SearchSql {
       case 'index': {
         if (filter.negate) break;
         const t = this.alias('t');
-        return sql`SELECT ${t}.resource_id FROM ${TABLES[filter.table]} ${t} WHERE ${t}.resource_type = ${type} AND ${t}.code = ${filter.code} AND ${any(
-          filter.predicates.map((p) => this.predicate(p, t, filter.table)),
+        const table = filter.rows.table;
+        return sql`SELECT ${t}.resource_id FROM ${TABLES[table]} ${t} WHERE ${t}.resource_type = ${type} AND ${rowsOf(t, filter.rows)} AND ${any(
+          filter.predicates.map((p) => this.predicate(p, t, table)),
         )}`;
       }
       case 'composite':
-        return this.compositeIds(type, filter);
+        return sql.join(
+          filter.sources.map((source) => this.compositeIds(type, source, filter.alternatives)),
+          sql` UNION ALL `,
+        );
       case 'chain': {
         const ref = this.alias('ref');
         const targets = filter.targets.map(
           (target) => sql`(${ref}.target_type = ${target.type} AND ${ref}.target_id IN (${this.ids(target.type, target.filter)}))`,
         );
-        return sql`SELECT ${ref}.resource_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${type} AND ${ref}.code = ${filter.code} AND ${any(targets)} AND ${this.local(ref)}`;
+        return sql`SELECT ${ref}.resource_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${type} AND ${rowsOf(ref, filter.rows)} AND ${any(targets)} AND ${this.local(ref)}`;
       }
       case 'has': {
         const ref = this.alias('ref');
-        return sql`SELECT ${ref}.target_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${filter.type} AND ${ref}.code = ${filter.code} AND ${ref}.target_type = ${type} AND ${this.local(ref)} AND ${ref}.resource_id IN (${this.ids(filter.type, filter.filter)})`;
+        return sql`SELECT ${ref}.target_id FROM sp_reference ${ref} WHERE ${ref}.resource_type = ${filter.type} AND ${rowsOf(ref, filter.rows)} AND ${ref}.target_type = ${type} AND ${this.local(ref)} AND ${ref}.resource_id IN (${this.ids(filter.type, filter.filter)})`;
       }
       default:
         break;
@@ -114,18 +121,22 @@ export class SearchSql {
     return sql`SELECT ${x}.id FROM resources ${x} WHERE ${x}.resource_type = ${type} AND NOT ${x}.deleted AND ${this.condition(type, filter, x)}`;
   }
 
-  /** Component rows of one element instance (same grp) joined, one alternative of them matching (search.html#composite). */
-  private compositeIds(type: string, filter: Extract<Filter, { kind: 'composite' }>): SQL {
-    const aliases = filter.components.map(() => this.alias('c'));
+  /**
+   * Resources with one alternative's components all matching (search.html#composite): within one
+   * element instance (same grp) for stored composites, within the resource for the AND form.
+   */
+  private compositeIds(type: string, source: CompositeSource, alternatives: Predicate[][]): SQL {
+    const components: RowSource[] = source.kind === 'and' ? source.components : source.components.map((c) => ({ table: c.table, codes: [c.code] }));
+    const aliases = components.map(() => this.alias('c'));
     const [first] = aliases;
-    const joins = filter.components.slice(1).map((component, i) => {
+    const sameElement = source.kind === 'rows';
+    const joins = components.slice(1).map((component, i) => {
       const c = aliases[i + 1];
-      return sql` JOIN ${TABLES[component.table]} ${c} ON ${c}.resource_type = ${first}.resource_type AND ${c}.resource_id = ${first}.resource_id AND ${c}.code = ${component.code} AND ${c}.grp = ${first}.grp`;
+      const grp = sameElement ? sql` AND ${c}.grp = ${first}.grp` : sql``;
+      return sql` JOIN ${TABLES[component.table]} ${c} ON ${c}.resource_type = ${first}.resource_type AND ${c}.resource_id = ${first}.resource_id AND ${rowsOf(c, component)}${grp}`;
     });
-    const alternatives = filter.alternatives.map((predicates) =>
-      all(predicates.map((p, i) => this.predicate(p, aliases[i], filter.components[i].table))),
-    );
-    return sql`SELECT ${first}.resource_id FROM ${TABLES[filter.components[0].table]} ${first}${sql.join(joins, sql``)} WHERE ${first}.resource_type = ${type} AND ${first}.code = ${filter.components[0].code} AND ${any(alternatives)}`;
+    const matches = alternatives.map((predicates) => all(predicates.map((p, i) => this.predicate(p, aliases[i], components[i].table))));
+    return sql`SELECT ${first}.resource_id FROM ${TABLES[components[0].table]} ${first}${sql.join(joins, sql``)} WHERE ${first}.resource_type = ${type} AND ${rowsOf(first, components[0])} AND ${any(matches)}`;
   }
 
   /** A reference row pointing at one of our resources: `Type/id`, or an absolute URL under our base. */
@@ -186,6 +197,17 @@ export class SearchSql {
     const type = p.targetType === undefined ? sql`` : sql` AND ${t}.target_type = ${p.targetType}`;
     return sql`(${t}.target_id = ${p.id as string}${type} AND ${this.local(t)})`;
   }
+}
+
+/** The rows of a source: its codes, and its target type for narrowed references (`patient` = Patient subjects). */
+function rowsOf(t: SQL, rows: RowSource): SQL {
+  const code = rows.codes.length === 1 ? sql`${t}.code = ${rows.codes[0]}` : sql`${t}.code IN ${rows.codes}`;
+  return rows.targetType === undefined ? code : sql`${code} AND ${t}.target_type = ${rows.targetType}`;
+}
+
+/** Rows of any of the sources (the reference parameters an `_include=Type:*` follows). */
+export function rowsOfAny(t: SQL, sources: RowSource[]): SQL {
+  return any(sources.map((rows) => rowsOf(t, rows)));
 }
 
 function any(conditions: SQL[]): SQL {
