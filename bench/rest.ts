@@ -11,8 +11,10 @@ import { benchObservation, benchPatient, MEMBER_SYSTEM, memberId, type SeedTimes
 import { type ChildServer, startBatonProcess, startFixedResponseServer } from './servers.ts';
 
 /*
- * npm run bench:rest [-- --patients N --observations N --duration S --connections N
+ * npm run bench:rest [-- --patients N --observations N --duration S --warmup S --connections N
  *                        --transaction-entries N --keep --fresh]
+ * (or BENCH_PATIENTS, BENCH_OBSERVATIONS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
+ * BENCH_TRANSACTION_ENTRIES; defaults 100,000 / 1,000,000 / 10 s / 5 s / 32 / 1,000)
  *
  * Issue 2's REST figures on PostgreSQL, in one run: seeds a population into its own database
  * `baton_bench`, measures Baton (a child process, over HTTP with autocannon) reading by id,
@@ -37,6 +39,7 @@ const { values: flags } = parseArgs({
     patients: { type: 'string' },
     observations: { type: 'string' },
     duration: { type: 'string' },
+    warmup: { type: 'string' },
     connections: { type: 'string' },
     'transaction-entries': { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -55,6 +58,8 @@ const settings = {
   patients: count(flags.patients, 'BENCH_PATIENTS', 100_000, 1),
   observations: count(flags.observations, 'BENCH_OBSERVATIONS', 1_000_000, 0),
   seconds: count(flags.duration, 'BENCH_DURATION', 10, 1),
+  // Baton answers slowly for its first seconds (JIT, pool connections opened on demand).
+  warmupSeconds: count(flags.warmup, 'BENCH_WARMUP', 5, 1),
   connections: count(flags.connections, 'BENCH_CONNECTIONS', 32, 1),
   transactionEntries: count(flags['transaction-entries'], 'BENCH_TRANSACTION_ENTRIES', 1000, 2),
   transactionRuns: 3,
@@ -62,7 +67,6 @@ const settings = {
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const benchUrl = new URL(adminUrl);
 benchUrl.pathname = `/${BENCH_DATABASE}`;
-const warmupSeconds = Math.min(2, settings.seconds);
 
 const log = (message: string): void => void process.stderr.write(`[bench:rest] ${message}\n`);
 
@@ -194,7 +198,7 @@ async function main(): Promise<void> {
 
     log('database ceiling: raw SQL reads through postgres.js');
     const readSql = () => sql`SELECT content FROM resources WHERE resource_type = 'Patient' AND id = ${pick(patientIds)}`;
-    await queryLoad(readSql, settings.connections, warmupSeconds);
+    await queryLoad(readSql, settings.connections, settings.warmupSeconds);
     const dbCeiling = await queryLoad(readSql, settings.connections, settings.seconds);
     log(`database ceiling: ${dbCeiling.rps}/s, p50 ${dbCeiling.p50_ms} ms, p99 ${dbCeiling.p99_ms} ms`);
 
@@ -202,7 +206,7 @@ async function main(): Promise<void> {
     const fixed = await startFixedResponseServer(fixedPatient);
     running.push(fixed);
     const fixedLoad = (seconds: number) => httpLoad({ url: fixed.url, connections: settings.connections, seconds, next: () => ({ path: `/fhir/Patient/${pick(patientIds)}` }) });
-    await fixedLoad(warmupSeconds);
+    await fixedLoad(settings.warmupSeconds);
     const httpCeiling = await fixedLoad(settings.seconds);
     log(`HTTP ceiling: ${httpCeiling.rps}/s, p50 ${httpCeiling.p50_ms} ms, p99 ${httpCeiling.p99_ms} ms`);
     await fixed.stop();
@@ -219,7 +223,7 @@ async function main(): Promise<void> {
       'read',
       () => preflight('read', () => fetch(`${baton.url}/Patient/${patientIds[0]}`), (body) => body?.id === patientIds[0]),
       async () => {
-        await load(warmupSeconds, readPath);
+        await load(settings.warmupSeconds, readPath);
         return load(settings.seconds, readPath);
       },
     );
@@ -234,7 +238,7 @@ async function main(): Promise<void> {
           (body) => body?.type === 'searchset' && body.entry?.filter((e: any) => e.search?.mode !== 'outcome').length === 1,
         ),
       async () => {
-        await load(warmupSeconds, searchPath);
+        await load(settings.warmupSeconds, searchPath);
         return load(settings.seconds, searchPath);
       },
     );
@@ -248,7 +252,10 @@ async function main(): Promise<void> {
     const create = await measure(
       'create',
       () => preflight('create', () => fetch(`${baton.url}/Observation`, createRequest()), (body) => typeof body?.id === 'string'),
-      () => load(settings.seconds, createRequest),
+      async () => {
+        await load(settings.warmupSeconds, createRequest);
+        return load(settings.seconds, createRequest);
+      },
     );
 
     log(`transaction: ${settings.transactionRuns} Bundles of ${settings.transactionEntries} entries`);
@@ -278,7 +285,7 @@ async function main(): Promise<void> {
         patients: settings.patients,
         observations: settings.observations,
         duration_s: settings.seconds,
-        warmup_s: warmupSeconds,
+        warmup_s: settings.warmupSeconds,
         connections: settings.connections,
         transaction_entries: settings.transactionEntries,
         database: `${BENCH_DATABASE} on ${benchUrl.host} (PostgreSQL ${version})`,
