@@ -122,7 +122,7 @@ describe('GET /fhir/metadata', () => {
   it('is built once and served again as is', async () => {
     const again = await body<CapabilityStatement>(await baton.request('/fhir/metadata'));
     expect(again.date).toBe(statement.date);
-    expect(capabilityStatement(BASE_URL)).toBe(capabilityStatement(BASE_URL));
+    expect(capabilityStatement(BASE_URL, baton.validator.profiles)).toBe(capabilityStatement(BASE_URL, baton.validator.profiles));
   });
 
   it('honours _pretty', async () => {
@@ -161,6 +161,16 @@ describe('every interaction the CapabilityStatement claims for Patient answers',
       answers[code] = (await baton.request(path, init)).status;
     }
     expect(Object.entries(answers).filter(([, status]) => status < 200 || status > 299)).toEqual([]);
+  });
+
+  it('including the conditional create, update and single delete it claims', async () => {
+    const condition = 'identifier=urn:baton:capability|cond-1';
+    const conditional = { ...patient, identifier: [{ system: 'urn:baton:capability', value: 'cond-1' }] };
+    const created = await baton.request('/fhir/Patient', { method: 'POST', json: conditional, headers: { 'if-none-exist': condition } });
+    const again = await baton.request('/fhir/Patient', { method: 'POST', json: conditional, headers: { 'if-none-exist': condition } });
+    const updated = await baton.request(`/fhir/Patient?${condition}`, { method: 'PUT', json: { ...conditional, active: false } });
+    const deleted = await baton.request(`/fhir/Patient?${condition}`, { method: 'DELETE' });
+    expect([created.status, again.status, updated.status, deleted.status]).toEqual([201, 200, 200, 204]);
   });
 });
 
