@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTar, readTarball, TarballError } from '../../src/fhir/tarball.ts';
 
 /** A ustar header as POSIX specifies it, with a correct checksum unless told otherwise. */
@@ -89,12 +89,15 @@ describe('readTarball', () => {
 });
 
 describe('archives written by GNU tar', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-tar-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const deepName = `${'d'.repeat(90)}/${'f'.repeat(90)}.json`;
-  mkdirSync(join(dir, 'package', 'd'.repeat(90)), { recursive: true });
-  writeFileSync(join(dir, 'package', 'short.json'), '{"short":true}');
-  writeFileSync(join(dir, 'package', deepName), '{"long":true}');
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-tar-'));
+    mkdirSync(join(dir, 'package', 'd'.repeat(90)), { recursive: true });
+    writeFileSync(join(dir, 'package', 'short.json'), '{"short":true}');
+    writeFileSync(join(dir, 'package', deepName), '{"long":true}');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it.each(['gnu', 'posix', 'ustar'])('reads long and short names in the %s format', (format) => {
     const file = join(dir, `${format}.tgz`);
