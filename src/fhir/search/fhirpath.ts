@@ -42,11 +42,16 @@ class Unsupported extends Error {}
 
 const BASE_TYPES = new Set(['Resource', 'DomainResource']);
 
-/** The branches of `expression` rooted at `resourceType` (or at Resource/DomainResource, for base parameters). */
-export function branchesFor(resourceType: string, expression: string): Atom[] {
+/**
+ * The branches of `expression` rooted at `resourceType` (or at Resource/DomainResource, for base
+ * parameters). `relative`: the parameter is defined on this type alone, so branches starting at
+ * an element (R4's InsurancePlan name is `name | alias`) start at the resource.
+ */
+export function branchesFor(resourceType: string, expression: string, relative = false): Atom[] {
   return parsedBranches(expression).filter((atom) => {
     const root = rootSymbol(atom);
-    return root === resourceType || (root !== undefined && BASE_TYPES.has(root));
+    if (root === undefined) return false;
+    return root === resourceType || BASE_TYPES.has(root) || (relative && /^[a-z]/.test(root));
   });
 }
 
@@ -66,7 +71,10 @@ export function compileRelative(contextType: string, expression: string): PathEv
  * `Observation.value.as(quantity)`. The root type name is `rootType` for base parameters too.
  */
 export function branchKey(atom: Atom, rootType: string): string {
-  if (atom instanceof SymbolAtom) return BASE_TYPES.has(atom.name) ? rootType : atom.name;
+  if (atom instanceof SymbolAtom) {
+    if (BASE_TYPES.has(atom.name)) return rootType;
+    return /^[a-z]/.test(atom.name) ? `${rootType}.${atom.name}` : atom.name;
+  }
   if (atom instanceof DotAtom) return `${branchKey(atom.left, rootType)}.${relativeKey(atom.right)}`;
   if (atom instanceof AsAtom) return `${branchKey(atom.left, rootType)}.as(${atom.right.toString().toLowerCase()})`;
   return atom.toString();

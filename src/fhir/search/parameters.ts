@@ -108,7 +108,8 @@ function buildParams(resourceType: string): Map<string, SearchParam> {
       params.set(code, { code, type, column, targets: [] });
       continue;
     }
-    const branches = branchesFor(resourceType, sp.expression).filter((b) => !UNINDEXED[type]?.test(branchKey(b, resourceType)));
+    const ownType = (sp.base as string[]).length === 1 && sp.base?.[0] === resourceType;
+    const branches = branchesFor(resourceType, sp.expression, ownType).filter((b) => !UNINDEXED[type]?.test(branchKey(b, resourceType)));
     if (branches.length === 0) continue;
     candidates.push({ sp, code, type, branches, keys: new Set(branches.map((b) => branchKey(b, resourceType))) });
   }

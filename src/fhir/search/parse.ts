@@ -57,7 +57,7 @@ export function parseSearchRequest(resourceType: string, params: URLSearchParams
       continue;
     }
     if (value === '') throw badRequest(`${key} has no value; leave the parameter out to not filter on it`, [key]);
-    const filter = parseFilter(resourceType, key, value, options, 0);
+    const filter = parseFilter(resourceType, key, value, { name: key, options, depth: 0 });
     if (filter) {
       request.filters.push(filter);
       request.applied.push([key, value]);
@@ -141,48 +141,57 @@ function referenceRows(resourceType: string): RowSource[] {
   return [...searchParamsOf(resourceType).values()].filter((p) => p.type === 'reference' && p.evaluate).map((p) => p.rows as RowSource);
 }
 
-/** One query parameter → a filter on `resourceType`; undefined when the parameter is unknown there. */
-function parseFilter(resourceType: string, key: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
-  if (key.startsWith('_has:')) return parseHas(resourceType, key, value, options, depth);
+/** Where a (possibly nested) parameter is parsed: `name` is the query parameter as the client wrote it, for messages. */
+interface Scope {
+  name: string;
+  options: ParseOptions;
+  depth: number;
+}
+
+/** One query parameter (or the rest of a chain) → a filter on `resourceType`; undefined when the parameter is unknown there. */
+function parseFilter(resourceType: string, key: string, value: string, scope: Scope): Filter | undefined {
+  if (key.startsWith('_has:')) return parseHas(resourceType, key, value, scope);
   const dot = key.indexOf('.');
-  if (dot > 0) return parseChain(resourceType, key.slice(0, dot), key.slice(dot + 1), value, options, depth);
+  if (dot > 0) return parseChain(resourceType, key.slice(0, dot), key.slice(dot + 1), value, scope);
+  const { name } = scope;
   const colon = key.indexOf(':');
   const code = colon < 0 ? key : key.slice(0, colon);
   const modifier = colon < 0 ? undefined : key.slice(colon + 1);
   const param = searchParam(resourceType, code);
   if (!param) return undefined;
-  if (param.column) return parseColumnFilter(param, key, modifier, value);
+  if (param.column) return parseColumnFilter(param, modifier, value, name);
   if (modifier === 'missing') {
-    if (value !== 'true' && value !== 'false') throw badRequest(`${key} must be true or false`, [key]);
+    if (value !== 'true' && value !== 'false') throw badRequest(`${name} must be true or false`, [name]);
     return { kind: 'missing', rows: presenceRows(param), missing: value === 'true' };
   }
   if (param.composite) {
-    if (modifier !== undefined) throw unknownModifier(key, modifier);
-    return parseComposite(param, key, value, options);
+    if (modifier !== undefined) throw unknownModifier(name, modifier);
+    return parseComposite(param, value, scope);
   }
   const rows = param.rows as RowSource;
   const type = rows.table;
   let targetType = rows.targetType;
   if (modifier !== undefined && !MODIFIERS[type].has(modifier)) {
-    if (type !== 'reference' || !isResourceType(modifier)) throw unknownModifier(key, modifier);
-    if (param.targets.length > 0 && !param.targets.includes(modifier)) throw badRequest(`${key}: ${code} does not point at ${modifier}`, [key]);
+    if (type !== 'reference' || !isResourceType(modifier)) throw unknownModifier(name, modifier);
+    if (param.targets.length > 0 && !param.targets.includes(modifier)) throw badRequest(`${name}: ${code} does not point at ${modifier}`, [name]);
     targetType = modifier;
   } else if (type === 'reference' && param.targets.length === 1) {
     targetType = param.targets[0];
   }
+  const baseUrl = scope.options.baseUrl;
   if (type === 'reference' && modifier === 'identifier') {
     const identifierRows: RowSource = { table: 'token', codes: rows.codes.map((c) => `${c}:identifier`) };
-    const context: ValueContext = { name: key, type: 'token', modifier: undefined, targetType: undefined, baseUrl: options.baseUrl };
-    return { kind: 'index', rows: identifierRows, predicates: values(value, key).map((v) => parseValue(v, context)), negate: false };
+    const context: ValueContext = { name, type: 'token', modifier: undefined, targetType: undefined, baseUrl };
+    return { kind: 'index', rows: identifierRows, predicates: values(value, name).map((v) => parseValue(v, context)), negate: false };
   }
-  const context: ValueContext = { name: key, type, modifier, targetType, baseUrl: options.baseUrl };
-  return { kind: 'index', rows, predicates: values(value, key).map((v) => parseValue(v, context)), negate: modifier === 'not' };
+  const context: ValueContext = { name, type, modifier, targetType, baseUrl };
+  return { kind: 'index', rows, predicates: values(value, name).map((v) => parseValue(v, context)), negate: modifier === 'not' };
 }
 
 /** The comma-separated alternatives of a value; an empty one is a mistake, not "anything". */
-function values(value: string, key: string): string[] {
+function values(value: string, name: string): string[] {
   const alternatives = splitEscaped(value, ',');
-  if (alternatives.some((v) => v === '')) throw badRequest(`${key} has an empty value between commas`, [key]);
+  if (alternatives.some((v) => v === '')) throw badRequest(`${name} has an empty value between commas`, [name]);
   return alternatives;
 }
 
@@ -194,42 +203,43 @@ function presenceRows(param: SearchParam): RowSource[] {
   );
 }
 
-function unknownModifier(key: string, modifier: string) {
-  return badRequest(`${key}: the modifier ":${modifier.slice(0, 40)}" is not supported on this parameter`, [key]);
+function unknownModifier(name: string, modifier: string) {
+  return badRequest(`${name}: the modifier ":${modifier.slice(0, 40)}" is not supported on this parameter`, [name]);
 }
 
-function parseColumnFilter(param: SearchParam, key: string, modifier: string | undefined, value: string): Filter {
-  if (modifier !== undefined) throw unknownModifier(key, modifier);
-  const alternatives = values(value, key);
+function parseColumnFilter(param: SearchParam, modifier: string | undefined, value: string, name: string): Filter {
+  if (modifier !== undefined) throw unknownModifier(name, modifier);
+  const alternatives = values(value, name);
   if (param.column === 'id') return { kind: 'column', column: 'id', predicates: alternatives.map((v): Predicate => ({ type: 'id', id: unescapeValue(v) })) };
-  const context: ValueContext = { name: key, type: 'date', modifier: undefined, targetType: undefined, baseUrl: undefined };
+  const context: ValueContext = { name, type: 'date', modifier: undefined, targetType: undefined, baseUrl: undefined };
   return { kind: 'column', column: 'last_updated', predicates: alternatives.map((v) => parseValue(v, context)) };
 }
 
-function parseComposite(param: SearchParam, key: string, value: string, options: ParseOptions): Filter {
+function parseComposite(param: SearchParam, value: string, scope: Scope): Filter {
+  const { name } = scope;
   const sources = param.composite ?? [];
   // Every way a composite is stored has the same component types.
   const types = sources[0].components.map((c) => c.table);
-  const alternatives = values(value, key).map((alternative) => {
+  const alternatives = values(value, name).map((alternative) => {
     const parts = splitEscaped(alternative, '$');
     if (parts.length !== types.length) {
-      throw badRequest(`${key} takes ${types.length} components separated by "$" (search.html#composite); got "${alternative.slice(0, 80)}"`, [key]);
+      throw badRequest(`${name} takes ${types.length} components separated by "$" (search.html#composite); got "${alternative.slice(0, 80)}"`, [name]);
     }
     return parts.map((part, i) => {
-      if (part === '') throw badRequest(`${key} has an empty component in "${alternative.slice(0, 80)}"`, [key]);
-      return parseValue(part, { name: key, type: types[i], modifier: undefined, targetType: undefined, baseUrl: options.baseUrl });
+      if (part === '') throw badRequest(`${name} has an empty component in "${alternative.slice(0, 80)}"`, [name]);
+      return parseValue(part, { name, type: types[i], modifier: undefined, targetType: undefined, baseUrl: scope.options.baseUrl });
     });
   });
   return { kind: 'composite', sources, alternatives };
 }
 
-function parseChain(resourceType: string, left: string, rest: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
+function parseChain(resourceType: string, left: string, rest: string, value: string, scope: Scope): Filter | undefined {
+  const { name } = scope;
   const [code, typeModifier, ...extra] = left.split(':');
   const param = searchParam(resourceType, code);
   if (!param) return undefined;
-  const name = `${left}.${rest}`;
   if (!param.rows || param.type !== 'reference' || extra.length > 0) throw badRequest(`${name}: only reference parameters can be chained (search.html#chaining)`, [name]);
-  if (depth >= MAX_DEPTH) throw badRequest(`${name}: chains are followed ${MAX_DEPTH} levels deep at most`, [name]);
+  if (scope.depth >= MAX_DEPTH) throw badRequest(`${name}: chains are followed ${MAX_DEPTH} levels deep at most`, [name]);
   let types = param.targets;
   if (typeModifier !== undefined) {
     if (!isResourceType(typeModifier) || (types.length > 0 && !types.includes(typeModifier))) throw badRequest(`${name}: ${code} does not point at "${typeModifier.slice(0, 40)}"`, [name]);
@@ -238,21 +248,22 @@ function parseChain(resourceType: string, left: string, rest: string, value: str
   if (types.length === 0) throw badRequest(`${name}: name the target type, as in ${code}:Patient.${rest}`, [name]);
   const targets: { type: string; filter: Filter }[] = [];
   for (const type of types) {
-    const filter = parseFilter(type, rest, value, options, depth + 1);
+    const filter = parseFilter(type, rest, value, { ...scope, depth: scope.depth + 1 });
     if (filter) targets.push({ type, filter });
   }
   return targets.length > 0 ? { kind: 'chain', rows: param.rows, targets } : undefined;
 }
 
-function parseHas(resourceType: string, key: string, value: string, options: ParseOptions, depth: number): Filter | undefined {
+function parseHas(resourceType: string, key: string, value: string, scope: Scope): Filter | undefined {
+  const { name } = scope;
   const [, type, code, ...rest] = key.split(':');
-  if (code === undefined || rest.length === 0) throw badRequest(`${key}: the form is _has:Type:reference-parameter:parameter=value (search.html#has)`, [key]);
-  if (!isResourceType(type)) throw badRequest(`${key}: "${type.slice(0, 40)}" is not a resource type`, [key]);
-  if (depth >= MAX_DEPTH) throw badRequest(`${key}: _has nests ${MAX_DEPTH} levels deep at most`, [key]);
+  if (code === undefined || rest.length === 0) throw badRequest(`${name}: the form is _has:Type:reference-parameter:parameter=value (search.html#has)`, [name]);
+  if (!isResourceType(type)) throw badRequest(`${name}: "${type.slice(0, 40)}" is not a resource type`, [name]);
+  if (scope.depth >= MAX_DEPTH) throw badRequest(`${name}: _has nests ${MAX_DEPTH} levels deep at most`, [name]);
   const param = searchParam(type, code);
   if (!param) return undefined;
-  if (param.type !== 'reference' || !param.rows) throw badRequest(`${key}: ${type}.${code} is not a reference parameter`, [key]);
-  if (param.targets.length > 0 && !param.targets.includes(resourceType)) throw badRequest(`${key}: ${type}.${code} does not point at ${resourceType}`, [key]);
-  const filter = parseFilter(type, rest.join(':'), value, options, depth + 1);
+  if (param.type !== 'reference' || !param.rows) throw badRequest(`${name}: ${type}.${code} is not a reference parameter`, [name]);
+  if (param.targets.length > 0 && !param.targets.includes(resourceType)) throw badRequest(`${name}: ${type}.${code} does not point at ${resourceType}`, [name]);
+  const filter = parseFilter(type, rest.join(':'), value, { ...scope, depth: scope.depth + 1 });
   return filter ? { kind: 'has', type, rows: param.rows, filter } : undefined;
 }
