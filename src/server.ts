@@ -5,24 +5,25 @@ import { connectDatabase } from './db/connection.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import type { FhirContext } from './fhir/interactions.ts';
 import { ensureOwnOrganization } from './fhir/own-organization.ts';
-import { createValidator } from './fhir/profiles.ts';
+import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
 import { createLogger } from './logger.ts';
 import { seedDemoData } from './seed/demo.ts';
 
-let config;
-try {
-  config = loadConfig();
-} catch (error) {
-  if (error instanceof ConfigError) {
+/** Bad configuration (variables, profile packages) ends the start with one line and exit code 2. */
+function exitOnConfigurationError(error: unknown): never {
+  if (error instanceof ConfigError || error instanceof ProfilePackageError) {
     console.error(`Configuration error: ${error.message}`);
     process.exit(2);
   }
   throw error;
 }
+
+const config = await Promise.resolve().then(() => loadConfig()).catch(exitOnConfigurationError);
 const logger = createLogger(config.logLevel);
+// Profiles load before the database so a bad package fails in a second, not after migrations.
+const validator = await createValidator(config.profilePackages, logger).catch(exitOnConfigurationError);
 const db = await connectDatabase(config);
 await migrateDatabase(db);
-const validator = await createValidator(config.profilePackages, logger);
 const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator };
 await ensureOwnOrganization(ctx, config.payer);
 if (config.seed === 'demo') {

@@ -65,7 +65,7 @@ describe('server start', () => {
       await stop(second.child);
       await drop();
     }
-  });
+  }, 240_000);
 
   it('refuses to start on invalid configuration with a clear message and exit code 2', async () => {
     await expect(startServer({ BATON_SEED: 'everything', BATON_DATA_DIR: dataDir })).rejects.toThrow(/exited with 2: Configuration error: BATON_SEED/);

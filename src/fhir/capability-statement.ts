@@ -12,7 +12,6 @@ import { getAllSearchParameters, getResourceTypes } from './definitions.ts';
 import { searchParamsOf } from './search/parameters.ts';
 
 const cache = new WeakMap<readonly StructureDefinition[], Map<string, CapabilityStatement>>();
-const NO_PROFILES: readonly StructureDefinition[] = [];
 
 /**
  * The CapabilityStatement served at /metadata (http.html#capabilities): the claims Baton makes
@@ -20,7 +19,7 @@ const NO_PROFILES: readonly StructureDefinition[] = [];
  * includes src/fhir/search supports and the profiles the validator enforces. Built once per
  * base URL and profile set: it is large.
  */
-export function capabilityStatement(baseUrl: string, profiles = NO_PROFILES): CapabilityStatement {
+export function capabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[]): CapabilityStatement {
   let byBase = cache.get(profiles);
   if (!byBase) cache.set(profiles, (byBase = new Map()));
   let statement = byBase.get(baseUrl);

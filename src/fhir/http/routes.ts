@@ -45,7 +45,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     }),
   );
 
-  app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl)));
+  app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles)));
 
   app.post('/', async (c) => jsonResponse(c, await processBundle(context(), await readJsonBody(c))));
 
