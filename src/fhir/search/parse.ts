@@ -162,7 +162,7 @@ function parseFilter(resourceType: string, key: string, value: string, scope: Sc
   if (param.column) return parseColumnFilter(param, modifier, value, name);
   if (modifier === 'missing') {
     if (value !== 'true' && value !== 'false') throw badRequest(`${name} must be true or false`, [name]);
-    return { kind: 'missing', rows: presenceRows(param), missing: value === 'true' };
+    return { kind: 'missing', present: presenceRows(param), missing: value === 'true' };
   }
   if (param.composite) {
     if (modifier !== undefined) throw unknownModifier(name, modifier);
@@ -195,11 +195,14 @@ function values(value: string, name: string): string[] {
   return alternatives;
 }
 
-/** Rows whose presence means the parameter has a value: a composite's first component in each way it is stored. */
-function presenceRows(param: SearchParam): RowSource[] {
-  if (param.rows) return [param.rows];
+/**
+ * Rows whose presence means the parameter has a value. A stored composite writes its first
+ * component only when every component has a value; the AND form needs a row of each component.
+ */
+function presenceRows(param: SearchParam): RowSource[][] {
+  if (param.rows) return [[param.rows]];
   return (param.composite ?? []).map((source) =>
-    source.kind === 'and' ? source.components[0] : { table: source.components[0].table, codes: [source.components[0].code] },
+    source.kind === 'and' ? source.components : [{ table: source.components[0].table, codes: [source.components[0].code] }],
   );
 }
 

@@ -27,8 +27,8 @@ export interface SearchRequest {
 export type Filter =
   /** Rows matching one of the predicates exist (negate: none exists, as :not asks). */
   | { kind: 'index'; rows: RowSource; predicates: Predicate[]; negate: boolean }
-  /** missing: none of the sources has a row; otherwise one has. */
-  | { kind: 'missing'; rows: RowSource[]; missing: boolean }
+  /** A value is present when, in one of the ways the parameter is stored, every source has a row (a composite needs all its components). */
+  | { kind: 'missing'; present: RowSource[][]; missing: boolean }
   /** One alternative per comma-separated value, matched against each way the composite is stored. */
   | { kind: 'composite'; sources: CompositeSource[]; alternatives: Predicate[][] }
   | { kind: 'column'; column: 'id' | 'last_updated'; predicates: Predicate[] }

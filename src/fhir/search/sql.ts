@@ -70,7 +70,7 @@ export class SearchSql {
         if (!filter.negate) return sql`${r}.id IN (${this.ids(type, filter)})`;
         return sql`NOT EXISTS (${this.rowsOfResource(type, filter.rows, r, filter.predicates)})`;
       case 'missing': {
-        const present = any(filter.rows.map((rows) => sql`EXISTS (${this.rowsOfResource(type, rows, r, [])})`));
+        const present = any(filter.present.map((sources) => all(sources.map((rows) => sql`EXISTS (${this.rowsOfResource(type, rows, r, [])})`))));
         return filter.missing ? sql`NOT ${present}` : present;
       }
       case 'column':
@@ -177,7 +177,8 @@ export class SearchSql {
         return this.referenceCondition(p, t);
       case 'uri':
         if (p.mode === 'eq') return sql`${t}.value = ${p.value}`;
-        if (p.mode === 'below') return startsWith(sql`${t}.value`, p.value);
+        // :below follows path segments: http://a/fhir is above http://a/fhir/ValueSet/1, not above http://a/fhirx.
+        if (p.mode === 'below') return sql`(${t}.value = ${p.value} OR ${startsWith(sql`${t}.value`, p.value.endsWith('/') ? p.value : `${p.value}/`)})`;
         return sql`${t}.value IN (${sql.join(
           uriAncestors(p.value).map((u) => sql`${u}`),
           sql`, `,

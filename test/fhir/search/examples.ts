@@ -96,5 +96,14 @@ export const rangedRisk: RiskAssessment = {
   id: 'ranged-risk',
   status: 'final',
   subject: { reference: 'Patient/1001' },
-  prediction: [{ outcome: { text: 'readmission' }, probabilityRange: { low: { value: 0.1 }, high: { value: 0.3 } } }],
+  prediction: [
+    {
+      outcome: { text: 'readmission' },
+      // ras-1: a probability range is in percent.
+      probabilityRange: {
+        low: { value: 10, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+        high: { value: 30, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+      },
+    },
+  ],
 };

@@ -31,7 +31,7 @@ describe('extractIndexRows', () => {
   });
 
   it('indexes a Range as its two ends', () => {
-    expect(rowsOf(rangedRisk, 'number', 'probability')).toEqual([[null, '0.1', '0.3']]);
+    expect(rowsOf(rangedRisk, 'number', 'probability')).toEqual([[null, '10', '30']]);
   });
 
   it('keeps each component of a composite with the other components of its element (grp)', () => {

@@ -136,7 +136,7 @@ describe('parseSearchRequest: filters', () => {
     ['code:missing=true', true],
     ['code:missing=false', false],
   ])('%s', (query, missing) => {
-    expect(onlyFilter('Observation', query)).toEqual({ kind: 'missing', rows: [{ table: 'token', codes: ['code'] }], missing });
+    expect(onlyFilter('Observation', query)).toEqual({ kind: 'missing', present: [[{ table: 'token', codes: ['code'] }]], missing });
   });
 
   it('reads _id and _lastUpdated as columns of the resource', () => {
