@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Bundle, BundleEntry } from '@medplum/fhirtypes';
 import postgres from 'postgres';
@@ -148,7 +148,12 @@ async function preflight(what: string, request: () => Promise<Response>, check: 
   return error;
 }
 
-interface Measured extends Partial<LoadFigures> {
+/** Figures with the machine's 1-minute load average as the run ended: above the core count, other processes took CPU from this one. */
+type Loaded = LoadFigures & { load_avg_1m: number };
+
+const withLoadAverage = (figures: LoadFigures): Loaded => ({ ...figures, load_avg_1m: round(loadavg()[0]) });
+
+interface Measured extends Partial<Loaded> {
   error?: string;
 }
 
@@ -158,7 +163,7 @@ async function measure(what: string, check: () => Promise<string | undefined>, r
   log(`${what}: ${settings.seconds} s at ${settings.connections} connections`);
   const figures = await run();
   log(`${what}: ${figures.rps}/s, p50 ${figures.p50_ms} ms, p99 ${figures.p99_ms} ms, failed ${figures.failed}`);
-  return figures;
+  return withLoadAverage(figures);
 }
 
 function transactionBundle(entries: number, patientIds: string[]): Bundle {
@@ -185,6 +190,7 @@ async function postTransaction(base: string, bundle: Bundle): Promise<{ seconds:
 
 async function main(): Promise<void> {
   const startedAt = performance.now();
+  const loadAtStart = round(loadavg()[0]);
   const prepared = await prepareDatabase();
   const sql = postgres(benchUrl.toString(), { max: settings.connections, onnotice: () => undefined });
   const running: ChildServer[] = [];
@@ -199,7 +205,7 @@ async function main(): Promise<void> {
     log('database ceiling: raw SQL reads through postgres.js');
     const readSql = () => sql`SELECT content FROM resources WHERE resource_type = 'Patient' AND id = ${pick(patientIds)}`;
     await queryLoad(readSql, settings.connections, settings.warmupSeconds);
-    const dbCeiling = await queryLoad(readSql, settings.connections, settings.seconds);
+    const dbCeiling = withLoadAverage(await queryLoad(readSql, settings.connections, settings.seconds));
     log(`database ceiling: ${dbCeiling.rps}/s, p50 ${dbCeiling.p50_ms} ms, p99 ${dbCeiling.p99_ms} ms`);
 
     log('HTTP ceiling: bare node:http server with a fixed Patient');
@@ -207,7 +213,7 @@ async function main(): Promise<void> {
     running.push(fixed);
     const fixedLoad = (seconds: number) => httpLoad({ url: fixed.url, connections: settings.connections, seconds, next: () => ({ path: `/fhir/Patient/${pick(patientIds)}` }) });
     await fixedLoad(settings.warmupSeconds);
-    const httpCeiling = await fixedLoad(settings.seconds);
+    const httpCeiling = withLoadAverage(await fixedLoad(settings.seconds));
     log(`HTTP ceiling: ${httpCeiling.rps}/s, p50 ${httpCeiling.p50_ms} ms, p99 ${httpCeiling.p99_ms} ms`);
     await fixed.stop();
     running.pop();
@@ -291,6 +297,7 @@ async function main(): Promise<void> {
         database: `${BENCH_DATABASE} on ${benchUrl.host} (PostgreSQL ${version})`,
         node: process.version,
         cpus: cpus().length,
+        load_avg_1m_at_start: loadAtStart,
       },
       seed: seed
         ? {
