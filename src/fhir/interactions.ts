@@ -116,7 +116,7 @@ async function currentForWrite(ctx: FhirContext, q: Queryable, type: string, id:
 }
 
 async function persist(ctx: FhirContext, q: Queryable, version: NewVersion): Promise<void> {
-  if (ctx.writes) ctx.writes.write(version);
+  if (ctx.writes) await ctx.writes.write(version);
   else await writeVersions(q, [version]);
 }
 

@@ -67,32 +67,45 @@ export async function readVersion(q: Queryable, resourceType: string, id: string
   return rows[0];
 }
 
-/** Rows per INSERT: keeps each statement well under PostgreSQL's 65,535 bind parameters. */
-const CHUNK = 1000;
-
 /**
  * Writes versions: the current row, the history row and the search index, in the caller's
- * transaction. Callers have already decided version numbers under a row lock.
+ * transaction. Callers have already decided version numbers under a row lock. The rows travel
+ * as one array per column (unnest): a thousand versions are one statement with seven
+ * parameters, each resource's JSON sent once for both tables. The arrays are text[] cast in
+ * SQL, which postgres.js and PGlite bind alike. The index statement is issued alongside: on
+ * one transaction the two still run in order, without a round trip between them.
  */
 export async function writeVersions(q: Queryable, versions: NewVersion[]): Promise<void> {
-  for (let i = 0; i < versions.length; i += CHUNK) {
-    const chunk = versions.slice(i, i + CHUNK);
-    const rows = chunk.map((v) => ({ v, json: JSON.stringify(v.resource) }));
-    await q.execute(sql`INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, content) VALUES ${sql.join(
-      rows.map(({ v, json }) => sql`(${v.resource.resourceType}, ${v.resource.id}, ${v.versionId}, ${v.lastUpdated}, ${v.deleted}, ${json})`),
-      sql`, `,
-    )}
-      ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, last_updated = excluded.last_updated,
-        deleted = excluded.deleted, content = excluded.content`);
-    await q.execute(sql`INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content) VALUES ${sql.join(
-      rows.map(({ v, json }) => sql`(${v.resource.resourceType}, ${v.resource.id}, ${v.versionId}, ${v.lastUpdated}, ${v.deleted}, ${v.method}, ${json})`),
-      sql`, `,
-    )}`);
-    await writeSearchIndex(
-      q,
-      chunk.map((v) => ({ resourceType: v.resource.resourceType, id: v.resource.id, resource: v.deleted ? undefined : v.resource })),
-    );
+  if (versions.length === 0) return;
+  const columns: string[][] = [[], [], [], [], [], [], []];
+  const [types, ids, versionIds, lastUpdated, deleted, methods, contents] = columns;
+  for (const v of versions) {
+    types.push(v.resource.resourceType);
+    ids.push(v.resource.id);
+    versionIds.push(String(v.versionId));
+    lastUpdated.push(v.lastUpdated);
+    deleted.push(String(v.deleted));
+    methods.push(v.method);
+    contents.push(JSON.stringify(v.resource));
   }
+  const [t, i, n, u, d, m, c] = columns.map((column) => sql`${sql.param(column)}::text[]`);
+  await Promise.all([
+    q.execute(sql`WITH input AS (
+        SELECT resource_type, id, version_id::integer AS version_id, last_updated::timestamptz AS last_updated, deleted::boolean AS deleted, method, content
+        FROM unnest(${t}, ${i}, ${n}, ${u}, ${d}, ${m}, ${c}) AS r(resource_type, id, version_id, last_updated, deleted, method, content)
+      ), current_rows AS (
+        INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, content)
+        SELECT resource_type, id, version_id, last_updated, deleted, content FROM input
+        ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, last_updated = excluded.last_updated,
+          deleted = excluded.deleted, content = excluded.content
+      )
+      INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
+      SELECT resource_type, id, version_id, last_updated, deleted, method, content FROM input`),
+    writeSearchIndex(
+      q,
+      versions.map((v) => ({ resourceType: v.resource.resourceType, id: v.resource.id, resource: v.deleted ? undefined : v.resource })),
+    ),
+  ]);
 }
 
 export interface HistoryQuery {
@@ -121,16 +134,22 @@ export async function readHistory(q: Queryable, query: HistoryQuery): Promise<Hi
   );
 }
 
+/** Versions a WriteBuffer collects before it sends them, so the database works while validation goes on. */
+const BUFFER_CHUNK = 250;
+
 /**
  * The writes of one transaction Bundle. The rows its entries change are locked up front in
- * one query and new versions are buffered, then written with the multi-row INSERTs of
+ * one query, and new versions are buffered and sent in chunks with the multi-row INSERTs of
  * writeVersions: a thousand entries cost a handful of statements, not a thousand round trips.
- * Anything that reads the database in the same transaction (search, read) flushes first.
+ * A full chunk is sent without waiting for it, so PostgreSQL inserts one chunk while the next
+ * is validated; statements on one transaction run in order. Anything that reads the database
+ * in the same transaction (search, read) flushes first, and so does the end of the transaction.
  */
 export class WriteBuffer {
   private readonly locked = new Map<string, StoredResource | undefined>();
   private readonly written = new Set<string>();
   private pending: NewVersion[] = [];
+  private sent: Promise<void>[] = [];
 
   constructor(private readonly q: Queryable) {}
 
@@ -149,16 +168,30 @@ export class WriteBuffer {
     return readCurrent(this.q, resourceType, id, true);
   }
 
-  write(version: NewVersion): void {
+  async write(version: NewVersion): Promise<void> {
     this.pending.push(version);
     this.written.add(bufferKey(version.resource.resourceType, version.resource.id));
+    if (this.pending.length < BUFFER_CHUNK) return;
+    this.send();
+    // One turn of the event loop, so the driver hands the chunk to the socket now.
+    await new Promise((resolve) => setImmediate(resolve));
   }
 
+  /** Waits until every buffered version is written; a failed write throws here. */
   async flush(): Promise<void> {
+    this.send();
+    const sent = this.sent;
+    this.sent = [];
+    await Promise.all(sent);
+  }
+
+  private send(): void {
     if (this.pending.length === 0) return;
-    const versions = this.pending;
+    const write = writeVersions(this.q, this.pending);
     this.pending = [];
-    await writeVersions(this.q, versions);
+    // Observed by flush(); this only keeps a failure from counting as unhandled until then.
+    write.catch(() => undefined);
+    this.sent.push(write);
   }
 }
 
