@@ -266,6 +266,13 @@ describe.skipIf(!fixturesPresent)('search results (needs ../shared/fixtures/davi
       expect(matchEntries(await search(`Patient?_id=${created.id}`))).toHaveLength(0);
     });
 
+    it('indexes a string with a lone surrogate, which PostgreSQL text cannot hold, without it', async () => {
+      const response = await baton.request('/fhir/Patient', { method: 'POST', json: { resourceType: 'Patient', name: [{ family: 'Surrogate', given: ['\ud800Odd'] }] } });
+      expect(response.status).toBe(201);
+      const id = (await body<Patient>(response)).id;
+      expect(matchEntries(await search('Patient?given=odd')).map((e) => e.resource?.id)).toEqual([id]);
+    });
+
     it('indexes what a transaction writes', async () => {
       const bundle: Bundle = {
         resourceType: 'Bundle',
