@@ -41,6 +41,8 @@ async function runEntries(ctx: FhirContext, writes: WriteBuffer, entries: Bundle
   };
   const inPhase = (interactions: Set<string>): BundleRequestEntry[] => entries.filter((e) => interactions.has(e.request.interaction));
 
+  // Literal identities are checked before anything runs, resolved ones once they are known.
+  checkIdentities(entries, results, { creates: new Map(), updates: new Map() });
   await writes.lock(entries.flatMap(literalTarget));
   for (const entry of inPhase(DELETES)) await run(entry);
 
@@ -120,8 +122,10 @@ function writeIdentity(entry: BundleRequestEntry, results: InteractionResult[], 
       const id = results[entry.index]?.id;
       return id === undefined ? undefined : `${request.type}/${id}`;
     }
-    case 'conditional-update':
-      return `${request.type}/${targets.updates.get(entry.index)?.id}`;
+    case 'conditional-update': {
+      const target = targets.updates.get(entry.index);
+      return target === undefined ? undefined : `${request.type}/${target.id}`;
+    }
     case 'create': {
       const target = targets.creates.get(entry.index);
       if (target && 'existing' in target) return `${request.type}/${target.existing.id}`;

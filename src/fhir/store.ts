@@ -135,7 +135,7 @@ export async function readHistory(q: Queryable, query: HistoryQuery): Promise<Hi
 }
 
 /** Versions a WriteBuffer collects before it sends them, so the database works while validation goes on. */
-const BUFFER_CHUNK = 250;
+const BUFFER_CHUNK = 200;
 
 /**
  * The writes of one transaction Bundle. The rows its entries change are locked up front in
