@@ -105,24 +105,19 @@ function toRequest(method: EntryMethod, target: RequestTarget, resource: unknown
   const shape = type === '_history' ? (segments.length === 1 ? 'system-history' : 'other') : shapeOf(segments);
   const url = `${at}.request.url`;
   const ifMatch = optionalString(request.ifMatch, at, 'request.ifMatch');
-  switch (`${method} ${shape}`) {
+  // HEAD is GET without the body (http.html#read): the same interaction.
+  switch (`${method === 'HEAD' ? 'GET' : method} ${shape}`) {
     case 'GET type':
-    case 'HEAD type':
       return { interaction: 'search', type, params };
     case 'GET instance':
-    case 'HEAD instance':
       return { interaction: 'read', type, id: second, params };
     case 'GET version':
-    case 'HEAD version':
       return { interaction: 'vread', type, id: second, versionId: fourth, params };
     case 'GET system-history':
-    case 'HEAD system-history':
       return { interaction: 'history', params };
     case 'GET type-history':
-    case 'HEAD type-history':
       return { interaction: 'history', type, params };
     case 'GET instance-history':
-    case 'HEAD instance-history':
       return { interaction: 'history', type, id: second, params };
     case 'POST type': {
       if (query !== '') throw badRequest('a create is POST [type] without a query; put search criteria in request.ifNoneExist', [url]);

@@ -2,10 +2,8 @@ import { STATUS_CODES } from 'node:http';
 import type { BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { BundleRequestEntry } from './bundle-entry.ts';
 import { FhirError, informational } from './errors.ts';
+import type { PreferReturn } from './http/respond.ts';
 import type { InteractionResult } from './interactions.ts';
-
-/** Prefer: return=… (http.html#ops), applied to every write entry of the response. */
-export type PreferReturn = 'minimal' | 'representation' | 'OperationOutcome';
 
 /** "201 Created": Bundle.entry.response.status starts with the code and may add the phrase. */
 export function statusLine(status: number): string {

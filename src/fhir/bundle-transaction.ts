@@ -3,8 +3,9 @@ import type { Bundle } from '@medplum/fhirtypes';
 import { type BundleRequestEntry, parseEntry } from './bundle-entry.ts';
 import { entryBody, type EntryTargets, forEntry, performEntry, resolveConditionalReferences } from './bundle-interactions.ts';
 import { collectReferences, isUrn, rewriteReferences } from './bundle-references.ts';
-import { atEntry, type PreferReturn, responseEntry } from './bundle-response.ts';
+import { atEntry, responseEntry } from './bundle-response.ts';
 import { badRequest } from './errors.ts';
+import type { PreferReturn } from './http/respond.ts';
 import { conditionalUpdateTarget, conditionParams, type FhirContext, findExisting, type InteractionResult } from './interactions.ts';
 import { WriteBuffer } from './store.ts';
 

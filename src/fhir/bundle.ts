@@ -2,9 +2,11 @@ import type { Bundle, BundleEntry } from '@medplum/fhirtypes';
 import { type BundleRequestEntry, parseEntry } from './bundle-entry.ts';
 import { entryBody, performEntry, resolveConditionalReferences } from './bundle-interactions.ts';
 import { collectReferences, isUrn, rewriteReferences } from './bundle-references.ts';
-import { atEntry, failedEntry, type PreferReturn, responseEntry } from './bundle-response.ts';
+import { atEntry, failedEntry, responseEntry } from './bundle-response.ts';
 import { processTransaction } from './bundle-transaction.ts';
+import { conflictFromDatabase } from './database-errors.ts';
 import { badRequest, FhirError } from './errors.ts';
+import type { PreferReturn } from './http/respond.ts';
 import type { FhirContext } from './interactions.ts';
 
 export interface BundleOptions {
@@ -38,8 +40,10 @@ async function processBatch(ctx: FhirContext, rawEntries: unknown[], preferRetur
     try {
       entry.push(await processBatchEntry(ctx, parseEntry(raw, index, ctx.baseUrl), siblings, preferReturn));
     } catch (error) {
-      if (!(error instanceof FhirError)) throw error;
-      entry.push(failedEntry(atEntry(index, error)));
+      // A conflict with a concurrent request is this entry's 409, as it would be on its own.
+      const failure = error instanceof FhirError ? error : conflictFromDatabase(error);
+      if (!failure) throw error;
+      entry.push(failedEntry(atEntry(index, failure)));
     }
   }
   return { resourceType: 'Bundle', type: 'batch-response', entry };

@@ -377,6 +377,15 @@ describe('batch', () => {
     expect((await baton.request('/fhir/Patient/batch-2')).status).toBe(200);
   });
 
+  it('answers a write that races another request with that entry\'s 409, never a failed batch', async () => {
+    const racer = () => post(batch({ resource: { resourceType: 'Patient', id: 'batch-race' } as Resource, request: { method: 'PUT', url: 'Patient/batch-race' } }));
+    const answers = await Promise.all(Array.from({ length: 6 }, racer));
+    expect(answers.map((r) => r.status)).toEqual(answers.map(() => 200));
+    const statuses = (await Promise.all(answers.map((r) => body<Bundle>(r)))).map((b) => codes(b)[0]);
+    expect(statuses.filter((s) => s === '201')).toHaveLength(1);
+    expect(statuses.every((s) => ['200', '201', '409'].includes(s))).toBe(true);
+  });
+
   it('rejects an entry that refers to another entry, since batch entries are independent', async () => {
     const patientUrn = urn();
     const res = await post(
