@@ -73,7 +73,7 @@ describe.skipIf(!fixturesPresent)('search results (needs ../shared/fixtures/davi
   describe('paging', () => {
     it('follows next links to the end, every member once, in a stable order', async () => {
       const seen: string[] = [];
-      let bundle = await search(`${memberQuery}&_count=10`);
+      let bundle = await search(`${memberQuery}&_count=10&_total=accurate`);
       let pages = 1;
       for (;;) {
         expect(bundle.total).toBe(25);
@@ -175,10 +175,34 @@ describe.skipIf(!fixturesPresent)('search results (needs ../shared/fixtures/davi
   });
 
   describe('_total and _summary', () => {
-    it('leaves the total out for _total=none and counts for _total=accurate', async () => {
+    it('leaves the total out for _total=none and counts for _total=accurate and _total=estimate', async () => {
       expect((await search(`${memberQuery}&_count=5&_total=none`)).total).toBeUndefined();
       expect((await search(`${memberQuery}&_count=5&_total=accurate`)).total).toBe(25);
+      expect((await search(`${memberQuery}&_count=5&_total=estimate`)).total).toBe(25);
       expect((await baton.request(`/fhir/${memberQuery}&_total=sometimes`)).status).toBe(400);
+    });
+
+    it('estimates beyond a thousand matches with _total=estimate, and counts them with _total=accurate', async () => {
+      const bundle: Bundle = {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: Array.from({ length: 1100 }, (_, i) => ({
+          resource: { resourceType: 'Patient', identifier: [{ system: 'http://example.org/bulk', value: `B${i}` }], name: [{ family: 'Bulkload' }] } as Resource,
+          request: { method: 'POST', url: 'Patient' },
+        })),
+      };
+      expect((await baton.request('/fhir', { method: 'POST', json: bundle })).status).toBe(200);
+      const estimated = await search('Patient?family=bulkload&_total=estimate');
+      expect(estimated.total).toBeGreaterThan(1000);
+      expect(matchEntries(estimated)).toHaveLength(20);
+      expect((await search('Patient?family=bulkload&_total=accurate')).total).toBe(1100);
+      expect((await search('Patient?identifier=http://example.org/bulk|&_summary=count')).total).toBe(1100);
+    });
+
+    it('gives the total by default only when the page tells it, without counting', async () => {
+      expect((await search(`${memberQuery}&_count=10`)).total).toBeUndefined();
+      expect((await search(`${memberQuery}&_count=10&_offset=20`)).total).toBe(25);
+      expect((await search(`${memberQuery}&_count=30`)).total).toBe(25);
     });
 
     it('answers _summary=count with the total and no entries', async () => {

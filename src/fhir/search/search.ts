@@ -1,5 +1,5 @@
 import type { Bundle, BundleEntry, BundleLink, OperationOutcome, Resource } from '@medplum/fhirtypes';
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import { badRequest } from '../errors.ts';
 import { assertResourceType, type FhirContext } from '../interactions.ts';
@@ -11,6 +11,8 @@ import { SearchSql } from './sql.ts';
 
 /** Conditional interactions act on one match; more than this many is reported, never listed. */
 const MAX_CONDITIONAL_IDS = 1000;
+/** _total=estimate counts this many matches before it estimates. */
+const ESTIMATE_FROM = 1000;
 
 /**
  * Ids of the current resources of a type matching FHIR search parameters: conditional create,
@@ -32,7 +34,8 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   const request = parseSearchRequest(resourceType, params, { strict, baseUrl: ctx.baseUrl });
   const builder = new SearchSql({ baseUrl: ctx.baseUrl });
   const where = builder.where(request);
-  const countOnly = request.summary === 'count';
+  // _summary=count, or a page of nothing (_count=0): what is asked is how many.
+  const countOnly = request.summary === 'count' || (request.count === 0 && request.total !== 'none');
 
   let page: { json: string }[] = [];
   let hasNext = false;
@@ -44,13 +47,15 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
     page = hasNext ? rows.slice(0, request.count) : rows;
   }
 
+  // A page that is not full, and not past the end, already tells the total. Otherwise counting is
+  // done when asked for (search.html#total): _total=accurate counts every match, _total=estimate
+  // counts up to a bound and then takes the planner's estimate, and by default the total is left
+  // out, so that a broad search over a million resources stays as cheap as its first page.
+  const known = !countOnly && request.count > 0 && !hasNext && (page.length > 0 || request.offset === 0) ? request.offset + page.length : undefined;
   let total: number | undefined;
-  if (request.total !== 'none' || countOnly) {
-    // A page that is not full, and not past the end, already tells the total.
-    const known = !countOnly && request.count > 0 && !hasNext && (page.length > 0 || request.offset === 0);
-    if (known) total = request.offset + page.length;
-    else total = (await ctx.q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM resources r WHERE ${where}`))[0].n;
-  }
+  if (countOnly || request.total === 'accurate') total = await countMatches(ctx.q, where);
+  else if (request.total === 'estimate') total = known ?? (await estimateMatches(ctx.q, where));
+  else if (request.total !== 'none') total = known;
 
   const matches = page.map((row) => JSON.parse(row.json) as Resource);
   const included = await includedResources(ctx.q, builder, request, matches);
@@ -67,6 +72,20 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   bundle.link = pageLinks(url, request, hasNext);
   if (entry.length > 0) bundle.entry = entry;
   return bundle;
+}
+
+async function countMatches(q: Queryable, where: SQL): Promise<number> {
+  return (await q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM resources r WHERE ${where}`))[0].n;
+}
+
+/** Counted up to a bound, beyond it the query planner's estimate of the rows. */
+async function estimateMatches(q: Queryable, where: SQL): Promise<number> {
+  const [{ n }] = await q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM (SELECT 1 FROM resources r WHERE ${where} LIMIT ${ESTIMATE_FROM + 1}) bounded`);
+  if (n <= ESTIMATE_FROM) return n;
+  const [row] = await q.execute<{ 'QUERY PLAN': unknown }>(sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r WHERE ${where}`);
+  const plan = row['QUERY PLAN'];
+  const [{ Plan }] = (typeof plan === 'string' ? JSON.parse(plan) : plan) as { Plan: { 'Plan Rows': number } }[];
+  return Math.max(n, Math.round(Plan['Plan Rows']));
 }
 
 function entryOf(baseUrl: string, resource: Resource, mode: 'match' | 'include'): BundleEntry {
