@@ -31,7 +31,14 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
     baton = await startBaton();
     const patient1 = pdex<Patient>('Patient-1');
     const mueller: Patient = { ...patient1, id: 'mueller', name: [{ family: 'Müller', given: ['Zoë'] }], identifier: [], telecom: [], meta: { tag: [{ system: 'http://baton.test/tags', code: 'imported' }] } };
-    const resources: Resource[] = [...FIXTURES.map((name) => pdex(name)), mueller, bloodPressure, heartRate, glucose, eyeColor(BASE_URL), prognosis, rangedRisk];
+    const answers: Resource = {
+      resourceType: 'QuestionnaireResponse',
+      id: 'answers',
+      status: 'completed',
+      questionnaire: 'http://hl7.org/fhir/us/davinci-dtr/Questionnaire/home-oxygen|2.0.1',
+      subject: { reference: 'Patient/1' },
+    } as Resource;
+    const resources: Resource[] = [...FIXTURES.map((name) => pdex(name)), mueller, bloodPressure, heartRate, glucose, eyeColor(BASE_URL), prognosis, rangedRisk, answers];
     for (const resource of resources) {
       const response = await baton.request(`/fhir/${resource.resourceType}/${resource.id}`, { method: 'PUT', json: resource });
       expect(response.status, `${resource.resourceType}/${resource.id}`).toBeLessThan(300);
@@ -234,6 +241,9 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
       ['Coverage?payor:missing=true', ['CoverageMatchExample1', 'coverage-2']],
       ['Provenance?target=Encounter/6', ['1000002']],
       ['Observation?based-on:identifier=https://acme.org/identifiers|1234', ['blood-pressure']],
+      ['QuestionnaireResponse?questionnaire=http://hl7.org/fhir/us/davinci-dtr/Questionnaire/home-oxygen', ['answers']],
+      ['QuestionnaireResponse?questionnaire=http://hl7.org/fhir/us/davinci-dtr/Questionnaire/home-oxygen|2.0.1', ['answers']],
+      ['QuestionnaireResponse?questionnaire=http://hl7.org/fhir/us/davinci-dtr/Questionnaire/other', []],
       ['Patient?_profile=http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient', ['1', '1001', '2002']],
       ['Patient?_profile:below=http://hl7.org/fhir/us/core', ['1', '1001', '2002']],
       ['Patient?_profile:below=http://hl7.org/fhir/us/cor', []],
