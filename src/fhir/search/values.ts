@@ -82,11 +82,6 @@ export function referenceTarget(reference: string): { type: string; id: string }
   return { type: m[1], id: m[2] };
 }
 
-/** True for an absolute URL (a partner's or ours), false for `Type/id`. */
-export function isAbsoluteReference(reference: string): boolean {
-  return reference.includes(':');
-}
-
 /** A canonical's version (`url|1.0`) is not part of what it names. */
 export function canonicalUrl(value: string): string {
   const bar = value.indexOf('|');
