@@ -25,7 +25,8 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /** Middleware order: request id → metrics → access log → routes; one error handler renders every failure. */
 export function createApp(deps: AppDeps): Hono {
   const metrics = deps.metrics ?? createMetrics();
-  const app = new Hono();
+  // strict: false — clients such as fhir-kit-client post transactions to `[base]/` with a trailing slash.
+  const app = new Hono({ strict: false });
 
   app.use('*', async (c, next) => {
     const incoming = c.req.header('x-request-id');
