@@ -322,6 +322,20 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
       expect(outcome.issue?.[0].diagnostics).toContain(name);
     });
 
+    it('takes 5,000 values in one search and refuses more with 400', async () => {
+      const form = (n: number) => ({
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `_id=${['1', ...Array.from({ length: n - 1 }, (_, i) => `x${i}`)].join(',')}`,
+      });
+      const response = await baton.request('/fhir/Patient/_search', form(5000));
+      expect(response.status).toBe(200);
+      expect((await body<Bundle>(response)).entry?.map((e) => e.resource?.id)).toEqual(['1']);
+      const refused = await baton.request('/fhir/Patient/_search', form(5001));
+      expect(refused.status).toBe(400);
+      expect((await body<OperationOutcome>(refused)).issue?.[0].code).toBe('too-costly');
+    });
+
     it('rejects a NUL in a value with 400', async () => {
       await rejected('Patient?name=a%00b');
     });

@@ -1,5 +1,5 @@
 import { isResourceType } from '../definitions.ts';
-import { badRequest } from '../errors.ts';
+import { badRequest, FhirError, outcome } from '../errors.ts';
 import { parseCount } from '../history.ts';
 import { parseElements, parseSummary } from '../representation.ts';
 import { type RowSource, type SearchParam, searchParam, searchParamsOf } from './parameters.ts';
@@ -22,6 +22,8 @@ export interface ParseOptions {
 const FORMAT_PARAMS = new Set(['_format', '_pretty']);
 /** Chains and _has nest at most this deep (`subject:Patient.organization.name`). */
 const MAX_DEPTH = 2;
+/** Values in one search, commas included: each becomes bound parameters, and PostgreSQL takes 65,535 per statement. */
+const MAX_VALUES = 5000;
 
 const MODIFIERS: Record<string, Set<string>> = {
   string: new Set(['exact', 'contains']),
@@ -49,9 +51,12 @@ export function parseSearchRequest(resourceType: string, params: URLSearchParams
     applied: [],
     ignored: [],
   };
+  let valueCount = 0;
   for (const [key, value] of params) {
     if (FORMAT_PARAMS.has(key)) continue;
     if (key.includes('\0') || value.includes('\0')) throw badRequest('Search parameters may not contain NUL characters');
+    valueCount += value.split(',').length;
+    if (valueCount > MAX_VALUES) throw new FhirError(400, outcome('error', 'too-costly', `A search may carry at most ${MAX_VALUES} values`));
     if (applyResultParam(request, key, value)) {
       request.applied.push([key, value]);
       continue;

@@ -246,6 +246,14 @@ describe('parseSearchRequest: malformed input is a 400 naming the parameter', ()
     expect(error.outcome.issue?.[0].expression?.[0]).toContain(name);
   });
 
+  it('rejects more values than one statement can bind', () => {
+    const ids = Array.from({ length: 5001 }, (_, i) => `p${i}`).join(',');
+    const error = rejection('Patient', `_id=${ids}`);
+    expect(error.status).toBe(400);
+    expect(error.outcome.issue?.[0].code).toBe('too-costly');
+    expect(parse('Patient', `_id=${ids.split(',').slice(0, 5000).join(',')}`).filters).toHaveLength(1);
+  });
+
   it('rejects NUL characters', () => {
     expect(rejection('Patient', 'name=a%00b').status).toBe(400);
   });
