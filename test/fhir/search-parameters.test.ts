@@ -162,6 +162,9 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
       ['Observation?date=lt2012-09-17T12:00:00Z', ['blood-pressure', 'heart-rate']],
       ['Observation?date=2012-09', ['blood-pressure']],
       ['Coverage?_lastUpdated=lt2000', []],
+      ['Patient?birthdate=ap0001', []],
+      ['Patient?birthdate=ap9999', []],
+      ['Patient?birthdate=gt9999-12-31T23:59:59.999Z', []],
     ])('%s', async (query, ids) => {
       expect(await matches(query)).toEqual(ids);
     });
@@ -309,6 +312,8 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
       ['Patient?birthdate=2020-13-01', 'birthdate'],
       ['Patient?birthdate=xx2020', 'birthdate'],
       ['Patient?birthdate=last-week', 'birthdate'],
+      ['Patient?birthdate=0000', 'birthdate'],
+      ['Observation?value-quantity=1e-20000', 'value-quantity'],
       ['Observation?value-quantity=lots', 'value-quantity'],
       ['Patient?name:soundex=smith', 'name:soundex'],
       ['Patient?identifier:below=http://x|1', 'identifier:below'],

@@ -82,6 +82,8 @@ function numberValue(raw: string, name: string): { prefix: Prefix; value: string
   const m = DECIMAL.exec(text);
   if (!m || text.length > 40) throw badRequest(`${name} must be a number such as 5.4 or 1e3, optionally prefixed (gt5.4); got "${raw.slice(0, 60)}"`, [name]);
   const exponent = Number(m[4] ?? '0') - (m[3]?.length ?? 0);
+  // PostgreSQL numerics keep at most 16,383 digits after the point.
+  if (Math.abs(exponent) > 1000) throw badRequest(`${name}: ${text.slice(0, 40)} is out of range`, [name]);
   return { prefix, value: text, half: `5e${exponent - 1}` };
 }
 

@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { IndexTable } from './extract.ts';
 import type { CompositeSource, RowSource } from './parameters.ts';
 import type { Filter, Predicate, SearchRequest, SortRule } from './request.ts';
-import { referenceTarget } from './values.ts';
+import { FIRST_INSTANT, LAST_INSTANT, referenceTarget } from './values.ts';
 
 /**
  * SearchRequest → SQL. Every value is a bound parameter; `sql.raw` only carries table, alias,
@@ -270,7 +270,9 @@ function dateCondition(rs: SQL, re: SQL, p: Extract<Predicate, { type: 'date' }>
       const start = Date.parse(p.range.start);
       const end = Date.parse(p.range.end);
       const slack = Math.max(Math.abs(now - start), Math.abs(now - end)) * 0.1;
-      return sql`(${rs} <= ${new Date(end + slack).toISOString()}::timestamptz AND ${re} >= ${new Date(start - slack).toISOString()}::timestamptz)`;
+      const from = new Date(Math.max(FIRST_INSTANT, start - slack)).toISOString();
+      const to = new Date(Math.min(LAST_INSTANT, end + slack)).toISOString();
+      return sql`(${rs} <= ${to}::timestamptz AND ${re} >= ${from}::timestamptz)`;
     }
   }
 }

@@ -54,14 +54,20 @@ export function dateRange(text: string): InstantRange | undefined {
   const offsetMinutes = zone === undefined || zone === 'Z' ? 0 : (zone[0] === '-' ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6)));
   if (zone !== undefined && zone !== 'Z' && (Number(zone.slice(1, 3)) > 14 || Number(zone.slice(4, 6)) > 59)) return undefined;
   const start = utc(year, month, day, hour, minute, second, ms) - offsetMinutes * 60_000;
+  if (start < FIRST_INSTANT) return undefined;
   let end: number;
   if (mo === undefined) end = utc(year + 1, 1, 1, 0, 0, 0, 0);
   else if (d === undefined) end = utc(year + (month === 12 ? 1 : 0), month === 12 ? 1 : month + 1, 1, 0, 0, 0, 0);
   else if (h === undefined) end = start + 86_400_000;
   else if (s === undefined) end = start + 60_000;
   else end = start + (digits.length >= 3 ? 1 : 10 ** (3 - digits.length));
+  if (end - 1 > LAST_INSTANT) return undefined;
   return { start: new Date(start).toISOString(), end: new Date(end - 1).toISOString() };
 }
+
+/** PostgreSQL timestamps (and FHIR dates) run from year 1 to year 9999 here. */
+export const FIRST_INSTANT = utc(1, 1, 1, 0, 0, 0, 0);
+export const LAST_INSTANT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 function daysInMonth(year: number, month: number): number {
   return new Date(utc(year, month + 1, 1, 0, 0, 0, 0) - 86_400_000).getUTCDate();
