@@ -1,5 +1,6 @@
 import type { Bundle, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { searchParamsOf } from '../../src/fhir/search/parameters.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
 import { bloodPressure, eyeColor, fixturesPresent, glucose, heartRate, pdex, prognosis, rangedRisk } from './search/examples.ts';
 
@@ -339,6 +340,21 @@ describe.skipIf(!fixturesPresent)('search parameters (needs ../shared/fixtures/d
       const refused = await baton.request('/fhir/Patient/_search', form(5001));
       expect(refused.status).toBe(400);
       expect((await body<OperationOutcome>(refused)).issue?.[0].code).toBe('too-costly');
+    });
+
+    it.each(['Patient', 'Observation', 'Coverage', 'ExplanationOfBenefit'])('answers 200 or 400, never 500, to odd values of every %s parameter and modifier', async (type) => {
+      const odd = ["'", '%25', '\\', '|', '||', '$', ',x', 'x,', 'gt', 'ap', 'ne-1', '1e309', '9'.repeat(60), '2020-02-30', 'Patient/', 'http://', '#', 'é'.repeat(400)];
+      const statuses = new Set<number>();
+      for (const [code] of searchParamsOf(type)) {
+        for (const modifier of ['', ':missing', ':not', ':exact', ':contains', ':text', ':of-type', ':identifier', ':below', ':above', ':Patient']) {
+          for (const value of odd) {
+            const response = await baton.request(`/fhir/${type}?${code}${modifier}=${value}`);
+            statuses.add(response.status);
+            expect(response.status, `${code}${modifier}=${value}`).toBeLessThan(500);
+          }
+        }
+      }
+      expect(statuses).toEqual(new Set([200, 400]));
     });
 
     it('rejects a NUL in a value with 400', async () => {
