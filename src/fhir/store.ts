@@ -136,20 +136,28 @@ export async function readHistory(q: Queryable, query: HistoryQuery): Promise<Hi
 
 /** Versions a WriteBuffer collects before it sends them, so the database works while validation goes on. */
 const BUFFER_CHUNK = 200;
+/** Writes between two turns of the event loop while a chunk is on its way. */
+const WRITES_PER_TURN = 10;
 
 /**
  * The writes of one transaction Bundle. The rows its entries change are locked up front in
  * one query, and new versions are buffered and sent in chunks with the multi-row INSERTs of
  * writeVersions: a thousand entries cost a handful of statements, not a thousand round trips.
  * A full chunk is sent without waiting for it, so PostgreSQL inserts one chunk while the next
- * is validated; statements on one transaction run in order. Anything that reads the database
- * in the same transaction (search, read) flushes first, and so does the end of the transaction.
+ * is validated; statements on one transaction run in order. A driver needs turns of the event
+ * loop to carry a statement through its round trips (postgres.js describes each unnamed
+ * statement before executing it), so while a chunk is in flight the writer yields every few
+ * writes; otherwise the database would idle until the next flush. Anything that reads the
+ * database in the same transaction (search, read) flushes first, and so does the end of the
+ * transaction.
  */
 export class WriteBuffer {
   private readonly locked = new Map<string, StoredResource | undefined>();
   private readonly written = new Set<string>();
   private pending: NewVersion[] = [];
   private sent: Promise<void>[] = [];
+  private inFlight = 0;
+  private writesSinceTurn = 0;
 
   constructor(private readonly q: Queryable) {}
 
@@ -171,9 +179,9 @@ export class WriteBuffer {
   async write(version: NewVersion): Promise<void> {
     this.pending.push(version);
     this.written.add(bufferKey(version.resource.resourceType, version.resource.id));
-    if (this.pending.length < BUFFER_CHUNK) return;
-    this.send();
-    // One turn of the event loop, so the driver hands the chunk to the socket now.
+    if (this.pending.length >= BUFFER_CHUNK) this.send();
+    if (this.inFlight === 0 || ++this.writesSinceTurn < WRITES_PER_TURN) return;
+    this.writesSinceTurn = 0;
     await new Promise((resolve) => setImmediate(resolve));
   }
 
@@ -189,8 +197,9 @@ export class WriteBuffer {
     if (this.pending.length === 0) return;
     const write = writeVersions(this.q, this.pending);
     this.pending = [];
+    this.inFlight++;
     // Observed by flush(); this only keeps a failure from counting as unhandled until then.
-    write.catch(() => undefined);
+    write.catch(() => undefined).finally(() => this.inFlight--);
     this.sent.push(write);
   }
 }

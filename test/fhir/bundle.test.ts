@@ -340,6 +340,36 @@ describe('transaction', () => {
   });
 });
 
+describe('transactions larger than one write chunk', () => {
+  const members = (prefix: string, count: number): BundleEntry[] => {
+    const patientUrn = urn();
+    const entries: BundleEntry[] = [{ fullUrl: patientUrn, resource: member(`${prefix}-0`), request: { method: 'POST', url: 'Patient' } }];
+    for (let i = 1; i < count; i++) entries.push({ fullUrl: urn(), resource: observation(patientUrn), request: { method: 'POST', url: 'Observation' } });
+    return entries;
+  };
+
+  it('writes every entry, with references across chunks rewritten', async () => {
+    const res = await post(transaction(...members('LARGE', 450)));
+    expect(res.status).toBe(200);
+    const answer = await body<Bundle>(res);
+    expect(codes(answer).filter((c) => c === '201')).toHaveLength(450);
+    const patientId = idOf(answer.entry?.[0] as BundleEntry);
+    expect(await get(`Observation/${idOf(answer.entry?.[449] as BundleEntry)}`)).toMatchObject({ subject: { reference: `Patient/${patientId}` } });
+    expect((await get(`Observation?subject=Patient/${patientId}&_summary=count`)).total).toBe(449);
+  });
+
+  it('writes nothing when the last entry fails after earlier chunks were sent', async () => {
+    const before = await newestWrite();
+    const entries = members('LARGE-ROLLBACK', 450);
+    entries.push({ fullUrl: urn(), resource: invalidObservation, request: { method: 'POST', url: 'Observation' } });
+    const res = await post(transaction(...entries));
+    expect(res.status).toBe(400);
+    expect((await body(res)).issue[0].diagnostics).toMatch(/^Bundle\.entry\[450\]: /);
+    expect(await newestWrite()).toBe(before);
+    expect((await get(`Patient?identifier=${SYSTEM}|LARGE-ROLLBACK-0`)).entry ?? []).toEqual([]);
+  });
+});
+
 describe('Prefer: return on the writes of a Bundle', () => {
   const bundle = () => transaction({ fullUrl: urn(), resource: member('PREFER-1'), request: { method: 'POST', url: 'Patient' } });
 
