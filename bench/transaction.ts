@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import type { Bundle, BundleEntry } from '@medplum/fhirtypes';
@@ -44,6 +45,8 @@ interface Figures {
   seconds: number[];
   median_resources_per_s: number;
   best_resources_per_s: number;
+  /** One-minute load average before and after: other processes share the machine's cores. */
+  load_average: [number, number];
 }
 
 async function measure(databaseUrl: string | undefined): Promise<Figures> {
@@ -64,6 +67,7 @@ async function measure(databaseUrl: string | undefined): Promise<Figures> {
     return seconds;
   };
   try {
+    const loadBefore = Math.round(loadavg()[0] * 100) / 100;
     await post(transactionBundle(entries));
     const seconds: number[] = [];
     for (let i = 0; i < runs; i++) seconds.push(await post(transactionBundle(entries)));
@@ -73,6 +77,7 @@ async function measure(databaseUrl: string | undefined): Promise<Figures> {
       seconds: seconds.map((s) => Math.round(s * 1000) / 1000),
       median_resources_per_s: Math.round(entries / sorted[Math.floor(sorted.length / 2)]),
       best_resources_per_s: Math.round(entries / sorted[0]),
+      load_average: [loadBefore, Math.round(loadavg()[0] * 100) / 100],
     };
   } finally {
     server.close();
