@@ -83,8 +83,8 @@ describe.skipIf(!existsSync(FIXTURES))('transaction over the Inferno $everything
 });
 
 describe('transaction', () => {
-  it('rewrites urn:uuid references in PUT bodies and contained resources too', async () => {
-    const patientUrn = urn();
+  it('rewrites urn:oid references too, in PUT bodies and in contained resources', async () => {
+    const patientUrn = 'urn:oid:2.16.840.1.113883.3.4242.1';
     const res = await post(
       transaction(
         {
@@ -94,7 +94,7 @@ describe('transaction', () => {
             status: 'active',
             beneficiary: { reference: patientUrn },
             payor: [{ reference: '#payer' }],
-            contained: [{ resourceType: 'Organization', id: 'payer', name: 'Payer', partOf: { reference: patientUrn.replace('urn:uuid:', 'Organization/') } }],
+            contained: [{ resourceType: 'RelatedPerson', id: 'payer', patient: { reference: patientUrn } }],
           } as Resource,
           request: { method: 'PUT', url: 'Coverage/tx-coverage-1' },
         },
@@ -104,8 +104,10 @@ describe('transaction', () => {
     expect(res.status).toBe(200);
     const answer = await body<Bundle>(res);
     expect(codes(answer)).toEqual(['201', '201']);
+    const patient = `Patient/${idOf(answer.entry?.[1] as BundleEntry)}`;
     const coverage = await get('Coverage/tx-coverage-1');
-    expect(coverage.beneficiary.reference).toBe(`Patient/${idOf(answer.entry?.[1] as BundleEntry)}`);
+    expect(coverage.beneficiary.reference).toBe(patient);
+    expect(coverage.contained[0].patient.reference).toBe(patient);
     expect(coverage.payor[0].reference).toBe('#payer');
   });
 
