@@ -47,6 +47,7 @@ export const resourceHistory = pgTable(
  * `code` is the parameter's code; a composite parameter's components are stored under
  * `<code>#<component index>` with `grp` numbering the element instance they came from, so a
  * composite match joins component rows of one `grp` (search.html#composite).
+ * Value indexes end with resource_id, so that the ids a filter selects come from the index alone.
  */
 
 const indexKey = {
@@ -66,7 +67,7 @@ export const spString = pgTable(
     exact: text('exact').notNull(),
   },
   (t) => [
-    index('sp_string_value_idx').on(t.resourceType, t.code, t.value.op('text_pattern_ops')),
+    index('sp_string_value_idx').on(t.resourceType, t.code, t.value.op('text_pattern_ops'), t.resourceId),
     index('sp_string_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
@@ -84,7 +85,7 @@ export const spToken = pgTable(
     typeCode: text('type_code'),
   },
   (t) => [
-    index('sp_token_value_idx').on(t.resourceType, t.code, t.value, t.system),
+    index('sp_token_value_idx').on(t.resourceType, t.code, t.value, t.system, t.resourceId),
     index('sp_token_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
@@ -98,8 +99,8 @@ export const spDate = pgTable(
     end: timestamp('end', { withTimezone: true, mode: 'string' }).notNull(),
   },
   (t) => [
-    index('sp_date_start_idx').on(t.resourceType, t.code, t.start),
-    index('sp_date_end_idx').on(t.resourceType, t.code, t.end),
+    index('sp_date_start_idx').on(t.resourceType, t.code, t.start, t.end, t.resourceId),
+    index('sp_date_end_idx').on(t.resourceType, t.code, t.end, t.start, t.resourceId),
     index('sp_date_resource_idx').on(t.resourceType, t.resourceId, t.code),
   ],
 );
@@ -156,5 +157,5 @@ export const spUri = pgTable(
     ...indexKey,
     value: text('value').notNull(),
   },
-  (t) => [index('sp_uri_value_idx').on(t.resourceType, t.code, t.value), index('sp_uri_resource_idx').on(t.resourceType, t.resourceId, t.code)],
+  (t) => [index('sp_uri_value_idx').on(t.resourceType, t.code, t.value, t.resourceId), index('sp_uri_resource_idx').on(t.resourceType, t.resourceId, t.code)],
 );

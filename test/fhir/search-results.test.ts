@@ -290,6 +290,24 @@ describe.skipIf(!fixturesPresent)('search results (needs ../shared/fixtures/davi
       expect(matchEntries(await search(`Patient?_id=${created.id}`))).toHaveLength(0);
     });
 
+    it('never returns a deleted resource, whichever way it would match', async () => {
+      const start = new Date().toISOString();
+      const patient = await body<Patient>(
+        await baton.request('/fhir/Patient', { method: 'POST', json: { resourceType: 'Patient', gender: 'unknown', name: [{ family: 'Departed' }] } }),
+      );
+      const observation = { resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '8302-2' }] }, subject: { reference: `Patient/${patient.id}` } };
+      expect((await baton.request('/fhir/Observation', { method: 'POST', json: observation })).status).toBe(201);
+      const queries = [
+        `Patient?_id=${patient.id}`,
+        'Patient?family=departed',
+        '_has:Observation:patient:code=8302-2',
+        `_lastUpdated=ge${start}&gender:not=male&birthdate:missing=true`,
+      ].map((q) => (q.startsWith('Patient?') ? q : `Patient?${q}`));
+      for (const query of queries) expect(matchEntries(await search(query)).map((e) => e.resource?.id), query).toEqual([patient.id]);
+      expect((await baton.request(`/fhir/Patient/${patient.id}`, { method: 'DELETE' })).status).toBe(204);
+      for (const query of queries) expect(matchEntries(await search(query)), query).toEqual([]);
+    });
+
     it('indexes a string with a lone surrogate, which PostgreSQL text cannot hold, without it', async () => {
       const response = await baton.request('/fhir/Patient', { method: 'POST', json: { resourceType: 'Patient', name: [{ family: 'Surrogate', given: ['\ud800Odd'] }] } });
       expect(response.status).toBe(201);

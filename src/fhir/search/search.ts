@@ -40,9 +40,12 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   let page: { json: string }[] = [];
   let hasNext = false;
   if (!countOnly && request.count > 0) {
-    const rows = await ctx.q.execute<{ json: string }>(
-      sql`SELECT r.content AS json FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}`,
-    );
+    // The page's ids are chosen first, from indexes, and only their content is read.
+    const rows = await ctx.q.execute<{ json: string }>(sql`SELECT c.content AS json
+      FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}))
+        WITH ORDINALITY AS page(id, ord)
+      JOIN resources c ON c.resource_type = ${resourceType} AND c.id = page.id
+      ORDER BY page.ord`);
     hasNext = rows.length > request.count;
     page = hasNext ? rows.slice(0, request.count) : rows;
   }

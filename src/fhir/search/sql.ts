@@ -35,10 +35,15 @@ export class SearchSql {
     this.options = options;
   }
 
-  /** The current, live resources of the request's type matching every filter, as alias `r`. */
+  /**
+   * The current, live resources of the request's type matching every filter, as alias `r`. A
+   * filter that selects ids from the resource's own index rows already excludes deleted
+   * resources; then `deleted` is not read, and the ids come from indexes alone.
+   */
   where(request: SearchRequest): SQL {
     const r = sql.raw('r');
-    const conditions = [sql`${r}.resource_type = ${request.resourceType}`, sql`NOT ${r}.deleted`];
+    const conditions = [sql`${r}.resource_type = ${request.resourceType}`];
+    if (!request.filters.some(selectsOwnRows)) conditions.push(sql`NOT ${r}.deleted`);
     for (const filter of request.filters) conditions.push(this.condition(request.resourceType, filter, r));
     return sql.join(conditions, sql` AND `);
   }
@@ -198,6 +203,11 @@ export class SearchSql {
     const type = p.targetType === undefined ? sql`` : sql` AND ${t}.target_type = ${p.targetType}`;
     return sql`(${t}.target_id = ${p.id as string}${type} AND ${this.local(t)})`;
   }
+}
+
+/** True when the filter's ids come from the resource's own index rows, which exist only while it is not deleted. */
+function selectsOwnRows(filter: Filter): boolean {
+  return (filter.kind === 'index' && !filter.negate) || filter.kind === 'composite' || filter.kind === 'chain';
 }
 
 /** The rows of a source: its codes, and its target type for narrowed references (`patient` = Patient subjects). */

@@ -40,6 +40,13 @@ describe('SearchSql', () => {
     expect(params).toEqual(['Patient', 'Patient', 'identifier', 'M1', 'http://example.org/member']);
   });
 
+  it('reads deleted only when no filter selects the resource by its own index rows', () => {
+    expect(render('Patient', 'identifier=M1').sql).not.toContain('deleted');
+    expect(render('Patient', 'gender:not=male').sql).toContain('NOT r.deleted');
+    expect(render('Patient', '_id=1').sql).toContain('NOT r.deleted');
+    expect(render('Patient', '_has:Observation:patient:code=1').sql).toContain('NOT r.deleted');
+  });
+
   it('orders by the sort keys and then by id, so pages are stable', () => {
     expect(render('Patient', '_sort=-birthdate').sql).toMatch(/ORDER BY \(SELECT max\(s\d+\."end"\) FROM sp_date s\d+ .*\) DESC NULLS LAST, r\.id$/);
     expect(render('Patient', '').sql).toMatch(/ORDER BY r\.id$/);
