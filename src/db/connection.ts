@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import type { SQL } from 'drizzle-orm';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 
@@ -35,6 +36,23 @@ function queryable(handle: DrizzleLike): Queryable {
   };
 }
 
+const dialect = new PgDialect();
+
+/**
+ * On PostgreSQL, statements go to postgres.js directly as prepared statements: drizzle's
+ * postgres-js session sends every query unprepared, which halves read throughput (measured:
+ * 6.0k vs 11.7k queries/s at 32 concurrent). Statement shapes are few (values are always bound
+ * parameters, bulk writes bind arrays), so the per-connection statement cache stays small.
+ */
+function preparedQueryable(client: postgres.Sql | postgres.TransactionSql): Queryable {
+  return {
+    async execute<T>(query: SQL): Promise<T[]> {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as T[];
+    },
+  };
+}
+
 export interface ConnectOptions {
   databaseUrl: string | undefined;
   /** Where PGlite keeps its files; 'memory://' for a throwaway database. */
@@ -54,8 +72,8 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
     return {
       kind: 'postgres',
       drizzle: db,
-      ...queryable(db),
-      transaction: (fn) => db.transaction((tx) => fn(queryable(tx))),
+      ...preparedQueryable(client),
+      transaction: <T>(fn: (tx: Queryable) => Promise<T>) => client.begin((tx) => fn(preparedQueryable(tx))) as Promise<T>,
       close: () => client.end({ timeout: 5 }),
     };
   }
