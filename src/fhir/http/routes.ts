@@ -35,15 +35,15 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     assertAcceptable(c.req.query('_format'), c.req.header('accept'));
     await next();
   });
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () => {
-        throw new FhirError(413, outcome('error', 'too-costly', `The request body exceeds ${deps.maxBodyBytes} bytes`));
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.maxBodyBytes,
+    onError: () => {
+      throw new FhirError(413, outcome('error', 'too-costly', `The request body exceeds ${deps.maxBodyBytes} bytes`));
+    },
+  });
+  // Only on methods that carry a body: looking for one makes @hono/node-server build a full
+  // Request per call, which cost reads about a tenth of their throughput.
+  app.on(['POST', 'PUT', 'PATCH'], '*', limitBody);
 
   app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles)));
 
