@@ -145,9 +145,9 @@ const WRITES_PER_TURN = 10;
  * writeVersions: a thousand entries cost a handful of statements, not a thousand round trips.
  * A full chunk is sent without waiting for it, so PostgreSQL inserts one chunk while the next
  * is validated; statements on one transaction run in order. A driver needs turns of the event
- * loop to carry a statement through its round trips (postgres.js describes each unnamed
- * statement before executing it), so while a chunk is in flight the writer yields every few
- * writes; otherwise the database would idle until the next flush. Anything that reads the
+ * loop to send a statement and read its answer (postgres.js also describes a statement the
+ * first time a connection prepares it), so while a chunk is in flight the writer yields every
+ * few writes; otherwise the database would idle until the next flush. Anything that reads the
  * database in the same transaction (search, read) flushes first, and so does the end of the
  * transaction.
  */
