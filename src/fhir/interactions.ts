@@ -123,7 +123,7 @@ async function persist(ctx: FhirContext, q: Queryable, version: NewVersion): Pro
 /** Search for conditional interactions; buffered writes of a transaction Bundle must be visible to it. */
 async function searchIds(ctx: FhirContext, q: Queryable, type: string, params: URLSearchParams): Promise<string[]> {
   await ctx.writes?.flush();
-  return findResourceIds(q, type, params);
+  return findResourceIds(q, type, params, ctx.baseUrl);
 }
 
 /** Stamps id and meta on a new version and writes it. */

@@ -65,6 +65,18 @@ describe('conditional update', () => {
   });
 });
 
+describe('conditions naming references', () => {
+  it('matches a reference written as an absolute URL under this server base', async () => {
+    const patientId = (await body(await baton.request('/fhir/Patient', { method: 'POST', json: member('R-1') }))).id;
+    const observation = { resourceType: 'Observation', status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${patientId}` } };
+    const first = await baton.request('/fhir/Observation', { method: 'POST', json: observation });
+    const condition = `subject=${encodeURIComponent(`http://baton.test/fhir/Patient/${patientId}`)}`;
+    const again = await baton.request('/fhir/Observation', { method: 'POST', json: observation, headers: { 'if-none-exist': condition } });
+    expect(again.status).toBe(200);
+    expect((await body(again)).id).toBe((await body(first)).id);
+  });
+});
+
 describe('conditional delete', () => {
   it('deletes the single match, is a no-op without one, and refuses several', async () => {
     const id = (await body(await baton.request('/fhir/Patient', { method: 'POST', json: member('D-1') }))).id;

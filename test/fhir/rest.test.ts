@@ -218,6 +218,14 @@ describe('delete', () => {
     expect(history.entry[0].resource).toBeUndefined();
   });
 
+  it('checks If-Match on delete: 412 on a stale version, 204 on the current one', async () => {
+    const created = await createPatient();
+    await baton.request(`/fhir/Patient/${created.id}`, { method: 'PUT', json: { ...created, gender: 'male' } });
+    expect((await baton.request(`/fhir/Patient/${created.id}`, { method: 'DELETE', headers: { 'if-match': 'W/"1"' } })).status).toBe(412);
+    expect((await baton.request(`/fhir/Patient/${created.id}`)).status).toBe(200);
+    expect((await baton.request(`/fhir/Patient/${created.id}`, { method: 'DELETE', headers: { 'if-match': 'W/"2"' } })).status).toBe(204);
+  });
+
   it('is idempotent on a deleted resource and 404s on one never stored', async () => {
     const created = await createPatient();
     await baton.request(`/fhir/Patient/${created.id}`, { method: 'DELETE' });
@@ -284,5 +292,22 @@ describe('history', () => {
 
   it('answers 404 for the history of a resource never stored', async () => {
     expect((await baton.request('/fhir/Patient/nobody/_history')).status).toBe(404);
+  });
+});
+
+describe('transaction over HTTP', () => {
+  it('honours Prefer: return=minimal on every entry', async () => {
+    const bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ fullUrl: 'urn:uuid:7f1c3b7e-0c4e-4f43-9d55-0d1b8f3c2a10', resource: patient(), request: { method: 'POST', url: 'Patient' } }],
+    };
+    const res = await baton.request('/fhir', { method: 'POST', json: bundle, headers: { prefer: 'return=minimal' } });
+    expect(res.status).toBe(200);
+    const answer = await body(res);
+    expect(answer.type).toBe('transaction-response');
+    expect(answer.entry[0].response.status).toMatch(/^201/);
+    expect(answer.entry[0].response.location).toMatch(/^http:\/\/baton\.test\/fhir\/Patient\//);
+    expect(answer.entry[0].resource).toBeUndefined();
   });
 });

@@ -47,7 +47,10 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
 
   app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles)));
 
-  app.post('/', async (c) => jsonResponse(c, await processBundle(context(), await readJsonBody(c))));
+  app.post('/', async (c) => {
+    const options = responseOptions(c);
+    return jsonResponse(c, await processBundle(context(), await readJsonBody(c), { preferReturn: options.preferReturn }));
+  });
 
   app.get('/_history', async (c) => jsonResponse(c, await history(context(), { params: queryParams(c), url: publicUrl(c) })));
 
@@ -113,7 +116,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
   app.delete('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
-    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id), options, true);
+    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id, { ifMatch: c.req.header('if-match') }), options, true);
   });
 
   app.get('/:type{[A-Z][A-Za-z]+}/:id/_history', async (c) =>
