@@ -17,7 +17,7 @@ import { benchObservation, benchPatient, MEMBER_SYSTEM } from './population.ts';
  * entries, Observations pointing at their Patient by urn:uuid) to an in-process Baton over
  * HTTP, on PGlite and, when DATABASE_URL is set, on a fresh PostgreSQL database. Prints JSON.
  *
- *   npx tsx bench/transaction.ts [--entries 1000] [--runs 5] [--only pglite|postgres]
+ *   npm run bench:transaction -- [--entries 1000] [--runs 5] [--only pglite|postgres]
  */
 const { values: flags } = parseArgs({ options: { entries: { type: 'string' }, runs: { type: 'string' }, only: { type: 'string' } } });
 const entries = Number(flags.entries ?? 1000);
