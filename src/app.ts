@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { authRoutes } from './auth/routes.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/connection.ts';
 import { conflictFromDatabase } from './fhir/database-errors.ts';
@@ -13,7 +14,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -43,6 +44,8 @@ export function createApp(deps: AppDeps): Hono {
   app.use('*', metricsMiddleware(metrics));
 
   app.route('/', healthRoutes(deps.db, metrics));
+  // Before /fhir: the SMART discovery document lives under the FHIR base.
+  app.route('/', authRoutes({ db: deps.db, baseUrl: deps.config.baseUrl, adminToken: deps.config.adminToken }));
   app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl: deps.config.baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));

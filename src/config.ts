@@ -15,6 +15,8 @@ export interface Config {
   profilePackages: string[];
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
+  /** Bearer token of the client-registration admin API; undefined keeps that API closed. */
+  adminToken: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -46,6 +48,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     profilePackages: (env.BATON_PROFILE_PACKAGES ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((p) => resolve(p)),
     maxBodyBytes: integer(env.BATON_MAX_BODY_BYTES ?? String(16 * 1024 * 1024), 'BATON_MAX_BODY_BYTES', 1024, 1024 ** 3),
+    adminToken: env.BATON_ADMIN_TOKEN || undefined,
   };
 }
 

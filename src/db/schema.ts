@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 /**
  * Current version of every resource. `content` is the resource's JSON text exactly as served
@@ -160,4 +160,44 @@ export const spUri = pgTable(
     value: text('value').notNull(),
   },
   (t) => [index('sp_uri_value_idx').on(t.resourceType, t.code, t.value), index('sp_uri_resource_idx').on(t.resourceType, t.resourceId, t.code)],
+);
+
+/*
+ * SMART Backend Services (src/auth/): registered clients, Baton's own token-signing keys and the
+ * client-assertion replay store. All in the database so every Baton process shares them.
+ */
+
+export const authClients = pgTable('auth_clients', {
+  clientId: text('client_id').primaryKey(),
+  name: text('name').notNull(),
+  /** `partner` (another payer) or `internal` (this payer's own systems). */
+  kind: text('kind').notNull(),
+  /** The client's Organization identifiers: `[{system, value}]`. */
+  organizationIdentifiers: jsonb('organization_identifiers').notNull(),
+  /** Inline JWKS; exactly one of jwks and jwks_uri is set. */
+  jwks: jsonb('jwks'),
+  jwksUri: text('jwks_uri'),
+  /** Scopes the client may hold, space-separated as in OAuth. */
+  scope: text('scope').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  disabled: boolean('disabled').notNull().default(false),
+});
+
+export const authSigningKeys = pgTable('auth_signing_keys', {
+  kid: text('kid').primaryKey(),
+  alg: text('alg').notNull(),
+  privateJwk: jsonb('private_jwk').notNull(),
+  publicJwk: jsonb('public_jwk').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
+/** RFC 7523 §3: a client assertion's jti is accepted once per client; rows may go once `expires` has passed. */
+export const authAssertionJtis = pgTable(
+  'auth_assertion_jtis',
+  {
+    clientId: text('client_id').notNull(),
+    jti: text('jti').notNull(),
+    expires: timestamp('expires', { withTimezone: true, mode: 'string' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('auth_assertion_jtis_expires_idx').on(t.expires)],
 );

@@ -1,0 +1,29 @@
+import { ASSERTION_ALGORITHMS } from './assertion-claims.ts';
+
+/** Where the authorization server's endpoints live: under the origin of the FHIR base URL. */
+export function authUrls(fhirBaseUrl: string): { tokenUrl: string; jwksUrl: string; authorizeUrl: string; issuer: string } {
+  const issuer = new URL(fhirBaseUrl).origin;
+  return { issuer, tokenUrl: `${issuer}/auth/token`, jwksUrl: `${issuer}/auth/jwks`, authorizeUrl: `${issuer}/auth/authorize` };
+}
+
+/**
+ * SMART App Launch 2.x §conformance (`.well-known/smart-configuration`) for a Backend
+ * Services server. authorization_endpoint and code_challenge_methods_supported are listed
+ * because Inferno's discovery test requires them even of backend-only servers.
+ */
+export function smartConfiguration(fhirBaseUrl: string): Record<string, unknown> {
+  const urls = authUrls(fhirBaseUrl);
+  return {
+    issuer: urls.issuer,
+    jwks_uri: urls.jwksUrl,
+    authorization_endpoint: urls.authorizeUrl,
+    token_endpoint: urls.tokenUrl,
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS,
+    grant_types_supported: ['client_credentials'],
+    scopes_supported: ['system/*.read', 'system/*.rs', 'system/*.cruds', 'system/*.write', 'system/*.*'],
+    response_types_supported: ['token'],
+    code_challenge_methods_supported: ['S256'],
+    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+  };
+}

@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import { type JWTPayload, type JWTVerifyGetKey, SignJWT, createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import type { Queryable } from '../db/connection.ts';
+import { ASSERTION_ALGORITHMS, ASSERTION_TYPE, assertionClaimProblem } from './assertion-claims.ts';
+import { type RegisteredClient, findActiveClient, recordAssertionJti } from './clients.ts';
+import { OAuthError } from './oauth-error.ts';
+import { grantScopes, splitScopes } from './scopes.ts';
+import type { SigningKeys } from './signing-keys.ts';
+import { authUrls } from './smart-configuration.ts';
+
+/** SMART Backend Services: access tokens live at most five minutes. */
+export const ACCESS_TOKEN_LIFETIME_SECONDS = 300;
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'bearer';
+  expires_in: number;
+  scope: string;
+}
+
+export interface TokenContext {
+  db: Queryable;
+  fhirBaseUrl: string;
+  signingKeys: () => Promise<SigningKeys>;
+}
+
+/** Remote key sets are cached per URL; jose honours the set's own refresh rules. */
+const remoteKeySets = new Map<string, JWTVerifyGetKey>();
+
+/** SMART Backend Services token request (client_credentials with a private_key_jwt assertion, RFC 7523). */
+export async function issueToken(ctx: TokenContext, form: URLSearchParams): Promise<TokenResponse> {
+  const grantType = form.get('grant_type');
+  if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
+  if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'only client_credentials is supported');
+  if (form.get('client_assertion_type') !== ASSERTION_TYPE) throw new OAuthError('invalid_request', `client_assertion_type must be ${ASSERTION_TYPE}`);
+  const assertion = form.get('client_assertion');
+  if (!assertion) throw new OAuthError('invalid_request', 'client_assertion is required');
+  const scope = form.get('scope');
+  if (!scope?.trim()) throw new OAuthError('invalid_request', 'scope is required');
+
+  const client = await authenticateClient(ctx, assertion);
+  const granted = grantScopes(splitScopes(scope), splitScopes(client.scope));
+  if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
+
+  const { issuer } = authUrls(ctx.fhirBaseUrl);
+  const keys = await ctx.signingKeys();
+  const accessToken = await new SignJWT({ scope: granted.join(' '), client_id: client.client_id })
+    .setProtectedHeader({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience(ctx.fhirBaseUrl)
+    .setSubject(client.client_id)
+    .setIssuedAt()
+    .setExpirationTime(`${ACCESS_TOKEN_LIFETIME_SECONDS}s`)
+    .setJti(randomUUID())
+    .sign(keys.current.privateKey);
+  return { access_token: accessToken, token_type: 'bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS, scope: granted.join(' ') };
+}
+
+/** RFC 7523 §3 client authentication; every failure is invalid_client (§3.2), with no detail of the assertion logged. */
+async function authenticateClient(ctx: TokenContext, assertion: string): Promise<RegisteredClient> {
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  let claims: JWTPayload;
+  try {
+    header = decodeProtectedHeader(assertion);
+    claims = decodeJwt(assertion);
+  } catch {
+    throw new OAuthError('invalid_client', 'client_assertion is not a JWT');
+  }
+  if (typeof header.alg !== 'string' || !ASSERTION_ALGORITHMS.includes(header.alg)) {
+    throw new OAuthError('invalid_client', `client_assertion must be signed with ${ASSERTION_ALGORITHMS.join(' or ')}`);
+  }
+  if (typeof header.kid !== 'string' || !header.kid) throw new OAuthError('invalid_client', 'client_assertion header needs a kid');
+  if (typeof claims.iss !== 'string' || !claims.iss) throw new OAuthError('invalid_client', 'client_assertion needs iss (the client_id)');
+  const client = await findActiveClient(ctx.db, claims.iss);
+  if (!client) throw new OAuthError('invalid_client', 'unknown or disabled client');
+  // SMART Backend Services: a jku header is honoured only when it names the registered JWKS URL.
+  if (header.jku !== undefined && header.jku !== client.jwks_uri) throw new OAuthError('invalid_client', 'jku does not match the registered jwks_uri');
+
+  let verified: JWTPayload;
+  try {
+    ({ payload: verified } = await jwtVerify(assertion, keySet(client), { algorithms: ASSERTION_ALGORITHMS }));
+  } catch (error) {
+    throw new OAuthError('invalid_client', verificationFailure(error));
+  }
+  const { tokenUrl } = authUrls(ctx.fhirBaseUrl);
+  const problem = assertionClaimProblem(verified, { clientId: client.client_id, tokenUrl, now: Math.floor(Date.now() / 1000) });
+  if (problem) throw new OAuthError('invalid_client', problem);
+  if (!(await recordAssertionJti(ctx.db, client.client_id, verified.jti as string, verified.exp as number))) {
+    throw new OAuthError('invalid_client', 'jti has been used before');
+  }
+  return client;
+}
+
+function keySet(client: RegisteredClient): JWTVerifyGetKey {
+  if (client.jwks) return createLocalJWKSet(client.jwks as Parameters<typeof createLocalJWKSet>[0]);
+  const url = client.jwks_uri as string;
+  let remote = remoteKeySets.get(url);
+  if (!remote) {
+    remote = createRemoteJWKSet(new URL(url));
+    remoteKeySets.set(url, remote);
+  }
+  return remote;
+}
+
+/** jose's error codes, phrased for the client; the assertion itself never appears. */
+function verificationFailure(error: unknown): string {
+  switch ((error as { code?: string }).code) {
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return 'no registered key matches the assertion kid';
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return 'more than one registered key matches the assertion kid';
+    case 'ERR_JWT_EXPIRED':
+      return 'the assertion has expired';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return 'signature verification failed';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return `client_assertion must be signed with ${ASSERTION_ALGORITHMS.join(' or ')}`;
+    case 'ERR_JWKS_TIMEOUT':
+    case 'ERR_JOSE_GENERIC':
+      return 'the registered jwks_uri could not be read';
+    default:
+      return 'client_assertion could not be verified';
+  }
+}
