@@ -10,14 +10,15 @@ export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-b
 
 export interface AuthBaton {
   baton: TestBaton;
-  /** The app with the admin API open (BATON_ADMIN_TOKEN set). */
+  /** The app under test, on baton's database. */
   app: Hono;
   request(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   close(): Promise<void>;
 }
 
-/** startBaton()'s database, served by an app whose admin API is open. */
-export async function startAuthBaton(adminToken: string | undefined = ADMIN_TOKEN): Promise<AuthBaton> {
+/** startBaton()'s database, served by an app whose admin API is open (BATON_ADMIN_TOKEN set) unless adminApiClosed. */
+export async function startAuthBaton(options: { adminApiClosed?: boolean } = {}): Promise<AuthBaton> {
+  const adminToken = options.adminApiClosed ? undefined : ADMIN_TOKEN;
   const baton = await startBaton();
   const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 1024 * 1024, adminToken }, db: baton.db, logger: createLogger('silent'), validator: baton.validator });
   return {
