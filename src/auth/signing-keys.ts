@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { type CryptoKey, type JWK, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from 'jose';
-import type { Queryable } from '../db/connection.ts';
+import type { Database, Queryable } from '../db/connection.ts';
 
 /** The algorithm of Baton's own access-token signatures. */
 export const TOKEN_SIGNING_ALGORITHM = 'ES384';
@@ -27,14 +27,17 @@ interface KeyRow {
 
 /**
  * Loads Baton's signing keys from the database, creating the first one when there is none.
- * Processes starting together may each insert a key; all of them are published and every
- * process signs with the same newest one, so their tokens verify anywhere.
+ * The creation runs under a transaction-scoped advisory lock, so processes starting together
+ * create one key between them rather than each its own.
  */
-export async function loadSigningKeys(db: Queryable): Promise<SigningKeys> {
+export async function loadSigningKeys(db: Database): Promise<SigningKeys> {
   let rows = await selectKeys(db);
   if (rows.length === 0) {
-    await insertNewKey(db);
-    rows = await selectKeys(db);
+    rows = await db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('baton.auth_signing_keys'))`);
+      if ((await selectKeys(tx)).length === 0) await insertNewKey(tx);
+      return selectKeys(tx);
+    });
   }
   const newest = rows[0];
   const privateJwk = json(newest.private_jwk);
@@ -50,8 +53,7 @@ async function insertNewKey(db: Queryable): Promise<void> {
   const kid = await calculateJwkThumbprint(publicJwk);
   await db.execute(sql`
     INSERT INTO auth_signing_keys (kid, alg, private_jwk, public_jwk)
-    VALUES (${kid}, ${TOKEN_SIGNING_ALGORITHM}, ${JSON.stringify(await exportJWK(privateKey))}::jsonb, ${JSON.stringify(publicJwk)}::jsonb)
-    ON CONFLICT (kid) DO NOTHING`);
+    VALUES (${kid}, ${TOKEN_SIGNING_ALGORITHM}, ${JSON.stringify(await exportJWK(privateKey))}::jsonb, ${JSON.stringify(publicJwk)}::jsonb)`);
 }
 
 async function selectKeys(db: Queryable): Promise<KeyRow[]> {
