@@ -154,8 +154,14 @@ describe('POST /auth/token', () => {
     await expectOAuthError(await tokenRequest(auth, fields), 400, error);
   });
 
-  it('answers 401 invalid_client for a client_assertion that is not a JWT', async () => {
-    await expectOAuthError(await tokenRequest(auth, assertionFields('not.a-jwt')), 401, 'invalid_client');
+  it.each([
+    ['not a JWT', () => 'not.a-jwt'],
+    ['a header without kid', () => `${b64url({ alg: 'ES384' })}.${b64url(claims())}.sig`],
+    ['a numeric iss', () => `${b64url({ alg: 'ES384', kid: keys.kid })}.${b64url(claims({ iss: 42 }))}.sig`],
+    ['no iss', () => `${b64url({ alg: 'ES384', kid: keys.kid })}.${b64url(claims({ iss: undefined }))}.sig`],
+    ['a JSON array as payload', () => `${b64url({ alg: 'ES384', kid: keys.kid })}.${b64url([1])}.sig`],
+  ])('answers 401 invalid_client for an assertion with %s', async (_, assertion) => {
+    await expectOAuthError(await tokenRequest(auth, assertionFields(assertion())), 401, 'invalid_client');
   });
 
   it('answers invalid_scope when no requested scope is registered', async () => {
