@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 describe('loadConfig', () => {
   it('defaults to 127.0.0.1:8080, embedded PGlite under ./data and the demo seed', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ port: 8080, host: '127.0.0.1', baseUrl: 'http://127.0.0.1:8080/fhir', databaseUrl: undefined, seed: 'demo' });
+    expect(config).toMatchObject({ port: 8080, host: '127.0.0.1', baseUrl: 'http://127.0.0.1:8080/fhir', databaseUrl: undefined, seed: 'demo', adminToken: undefined });
     expect(config.dataDir).toMatch(/\/data$/);
   });
 
@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       BATON_SEED: 'none',
       LOG_LEVEL: 'warn',
       BATON_PAYER_NAME: 'Old Plan',
+      BATON_ADMIN_TOKEN: 'admin-secret',
       BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1234567893, urn:oid:2.16.840.1.113883.6.300|98765',
     });
     expect(config).toMatchObject({
@@ -27,6 +28,7 @@ describe('loadConfig', () => {
       dataDir: '/var/baton',
       seed: 'none',
       logLevel: 'warn',
+      adminToken: 'admin-secret',
       payer: {
         name: 'Old Plan',
         identifiers: [

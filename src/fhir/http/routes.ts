@@ -45,7 +45,12 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
   // Request per call, which cost reads about a tenth of their throughput.
   app.on(['POST', 'PUT', 'PATCH'], '*', limitBody);
 
-  app.get('/metadata', (c) => jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles)));
+  // SMART App Launch 2.2: browser-based clients read the CapabilityStatement cross-origin.
+  app.get('/metadata', (c) => {
+    const response = jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles));
+    response.headers.set('Access-Control-Allow-Origin', '*');
+    return response;
+  });
 
   app.post('/', async (c) => {
     const options = responseOptions(c);

@@ -96,6 +96,11 @@ describe('formats', () => {
     expect((await baton.request(`/fhir/metadata?${query}`, { headers })).status).toBe(200);
   });
 
+  it('serves /metadata with CORS so browser clients can discover the server', async () => {
+    const res = await baton.request('/fhir/metadata', { headers: { origin: 'https://app.example.org' } });
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+  });
+
   it('rejects a _pretty that is not a boolean and a _summary it does not know', async () => {
     await expectOutcome(await baton.request('/fhir/Patient/x?_pretty=yes'), 400);
     await expectOutcome(await baton.request('/fhir/Patient/x?_summary=most'), 400);
