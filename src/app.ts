@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { AccessTokenVerifier } from './auth/access-token.ts';
+import { bearerAuthenticator } from './auth/authenticate.ts';
 import { authRoutes } from './auth/routes.ts';
+import { SigningKeyStore } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/connection.ts';
 import { conflictFromDatabase } from './fhir/database-errors.ts';
@@ -14,7 +17,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -45,8 +48,16 @@ export function createApp(deps: AppDeps): Hono {
 
   app.route('/', healthRoutes(deps.db, metrics));
   // Before /fhir: the SMART discovery document lives under the FHIR base.
-  app.route('/', authRoutes({ db: deps.db, baseUrl: deps.config.baseUrl, adminToken: deps.config.adminToken }));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl: deps.config.baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes }));
+  const { baseUrl, adminToken } = deps.config;
+  const signingKeys = new SigningKeyStore(deps.db);
+  const authenticate = bearerAuthenticator({
+    verifier: new AccessTokenVerifier(signingKeys, baseUrl),
+    baseUrl,
+    adminToken,
+    adminScopes: deps.config.adminScopes ?? ['system/*.rs'],
+  });
+  app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, authenticate }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

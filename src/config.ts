@@ -17,6 +17,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Bearer token of the client-registration admin API; undefined keeps that API closed. */
   adminToken: string | undefined;
+  /** The SMART scopes an operator holds on /fhir when presenting the admin token. */
+  adminScopes: string[];
 }
 
 export class ConfigError extends Error {}
@@ -49,6 +51,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     profilePackages: (env.BATON_PROFILE_PACKAGES ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((p) => resolve(p)),
     maxBodyBytes: integer(env.BATON_MAX_BODY_BYTES ?? String(16 * 1024 * 1024), 'BATON_MAX_BODY_BYTES', 1024, 1024 ** 3),
     adminToken: env.BATON_ADMIN_TOKEN || undefined,
+    adminScopes: parseScopes(env.BATON_ADMIN_SCOPE ?? 'system/*.rs'),
   };
 }
 
@@ -56,6 +59,14 @@ function integer(text: string, name: string, min: number, max: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}`);
   return n;
+}
+
+function parseScopes(text: string): string[] {
+  const scopes = text.split(/\s+/).filter(Boolean);
+  if (scopes.length === 0 || !scopes.every((s) => /^(system\/\S+|https?:\/\/\S+)$/.test(s))) {
+    throw new ConfigError('BATON_ADMIN_SCOPE must be space-separated SMART system scopes (system/*.rs) or operation URLs');
+  }
+  return scopes;
 }
 
 function parseIdentifiers(text: string): { system: string; value: string }[] {

@@ -3,6 +3,7 @@ import { createApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { connectDatabase } from './db/connection.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { systemAccess } from './fhir/access.ts';
 import type { FhirContext } from './fhir/interactions.ts';
 import { ensureOwnOrganization } from './fhir/own-organization.ts';
 import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
@@ -24,7 +25,7 @@ const logger = createLogger(config.logLevel);
 const validator = await createValidator(config.profilePackages, logger).catch(exitOnConfigurationError);
 const db = await connectDatabase(config);
 await migrateDatabase(db);
-const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator };
+const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator, access: systemAccess };
 await ensureOwnOrganization(ctx, config.payer);
 if (config.seed === 'demo') {
   const seeded = await seedDemoData(ctx);

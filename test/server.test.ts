@@ -39,17 +39,20 @@ describe('server start', () => {
 
   it('serves the demo population and its own payer Organization, and logs no PHI', async () => {
     const { databaseUrl, drop } = await freshDatabase();
-    const env = { BATON_DATA_DIR: dataDir, BATON_PAYER_NAME: 'Start Test Plan', BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1111111111', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
+    const adminToken = 'start-test-admin-token';
+    const asOperator = { headers: { authorization: `Bearer ${adminToken}` } };
+    const env = { BATON_DATA_DIR: dataDir, BATON_ADMIN_TOKEN: adminToken, BATON_PAYER_NAME: 'Start Test Plan', BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1111111111', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
     const first = await startServer(env);
     try {
       const base = `http://127.0.0.1:${first.port}`;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
-      const patient = await (await fetch(`${base}/fhir/Patient/demo-patient-1`)).json();
+      expect((await fetch(`${base}/fhir/Patient/demo-patient-1`)).status).toBe(401);
+      const patient = await (await fetch(`${base}/fhir/Patient/demo-patient-1`, asOperator)).json();
       expect(patient.name[0].family).toBe('Demoson');
-      const org = await (await fetch(`${base}/fhir/Organization/baton-payer`)).json();
+      const org = await (await fetch(`${base}/fhir/Organization/baton-payer`, asOperator)).json();
       expect(org).toMatchObject({ name: 'Start Test Plan', identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: '1111111111' }] });
-      expect((await fetch(`${base}/fhir/ExplanationOfBenefit/demo-eob-3`)).status).toBe(200);
-      await fetch(`${base}/fhir/Patient/demo-patient-2?_pretty=true`);
+      expect((await fetch(`${base}/fhir/ExplanationOfBenefit/demo-eob-3`, asOperator)).status).toBe(200);
+      await fetch(`${base}/fhir/Patient/demo-patient-2?_pretty=true`, asOperator);
     } finally {
       await stop(first.child);
     }
@@ -58,7 +61,7 @@ describe('server start', () => {
     // A second start keeps the data and does not seed again.
     const second = await startServer(env);
     try {
-      const history = await (await fetch(`http://127.0.0.1:${second.port}/fhir/Patient/demo-patient-1/_history`)).json();
+      const history = await (await fetch(`http://127.0.0.1:${second.port}/fhir/Patient/demo-patient-1/_history`, asOperator)).json();
       expect(history.entry).toHaveLength(1);
       expect(second.logs()).not.toContain('demo data loaded');
     } finally {

@@ -1,12 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import type { Context } from 'hono';
 import type { Database } from '../db/connection.ts';
 import { FhirError, badRequest, notFound, outcome } from '../fhir/errors.ts';
+import { isAdminToken } from './admin-credential.ts';
 import { parseRegistration } from './client-registration.ts';
 import { createClient, deleteClient, listClients } from './clients.ts';
 import { OAuthError } from './oauth-error.ts';
-import { type SigningKeys, loadSigningKeys } from './signing-keys.ts';
+import type { SigningKeyStore } from './signing-keys.ts';
 import { smartConfiguration } from './smart-configuration.ts';
 import { issueToken } from './token.ts';
 
@@ -16,6 +16,7 @@ export interface AuthDeps {
   baseUrl: string;
   /** Bearer token of the admin API; undefined keeps it closed. */
   adminToken: string | undefined;
+  signingKeys: SigningKeyStore;
 }
 
 /** A token request is a handful of short form fields; anything larger is not one. */
@@ -24,15 +25,8 @@ const MAX_TOKEN_REQUEST_BYTES = 64 * 1024;
 /** SMART discovery, the token endpoint, Baton's public keys and the client-registration admin API. */
 export function authRoutes(deps: AuthDeps): Hono {
   const app = new Hono({ strict: false });
-  let signingKeys: Promise<SigningKeys> | undefined;
-  // First use creates the key (shared through the database); a failed load is retried next time.
-  const keys = (): Promise<SigningKeys> => {
-    signingKeys ??= loadSigningKeys(deps.db).catch((error: unknown) => {
-      signingKeys = undefined;
-      throw error;
-    });
-    return signingKeys;
-  };
+  // First use creates the key (shared through the database).
+  const keys = () => deps.signingKeys.get();
 
   // SMART App Launch §conformance: JSON whatever the Accept header; CORS so browser tools can discover.
   const discovery = (c: Context) => c.json(smartConfiguration(deps.baseUrl), 200, { 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'public, max-age=3600' });
@@ -58,7 +52,7 @@ export function authRoutes(deps: AuthDeps): Hono {
     if (!deps.adminToken) throw notFound('No endpoint at this path');
     const presented = /^Bearer (.+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
     if (!presented) throw new FhirError(401, outcome('error', 'login', 'The admin API requires Authorization: Bearer <BATON_ADMIN_TOKEN>'), { 'WWW-Authenticate': 'Bearer' });
-    if (!sameSecret(presented, deps.adminToken)) throw new FhirError(403, outcome('error', 'forbidden', 'The admin token is not valid'));
+    if (!isAdminToken(presented, deps.adminToken)) throw new FhirError(403, outcome('error', 'forbidden', 'The admin token is not valid'));
     await next();
   });
   app.post('/admin/clients', async (c) => {
@@ -87,10 +81,4 @@ async function tokenRequestForm(c: Context): Promise<URLSearchParams> {
   // RFC 6749 §3.2: request parameters must not be repeated.
   for (const name of new Set(form.keys())) if (form.getAll(name).length > 1) throw new OAuthError('invalid_request', `${name} is repeated`);
   return form;
-}
-
-/** Compares digests so neither the length nor a prefix of the token leaks through timing. */
-function sameSecret(presented: string, expected: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(presented), digest(expected));
 }

@@ -18,6 +18,32 @@ export interface SigningKeys {
   jwks: { keys: JWK[] };
 }
 
+/** A process's view of the signing keys: loaded on first use, reloaded when a token names a stored key it has not seen (another process rotated). */
+export class SigningKeyStore {
+  private loading: Promise<SigningKeys> | undefined;
+
+  constructor(private readonly db: Database) {}
+
+  get(): Promise<SigningKeys> {
+    // A failed load is retried on the next call.
+    this.loading ??= loadSigningKeys(this.db).catch((error: unknown) => {
+      this.loading = undefined;
+      throw error;
+    });
+    return this.loading;
+  }
+
+  /** The keys, reloaded first when `kid` is not among them but is stored; an unknown kid costs one indexed lookup, never a reload. */
+  async including(kid: unknown): Promise<SigningKeys> {
+    const keys = await this.get();
+    if (typeof kid !== 'string' || keys.jwks.keys.some((key) => key.kid === kid)) return keys;
+    const stored = await this.db.execute(sql`SELECT 1 FROM auth_signing_keys WHERE kid = ${kid}`);
+    if (stored.length === 0) return keys;
+    this.loading = undefined;
+    return this.get();
+  }
+}
+
 interface KeyRow {
   kid: string;
   alg: string;
@@ -45,6 +71,19 @@ export async function loadSigningKeys(db: Database): Promise<SigningKeys> {
     current: { kid: newest.kid, alg: newest.alg, privateKey: (await importJWK(privateJwk, newest.alg)) as CryptoKey },
     jwks: { keys: rows.map((row) => ({ ...json(row.public_jwk), kid: row.kid, alg: row.alg, use: 'sig' })) },
   };
+}
+
+/**
+ * Adds a new signing key; tokens are signed with it from then on (each process picks it up when
+ * it reloads, at the latest when it meets a token naming it), and tokens signed with the older
+ * keys still verify, since every stored public key stays in the JWKS.
+ */
+export async function rotateSigningKey(db: Database): Promise<string> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('baton.auth_signing_keys'))`);
+    await insertNewKey(tx);
+    return (await selectKeys(tx))[0].kid;
+  });
 }
 
 async function insertNewKey(db: Queryable): Promise<void> {

@@ -1,15 +1,12 @@
-import { randomUUID } from 'node:crypto';
-import { type JWTPayload, type JWTVerifyGetKey, SignJWT, createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Queryable } from '../db/connection.ts';
+import { ACCESS_TOKEN_LIFETIME_SECONDS, signAccessToken } from './access-token.ts';
 import { ASSERTION_ALGORITHMS, ASSERTION_TYPE, assertionClaimProblem } from './assertion-claims.ts';
 import { type RegisteredClient, findActiveClient, recordAssertionJti } from './clients.ts';
 import { OAuthError } from './oauth-error.ts';
 import { grantScopes, splitScopes } from './scopes.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { authUrls } from './smart-configuration.ts';
-
-/** SMART Backend Services: access tokens live at most five minutes. */
-export const ACCESS_TOKEN_LIFETIME_SECONDS = 300;
 
 export interface TokenResponse {
   access_token: string;
@@ -42,17 +39,7 @@ export async function issueToken(ctx: TokenContext, form: URLSearchParams): Prom
   const granted = grantScopes(splitScopes(scope), splitScopes(client.scope));
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
 
-  const { issuer } = authUrls(ctx.fhirBaseUrl);
-  const keys = await ctx.signingKeys();
-  const accessToken = await new SignJWT({ scope: granted.join(' '), client_id: client.client_id })
-    .setProtectedHeader({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt' })
-    .setIssuer(issuer)
-    .setAudience(ctx.fhirBaseUrl)
-    .setSubject(client.client_id)
-    .setIssuedAt()
-    .setExpirationTime(`${ACCESS_TOKEN_LIFETIME_SECONDS}s`)
-    .setJti(randomUUID())
-    .sign(keys.current.privateKey);
+  const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, { clientId: client.client_id, kind: client.kind, scopes: granted });
   return { access_token: accessToken, token_type: 'bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS, scope: granted.join(' ') };
 }
 

@@ -201,3 +201,27 @@ export const authAssertionJtis = pgTable(
   },
   (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('auth_assertion_jtis_expires_idx').on(t.expires)],
 );
+
+/**
+ * Per-partner isolation: a partner client may see a member's data only while it holds a grant
+ * for that member (created by a successful $member-match with a consent; valid for the
+ * consent's period). Deleting the client removes its grants.
+ */
+export const accessGrants = pgTable(
+  'access_grants',
+  {
+    id: text('id').primaryKey(),
+    clientId: text('client_id')
+      .notNull()
+      .references(() => authClients.clientId, { onDelete: 'cascade' }),
+    /** The member: `Patient/<patientId>` at this payer. */
+    patientId: text('patient_id').notNull(),
+    validFrom: timestamp('valid_from', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    /** Open-ended when null. */
+    validUntil: timestamp('valid_until', { withTimezone: true, mode: 'string' }),
+    /** The Consent the grant rests on (`Consent/<id>`), when there is one. */
+    consent: text('consent'),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [index('access_grants_client_patient_idx').on(t.clientId, t.patientId)],
+);

@@ -123,7 +123,9 @@ async function resolveConditionalReference(ctx: FhirContext, reference: string):
   const type = reference.slice(0, reference.indexOf('?'));
   const shown = reference.slice(0, 100);
   if (!isResourceType(type)) throw badRequest(`The conditional reference "${shown}" names an unknown resource type`);
-  const ids = await findResourceIds(ctx.q, type, conditionParams(reference, `The conditional reference "${shown}"`), ctx.baseUrl);
+  // Resolving a conditional reference is a search, and is authorized as one.
+  ctx.access.authorize('s', type);
+  const ids = await findResourceIds(ctx.q, type, conditionParams(reference, `The conditional reference "${shown}"`), ctx.baseUrl, ctx.access);
   if (ids.length !== 1) throw preconditionFailed(`The conditional reference "${shown}" matched ${ids.length} resources; it must match exactly one`);
   return `${type}/${ids[0]}`;
 }

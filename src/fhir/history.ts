@@ -1,5 +1,7 @@
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
-import { badRequest } from './errors.ts';
+import { type SQL, sql } from 'drizzle-orm';
+import { isVisible } from './access.ts';
+import { badRequest, FhirError, outcome } from './errors.ts';
 import { assertId, assertResourceType, type FhirContext } from './interactions.ts';
 import { type HistoryRecord, readCurrent, readHistory } from './store.ts';
 import { notFound } from './errors.ts';
@@ -19,9 +21,18 @@ const MAX_COUNT = 1000;
 export async function history(ctx: FhirContext, request: HistoryRequest): Promise<Bundle> {
   const { resourceType, id, params } = request;
   if (resourceType) assertResourceType(resourceType);
+  // SMART: instance history is part of read, type and system history of search.
+  ctx.access.authorize(id ? 'r' : 's', resourceType ?? '*');
+  let visible: SQL | undefined;
   if (id) {
     assertId(id);
-    if (!(await readCurrent(ctx.q, resourceType as string, id))) throw notFound(`${resourceType}/${id} is not known`);
+    const type = resourceType as string;
+    if (!(await readCurrent(ctx.q, type, id)) || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${resourceType}/${id} is not known`);
+  } else if (resourceType) {
+    const filter = ctx.access.visibility(resourceType, sql.raw('r'), 's');
+    if (filter) visible = sql`(resource_type, id) IN (SELECT r.resource_type, r.id FROM resources r WHERE r.resource_type = ${resourceType} AND ${filter})`;
+  } else if (ctx.access.filtersRows) {
+    throw new FhirError(403, outcome('error', 'forbidden', 'Whole-system history is not available to this client; ask for the history of a resource type'));
   }
   const count = parseCount(params.get('_count'));
   const since = parseInstant(params.get('_since'), '_since');
@@ -35,6 +46,7 @@ export async function history(ctx: FhirContext, request: HistoryRequest): Promis
     before: at,
     beforeSeq: cursor === null ? undefined : Number(cursor),
     limit: count + 1,
+    visible,
   });
   const page = records.slice(0, count);
   const bundle: Bundle = {

@@ -3,6 +3,7 @@ import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { applyPatch, type Operation } from 'rfc6902';
 import type { Database, Queryable } from '../db/connection.ts';
+import { type AccessPolicy, isVisible } from './access.ts';
 import { isResourceType } from './definitions.ts';
 import { badRequest, FhirError, gone, notFound, outcome, preconditionFailed } from './errors.ts';
 import { findResourceIds } from './search/search.ts';
@@ -21,6 +22,8 @@ export interface FhirContext {
   inTransaction: boolean;
   baseUrl: string;
   validator: ResourceValidator;
+  /** What the caller may do and see; every interaction asks it. */
+  access: AccessPolicy;
   /** Inside a transaction Bundle: rows locked up front and versions buffered (store.ts). */
   writes?: WriteBuffer;
 }
@@ -74,18 +77,20 @@ export function fromStored(status: number, stored: StoredResource): InteractionR
 
 export async function read(ctx: FhirContext, type: string, id: string): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('r', type);
   assertId(id);
   const stored = await readCurrent(ctx.q, type, id);
-  if (!stored) throw notFound(`${type}/${id} is not known`);
+  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} is not known`);
   if (stored.deleted) throw deletedError(type, id, stored);
   return fromStored(200, stored);
 }
 
 export async function vread(ctx: FhirContext, type: string, id: string, vid: string): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('r', type);
   assertId(id);
   const stored = await readVersion(ctx.q, type, id, parseVersionId(vid));
-  if (!stored) throw notFound(`${type}/${id} has no version ${vid}`);
+  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} has no version ${vid}`);
   if (stored.deleted) throw deletedError(type, id, stored);
   return fromStored(200, stored);
 }
@@ -123,7 +128,7 @@ async function persist(ctx: FhirContext, q: Queryable, version: NewVersion): Pro
 /** Search for conditional interactions; buffered writes of a transaction Bundle must be visible to it. */
 async function searchIds(ctx: FhirContext, q: Queryable, type: string, params: URLSearchParams): Promise<string[]> {
   await ctx.writes?.flush();
-  return findResourceIds(q, type, params, ctx.baseUrl);
+  return findResourceIds(q, type, params, ctx.baseUrl, ctx.access);
 }
 
 /** Stamps id and meta on a new version and writes it. */
@@ -160,6 +165,7 @@ export type CreateTarget = { id: string } | { existing: StoredResource };
 
 export async function create(ctx: FhirContext, type: string, body: unknown, ifNoneExist?: string, target?: CreateTarget): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('c', type);
   const resource = checkBody(type, body);
   ctx.validator.validate(resource);
   if (target && 'existing' in target) return fromStored(200, target.existing);
@@ -197,6 +203,7 @@ export interface UpdateOptions {
 
 export async function update(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('u', type);
   assertId(id);
   const resource = checkBody(type, body);
   if (resource.id === undefined) throw badRequest(`The body has no id; an update of ${type}/${id} must carry id "${id}"`, ['id']);
@@ -243,6 +250,7 @@ export async function conditionalUpdate(
   resolved?: UpdateTarget,
 ): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('u', type);
   const resource = checkBody(type, body);
   const params = conditionParams(condition, 'A conditional update');
   ctx.validator.validate(resource);
@@ -283,6 +291,7 @@ export async function conditionalUpdateTarget(ctx: FhirContext, q: Queryable, ty
 
 export async function patch(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('u', type);
   assertId(id);
   if (!Array.isArray(body)) throw badRequest('A JSON Patch body is an array of operations (RFC 6902)');
   const operations = body as Operation[];
@@ -315,6 +324,7 @@ function unprocessablePatch(message: string): FhirError {
 
 export async function remove(ctx: FhirContext, type: string, id: string, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('d', type);
   assertId(id);
   const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
   return inWriteTransaction(ctx, (q) => removeLocked(ctx, q, type, id, expected));
@@ -337,6 +347,7 @@ async function removeLocked(ctx: FhirContext, q: Queryable, type: string, id: st
 
 export async function conditionalDelete(ctx: FhirContext, type: string, condition: string): Promise<InteractionResult> {
   assertResourceType(type);
+  ctx.access.authorize('d', type);
   const params = conditionParams(condition, 'A conditional delete');
   return inWriteTransaction(ctx, async (q) => {
     const ids = await searchIds(ctx, q, type, params);

@@ -118,6 +118,8 @@ export interface HistoryQuery {
   /** Paging cursor: only versions older than this write sequence number. */
   beforeSeq?: number;
   limit: number;
+  /** A further condition on the history rows: what the caller may see. */
+  visible?: SQL;
 }
 
 /** History newest first, in write order. */
@@ -128,6 +130,7 @@ export async function readHistory(q: Queryable, query: HistoryQuery): Promise<Hi
   if (query.since) where.push(sql`last_updated >= ${query.since}`);
   if (query.before) where.push(sql`last_updated < ${query.before}`);
   if (query.beforeSeq !== undefined) where.push(sql`seq < ${query.beforeSeq}`);
+  if (query.visible) where.push(query.visible);
   const clause = where.length ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``;
   return q.execute<HistoryRecord>(
     sql`SELECT ${COLUMNS}, seq::float8 AS seq, method FROM resource_history ${clause} ORDER BY seq DESC LIMIT ${query.limit}`,

@@ -12,7 +12,7 @@ import { connectDatabase, type Database } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import { createLogger } from '../../src/logger.ts';
-import { freshDatabase } from '../support/baton.ts';
+import { freshDatabase, tokenMinter } from '../support/baton.ts';
 
 /*
  * fhir-kit-client, a FHIR client library written elsewhere, against a Baton listening on a real
@@ -28,6 +28,7 @@ const typed = <T extends Resource>(resource: FhirResource | undefined): T => res
 
 interface ListeningBaton {
   baseUrl: string;
+  token: string;
   close(): Promise<void>;
 }
 
@@ -49,6 +50,7 @@ async function listenBaton(): Promise<ListeningBaton> {
   handler.app = createApp({ config: { baseUrl, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator });
   return {
     baseUrl,
+    token: await tokenMinter(db, baseUrl)(),
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -84,7 +86,7 @@ describe.skipIf(!existsSync(FIXTURES))('fhir-kit-client against a listening Bato
 
   beforeAll(async () => {
     baton = await listenBaton();
-    client = new Client({ baseUrl: baton.baseUrl });
+    client = new Client({ baseUrl: baton.baseUrl, bearerToken: baton.token });
   });
   afterAll(async () => {
     await baton?.close();

@@ -2,8 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Hono } from 'hono';
 import postgres from 'postgres';
 import { createApp } from '../../src/app.ts';
+import { type AccessTokenSubject, signAccessToken } from '../../src/auth/access-token.ts';
+import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
+import { systemAccess } from '../../src/fhir/access.ts';
 import type { FhirContext } from '../../src/fhir/interactions.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import type { ResourceValidator } from '../../src/fhir/validation.ts';
@@ -18,9 +21,19 @@ export interface TestBaton {
   ctx: FhirContext;
   /** The database URL when running on PostgreSQL (a database of this test file's own). */
   databaseUrl: string | undefined;
-  request(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
+  /**
+   * Calls the app. Unless the headers carry an Authorization or `token` says otherwise, the call
+   * bears a token of an internal client holding system/*.* (so REST tests exercise the REST
+   * API, and authorization tests choose their caller); `token: null` sends none.
+   */
+  request(path: string, init?: RequestInit & { json?: unknown; token?: string | null }): Promise<Response>;
+  /** An access token signed with this Baton's key, as its token endpoint would issue it. */
+  token(subject?: Partial<AccessTokenSubject>): Promise<string>;
   close(): Promise<void>;
 }
+
+/** The harness's own caller: an internal system with every REST permission. */
+const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'internal', scopes: ['system/*.*'] };
 
 /**
  * A Baton app on a database of its own: in-memory PGlite, or, when DATABASE_URL is set (CI's
@@ -33,23 +46,38 @@ export async function startBaton(options: { profilePackages?: string[] } = {}): 
   const logger = createLogger('silent');
   const validator = await createValidator(options.profilePackages ?? [], logger);
   const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator });
+  const token = tokenMinter(db, BASE_URL);
+  let harnessToken: { value: string; minted: number } | undefined;
+  // Re-minted before the five-minute lifetime runs out, for long test files.
+  const defaultToken = async () => {
+    if (!harnessToken || Date.now() - harnessToken.minted > 120_000) harnessToken = { value: await token(), minted: Date.now() };
+    return harnessToken.value;
+  };
   return {
     app,
     db,
     validator,
     databaseUrl,
-    ctx: { db, q: db, inTransaction: false, baseUrl: BASE_URL, validator },
-    request: (path, init = {}) => {
-      const { json, ...rest } = init;
+    ctx: { db, q: db, inTransaction: false, baseUrl: BASE_URL, validator, access: systemAccess },
+    request: async (path, init = {}) => {
+      const { json, token: bearer, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (json !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/fhir+json');
-      return Promise.resolve(app.request(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }));
+      if (!headers.has('authorization') && bearer !== null) headers.set('authorization', `Bearer ${bearer ?? (await defaultToken())}`);
+      return app.request(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
     },
+    token,
     close: async () => {
       await db.close();
       await drop();
     },
   };
+}
+
+/** Mints access tokens as this database's Baton would issue them (its signing key, its base URL); the harness client by default. */
+export function tokenMinter(db: Database, baseUrl: string): (subject?: Partial<AccessTokenSubject>) => Promise<string> {
+  const keys = new SigningKeyStore(db);
+  return async (subject = {}) => signAccessToken(await keys.get(), baseUrl, { ...HARNESS_CLIENT, ...subject });
 }
 
 export async function freshDatabase(): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {

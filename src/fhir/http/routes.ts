@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Database } from '../../db/connection.ts';
+import type { AccessPolicy } from '../access.ts';
 import { processBundle } from '../bundle.ts';
 import { capabilityStatement } from '../capability-statement.ts';
 import { FhirError, methodNotAllowed, notFound, outcome } from '../errors.ts';
@@ -16,21 +17,37 @@ export interface FhirRoutesDeps {
   baseUrl: string;
   validator: ResourceValidator;
   maxBodyBytes: number;
+  /** The caller's access policy from the Authorization header, or a thrown 401. */
+  authenticate: (authorization: string | undefined) => Promise<AccessPolicy>;
 }
+
+export type FhirEnv = { Variables: { access: AccessPolicy } };
 
 const JSON_PATCH = 'application/json-patch+json';
 const FORM = 'application/x-www-form-urlencoded';
 
 /** The FHIR REST API under /fhir (http.html): every interaction, plus 404/405 for the rest. */
-export function fhirRoutes(deps: FhirRoutesDeps): Hono {
-  const app = new Hono();
-  const context = (): interactions.FhirContext => ({ db: deps.db, q: deps.db, inTransaction: false, baseUrl: deps.baseUrl, validator: deps.validator });
-  const publicUrl = (c: Context): URL => {
+export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
+  const app = new Hono<FhirEnv>();
+  const context = (c: Context<FhirEnv>): interactions.FhirContext => ({
+    db: deps.db,
+    q: deps.db,
+    inTransaction: false,
+    baseUrl: deps.baseUrl,
+    validator: deps.validator,
+    access: c.get('access'),
+  });
+  const publicUrl = (c: Context<FhirEnv>): URL => {
     const url = new URL(c.req.url);
     const base = new URL(deps.baseUrl);
     return new URL(`${deps.baseUrl}${url.pathname.slice(url.pathname.indexOf('/fhir') + 5)}${url.search}`, base);
   };
 
+  // Every endpoint but the CapabilityStatement needs an access token (SMART Backend Services).
+  app.use('*', async (c, next) => {
+    if (c.req.method !== 'GET' || !/^\/fhir\/metadata\/?$/.test(c.req.path)) c.set('access', await deps.authenticate(c.req.header('authorization')));
+    await next();
+  });
   app.use('*', async (c, next) => {
     assertAcceptable(c.req.query('_format'), c.req.header('accept'));
     await next();
@@ -54,12 +71,12 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
 
   app.post('/', async (c) => {
     const options = responseOptions(c);
-    return jsonResponse(c, await processBundle(context(), await readJsonBody(c), { preferReturn: options.preferReturn }));
+    return jsonResponse(c, await processBundle(context(c), await readJsonBody(c), { preferReturn: options.preferReturn }));
   });
 
-  app.get('/_history', async (c) => jsonResponse(c, await history(context(), { params: queryParams(c), url: publicUrl(c) })));
+  app.get('/_history', async (c) => jsonResponse(c, await history(context(c), { params: queryParams(c), url: publicUrl(c) })));
 
-  app.get('/:type{[A-Z][A-Za-z]+}', async (c) => jsonResponse(c, await searchResources(context(), c.req.param('type'), queryParams(c), publicUrl(c), strictHandling(c))));
+  app.get('/:type{[A-Z][A-Za-z]+}', async (c) => jsonResponse(c, await searchResources(context(c), c.req.param('type'), queryParams(c), publicUrl(c), strictHandling(c))));
 
   app.post('/:type{[A-Z][A-Za-z]+}/_search', async (c) => {
     const type = c.req.param('type');
@@ -70,16 +87,16 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     }
     const params = queryParams(c);
     for (const [key, value] of new URLSearchParams(await c.req.text())) params.append(key, value);
-    return jsonResponse(c, await searchResources(context(), type, params, publicUrl(c), strictHandling(c)));
+    return jsonResponse(c, await searchResources(context(c), type, params, publicUrl(c), strictHandling(c)));
   });
 
   app.get('/:type{[A-Z][A-Za-z]+}/_history', async (c) =>
-    jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), params: queryParams(c), url: publicUrl(c) })),
+    jsonResponse(c, await history(context(c), { resourceType: c.req.param('type'), params: queryParams(c), url: publicUrl(c) })),
   );
 
   app.post('/:type{[A-Z][A-Za-z]+}', async (c) => {
     const options = responseOptions(c);
-    const result = await interactions.create(context(), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
+    const result = await interactions.create(context(c), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
     return interactionResponse(result, options, true);
   });
 
@@ -87,26 +104,26 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     const type = c.req.param('type');
     const condition = new URL(c.req.url).search.slice(1);
     const options = responseOptions(c);
-    const result = await interactions.conditionalUpdate(context(), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    const result = await interactions.conditionalUpdate(context(c), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
     return interactionResponse(result, options, true);
   });
 
   app.delete('/:type{[A-Z][A-Za-z]+}', async (c) => {
     const options = responseOptions(c);
-    const result = await interactions.conditionalDelete(context(), c.req.param('type'), new URL(c.req.url).search.slice(1));
+    const result = await interactions.conditionalDelete(context(c), c.req.param('type'), new URL(c.req.url).search.slice(1));
     return interactionResponse(result, options, true);
   });
 
   app.get('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
-    return interactionResponse(await interactions.read(context(), c.req.param('type'), id), options, false);
+    return interactionResponse(await interactions.read(context(c), c.req.param('type'), id), options, false);
   });
 
   app.put('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
-    const result = await interactions.update(context(), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    const result = await interactions.update(context(c), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
     return interactionResponse(result, options, true);
   });
 
@@ -114,23 +131,23 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
     const body = await readJsonBody(c, [JSON_PATCH]);
-    const result = await interactions.patch(context(), c.req.param('type'), id, body, { ifMatch: c.req.header('if-match') });
+    const result = await interactions.patch(context(c), c.req.param('type'), id, body, { ifMatch: c.req.header('if-match') });
     return interactionResponse(result, options, true);
   });
 
   app.delete('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
-    return interactionResponse(await interactions.remove(context(), c.req.param('type'), id, { ifMatch: c.req.header('if-match') }), options, true);
+    return interactionResponse(await interactions.remove(context(c), c.req.param('type'), id, { ifMatch: c.req.header('if-match') }), options, true);
   });
 
   app.get('/:type{[A-Z][A-Za-z]+}/:id/_history', async (c) =>
-    jsonResponse(c, await history(context(), { resourceType: c.req.param('type'), id: c.req.param('id'), params: queryParams(c), url: publicUrl(c) })),
+    jsonResponse(c, await history(context(c), { resourceType: c.req.param('type'), id: c.req.param('id'), params: queryParams(c), url: publicUrl(c) })),
   );
 
   app.get('/:type{[A-Z][A-Za-z]+}/:id/_history/:vid', async (c) => {
     const options = responseOptions(c);
-    const result = await interactions.vread(context(), c.req.param('type'), c.req.param('id'), c.req.param('vid'));
+    const result = await interactions.vread(context(c), c.req.param('type'), c.req.param('id'), c.req.param('vid'));
     return interactionResponse(result, options, false);
   });
 

@@ -1,6 +1,7 @@
 import type { Bundle, BundleEntry, BundleLink, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
+import type { AccessPolicy } from '../access.ts';
 import { badRequest } from '../errors.ts';
 import { assertResourceType, type FhirContext } from '../interactions.ts';
 import { applyRepresentation } from '../representation.ts';
@@ -19,21 +20,24 @@ const ESTIMATE_FROM = 1000;
  * update and delete and transaction conditional references. Unknown parameters are an error
  * here (strict): silently dropping one would widen the condition to resources it never meant.
  */
-export async function findResourceIds(q: Queryable, resourceType: string, params: URLSearchParams, baseUrl?: string): Promise<string[]> {
+export async function findResourceIds(q: Queryable, resourceType: string, params: URLSearchParams, baseUrl: string, access: AccessPolicy): Promise<string[]> {
   assertResourceType(resourceType);
   const request = parseSearchRequest(resourceType, params, { strict: true, baseUrl });
   if (request.filters.length === 0) throw badRequest('A condition needs at least one search parameter that filters, such as identifier=system|value');
   const builder = new SearchSql({ baseUrl });
-  const rows = await q.execute<{ id: string }>(sql`SELECT r.id FROM resources r WHERE ${builder.where(request)} ORDER BY r.id LIMIT ${MAX_CONDITIONAL_IDS}`);
+  const rows = await q.execute<{ id: string }>(
+    sql`SELECT r.id FROM resources r WHERE ${visibleWhere(builder.where(request), access, resourceType)} ORDER BY r.id LIMIT ${MAX_CONDITIONAL_IDS}`,
+  );
   return rows.map((row) => row.id);
 }
 
 /** search-type (http.html#search): a searchset Bundle of matches, includes and an outcome for what was ignored. */
 export async function searchResources(ctx: FhirContext, resourceType: string, params: URLSearchParams, url: URL, strict: boolean): Promise<Bundle> {
   assertResourceType(resourceType);
+  ctx.access.authorize('s', resourceType);
   const request = parseSearchRequest(resourceType, params, { strict, baseUrl: ctx.baseUrl });
   const builder = new SearchSql({ baseUrl: ctx.baseUrl });
-  const where = builder.where(request);
+  const where = visibleWhere(builder.where(request), ctx.access, resourceType);
   // _summary=count, or a page of nothing (_count=0): what is asked is how many.
   const countOnly = request.summary === 'count' || (request.count === 0 && request.total !== 'none');
 
@@ -61,7 +65,7 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   else if (request.total !== 'none') total = known;
 
   const matches = page.map((row) => JSON.parse(row.json) as Resource);
-  const included = await includedResources(ctx.q, builder, request, matches);
+  const included = await includedResources(ctx.q, ctx.access, builder, request, matches);
   const representation = { summary: request.summary, elements: request.elements };
   const shaped = request.summary !== undefined || request.elements !== undefined;
   const entry: BundleEntry[] = [
@@ -75,6 +79,12 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   bundle.link = pageLinks(url, request, hasNext);
   if (entry.length > 0) bundle.entry = entry;
   return bundle;
+}
+
+/** The search's conditions on `r`, narrowed to what the caller may see. */
+function visibleWhere(where: SQL, access: AccessPolicy, resourceType: string): SQL {
+  const visible = access.visibility(resourceType, sql.raw('r'), 's');
+  return visible ? sql`${where} AND ${visible}` : where;
 }
 
 async function countMatches(q: Queryable, where: SQL): Promise<number> {

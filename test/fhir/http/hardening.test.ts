@@ -7,12 +7,14 @@ import { startBaton, type TestBaton } from '../../support/baton.ts';
 let baton: TestBaton;
 let server: ServerType;
 let port: number;
+let token: string;
 
 beforeAll(async () => {
   baton = await startBaton();
   server = serve({ fetch: baton.app.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((resolve) => server.once('listening', resolve));
   port = (server.address() as AddressInfo).port;
+  token = await baton.token();
 });
 afterAll(async () => {
   server.close();
@@ -146,7 +148,7 @@ function sendLargeBody(bytes: number, withLength: boolean): Promise<{ status: nu
         port,
         method: 'POST',
         path: '/fhir/Patient',
-        headers: { 'content-type': 'application/fhir+json', ...(withLength ? { 'content-length': String(bytes) } : { 'transfer-encoding': 'chunked' }) },
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...(withLength ? { 'content-length': String(bytes) } : { 'transfer-encoding': 'chunked' }) },
       },
       (res) => {
         let text = '';

@@ -1,0 +1,131 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { AccessPolicy, Permission } from '../fhir/access.ts';
+import { patientCompartmentParams } from '../fhir/compartment.ts';
+import { FhirError, outcome } from '../fhir/errors.ts';
+import { parseSearchRequest } from '../fhir/search/parse.ts';
+import { SearchSql } from '../fhir/search/sql.ts';
+import type { ClientKind } from './client-registration.ts';
+import { parseResourceScope } from './scopes.ts';
+
+/** Who is calling: a registered client (by its access token) or an operator (by the admin credential). */
+export interface Principal {
+  clientId: string;
+  kind: ClientKind | 'operator';
+  scopes: readonly string[];
+}
+
+interface ParsedScope {
+  type: string;
+  letters: Set<string>;
+  /** The v2 `?param=value` constraint, as search parameters; undefined when unconstrained. */
+  constraint: URLSearchParams | undefined;
+}
+
+/**
+ * The AccessPolicy of a caller: SMART scopes decide which interactions it may perform, and a
+ * partner payer additionally sees only the members it holds an active grant for (per-partner
+ * isolation): the granted Patients and the resources in their Patient compartments. Resource
+ * types outside the Patient compartment (Organization, Practitioner, Location, …) are directory
+ * data, governed by scopes alone. A partner never writes member data through the REST API;
+ * it reaches members only through operations such as $member-match.
+ */
+export class ScopedAccess implements AccessPolicy {
+  readonly principal: Principal;
+  private readonly scopes: ParsedScope[];
+  private readonly operations: Set<string>;
+  private readonly sqlBuilder: SearchSql;
+
+  constructor(principal: Principal, baseUrl: string) {
+    this.principal = principal;
+    this.sqlBuilder = new SearchSql({ baseUrl });
+    this.scopes = [];
+    this.operations = new Set();
+    for (const scope of principal.scopes) {
+      const parsed = parseResourceScope(scope);
+      if (parsed) this.scopes.push({ type: parsed.type, letters: parsed.letters, constraint: parsed.query ? new URLSearchParams(parsed.query.slice(1)) : undefined });
+      else this.operations.add(scope);
+    }
+  }
+
+  get isolated(): boolean {
+    return this.principal.kind === 'partner';
+  }
+
+  authorize(permission: Permission, resourceType: string): void {
+    const granting = this.granting(permission, resourceType);
+    // A constrained scope narrows what is read or searched; it never grants a write, since
+    // whether new content satisfies the constraint is not known before it is stored.
+    const permits = permission === 'r' || permission === 's' ? granting.length > 0 : granting.some((s) => !s.constraint);
+    if (!permits) throw forbidden(`The access token's scopes do not permit ${PERMISSION_NAMES[permission]} on ${resourceType === '*' ? 'all resource types' : resourceType}`);
+    if (this.isolated && permission !== 'r' && permission !== 's' && isMemberData(resourceType)) {
+      throw forbidden(`A partner payer cannot ${PERMISSION_NAMES[permission]} ${resourceType} resources: member data is reached through $member-match`);
+    }
+  }
+
+  authorizeOperation(canonical: string): void {
+    if (!this.operations.has(canonical)) throw forbidden(`The access token's scopes do not include the operation scope ${canonical}`);
+  }
+
+  mayRead(resourceType: string): boolean {
+    return this.granting('r', resourceType).length > 0;
+  }
+
+  get filtersRows(): boolean {
+    return this.isolated || this.scopes.some((s) => s.constraint);
+  }
+
+  visibility(resourceType: string, alias: SQL, permission: 'r' | 's'): SQL | undefined {
+    const conditions: SQL[] = [];
+    const granting = this.granting(permission, resourceType);
+    if (!granting.some((s) => !s.constraint)) {
+      const allowed = granting.flatMap((s) => this.constraintSql(resourceType, s.constraint as URLSearchParams, alias));
+      conditions.push(allowed.length > 0 ? sql`(${sql.join(allowed, sql` OR `)})` : sql`FALSE`);
+    }
+    if (this.isolated) {
+      const member = this.memberCondition(resourceType, alias);
+      if (member) conditions.push(member);
+    }
+    return conditions.length > 0 ? sql.join(conditions, sql` AND `) : undefined;
+  }
+
+  private granting(permission: Permission, resourceType: string): ParsedScope[] {
+    return this.scopes.filter((s) => (s.type === '*' || s.type === resourceType) && s.letters.has(permission));
+  }
+
+  /** The resources a v2 constraint such as `category=laboratory` admits; a constraint that is not a valid search admits none. */
+  private constraintSql(resourceType: string, constraint: URLSearchParams, alias: SQL): SQL[] {
+    if (resourceType === '*') return [];
+    try {
+      const request = parseSearchRequest(resourceType, constraint, { strict: true, baseUrl: undefined });
+      return [sql`${alias}.id IN (SELECT r.id FROM resources r WHERE ${this.sqlBuilder.where(request)})`];
+    } catch {
+      return [];
+    }
+  }
+
+  /** The granted members themselves, or resources in a granted member's Patient compartment. */
+  private memberCondition(resourceType: string, alias: SQL): SQL | undefined {
+    const client = this.principal.clientId;
+    const active = sql`g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())`;
+    if (resourceType === 'Patient') {
+      return sql`${alias}.id IN (SELECT g.patient_id FROM access_grants g WHERE g.client_id = ${client} AND ${active})`;
+    }
+    const params = patientCompartmentParams(resourceType);
+    if (!params) return undefined;
+    const cr = sql.raw('cr');
+    return sql`${alias}.id IN (SELECT ${cr}.resource_id FROM sp_reference ${cr} JOIN access_grants g ON g.patient_id = ${cr}.target_id
+      WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.code IN ${params} AND ${cr}.target_type = 'Patient' AND ${this.sqlBuilder.local(cr)}
+        AND g.client_id = ${client} AND ${active})`;
+  }
+}
+
+const PERMISSION_NAMES: Record<Permission, string> = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' };
+
+/** Patients and the types of the Patient compartment: the data a member's consent governs. */
+function isMemberData(resourceType: string): boolean {
+  return resourceType === '*' || resourceType === 'Patient' || patientCompartmentParams(resourceType) !== undefined;
+}
+
+function forbidden(diagnostics: string): FhirError {
+  return new FhirError(403, outcome('error', 'forbidden', diagnostics));
+}
