@@ -8,7 +8,7 @@ import { connectDatabase } from '../src/db/connection.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { httpLoad, type LoadFigures, pick, queryLoad, round } from './load.ts';
 import { benchObservation, benchPatient, MEMBER_SYSTEM, memberId, type SeedTimes, seedPopulation } from './population.ts';
-import { type ChildServer, startBatonProcess, startFixedResponseServer } from './servers.ts';
+import { type BatonChild, type ChildServer, startBatonProcess, startFixedResponseServer } from './servers.ts';
 
 /*
  * npm run bench:rest [-- --patients N --observations N --duration S --warmup S --connections N
@@ -178,14 +178,18 @@ function transactionBundle(entries: number, patientIds: string[]): Bundle {
   return { resourceType: 'Bundle', type: 'transaction', entry };
 }
 
-async function postTransaction(base: string, bundle: Bundle): Promise<{ seconds: number; error?: string }> {
+async function postTransaction(baton: BatonChild, bundle: Bundle): Promise<{ seconds: number; error?: string }> {
   const started = performance.now();
-  const response = await fetch(base, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(bundle) });
+  const response = await fetch(baton.url, { method: 'POST', headers: { 'content-type': 'application/fhir+json', authorization: await baton.authorization() }, body: JSON.stringify(bundle) });
   const body = (await response.json().catch(() => undefined)) as any;
   const seconds = (performance.now() - started) / 1000;
   const entries = bundle.entry?.length ?? 0;
   if (response.ok && body?.type === 'transaction-response' && body.entry?.length === entries) return { seconds };
   return { seconds, error: `${response.status}: ${body?.issue?.[0]?.diagnostics ?? body?.issue?.[0]?.details?.text ?? 'not a transaction-response of every entry'}` };
+}
+
+function withHeader<T extends { headers?: Record<string, string> }>(request: T, authorization: string): T {
+  return { ...request, headers: { ...request.headers, authorization } };
 }
 
 async function main(): Promise<void> {
@@ -222,12 +226,16 @@ async function main(): Promise<void> {
     const baton = await startBatonProcess(benchUrl.toString());
     running.push(baton);
     const origin = new URL(baton.url).origin;
-    const load = (seconds: number, next: Parameters<typeof httpLoad>[0]['next']) => httpLoad({ url: origin, connections: settings.connections, seconds, next });
+    const load = async (seconds: number, next: Parameters<typeof httpLoad>[0]['next']) => {
+      const authorization = await baton.authorization();
+      return httpLoad({ url: origin, connections: settings.connections, seconds, next: () => withHeader(next(), authorization) });
+    };
+    const get = async (url: string, init: RequestInit = {}) => fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: await baton.authorization() } });
 
     const readPath = () => ({ path: `/fhir/Patient/${pick(patientIds)}` });
     const read = await measure(
       'read',
-      () => preflight('read', () => fetch(`${baton.url}/Patient/${patientIds[0]}`), (body) => body?.id === patientIds[0]),
+      () => preflight('read', () => get(`${baton.url}/Patient/${patientIds[0]}`), (body) => body?.id === patientIds[0]),
       async () => {
         await load(settings.warmupSeconds, readPath);
         return load(settings.seconds, readPath);
@@ -240,7 +248,7 @@ async function main(): Promise<void> {
       () =>
         preflight(
           'search by identifier',
-          () => fetch(`${baton.url}/Patient?${new URLSearchParams({ identifier: `${MEMBER_SYSTEM}|${memberId(0)}` })}`),
+          () => get(`${baton.url}/Patient?${new URLSearchParams({ identifier: `${MEMBER_SYSTEM}|${memberId(0)}` })}`),
           (body) => body?.type === 'searchset' && body.entry?.filter((e: any) => e.search?.mode !== 'outcome').length === 1,
         ),
       async () => {
@@ -257,7 +265,7 @@ async function main(): Promise<void> {
     });
     const create = await measure(
       'create',
-      () => preflight('create', () => fetch(`${baton.url}/Observation`, createRequest()), (body) => typeof body?.id === 'string'),
+      () => preflight('create', () => get(`${baton.url}/Observation`, createRequest()), (body) => typeof body?.id === 'string'),
       async () => {
         await load(settings.warmupSeconds, createRequest);
         return load(settings.seconds, createRequest);
@@ -266,9 +274,9 @@ async function main(): Promise<void> {
 
     log(`transaction: ${settings.transactionRuns} Bundles of ${settings.transactionEntries} entries`);
     const transactionRuns: number[] = [];
-    let transactionError = (await postTransaction(baton.url, transactionBundle(10, patientIds))).error;
+    let transactionError = (await postTransaction(baton, transactionBundle(10, patientIds))).error;
     for (let i = 0; i < settings.transactionRuns && !transactionError; i++) {
-      const run = await postTransaction(baton.url, transactionBundle(settings.transactionEntries, patientIds));
+      const run = await postTransaction(baton, transactionBundle(settings.transactionEntries, patientIds));
       transactionError = run.error;
       if (!run.error) transactionRuns.push(round(run.seconds, 3));
     }

@@ -2,11 +2,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { connectDatabase } from '../src/db/connection.ts';
+import { tokenMinter } from '../test/support/baton.ts';
 
 /** A server running as a child process of the benchmark, so it has an event loop of its own. */
 export interface ChildServer {
   url: string;
   stop(): Promise<void>;
+}
+
+/** A Baton child: its FHIR base URL, and the Authorization header of an internal client holding system/*.*. */
+export interface BatonChild extends ChildServer {
+  authorization(): Promise<string>;
 }
 
 const ROOT = new URL('..', import.meta.url);
@@ -47,7 +54,7 @@ async function freePort(): Promise<number> {
  * `tsx src/server.ts` on the benchmark database, empty of demo data, logging warnings only;
  * resolves once /readyz answers 200 (migrations applied, database reachable).
  */
-export async function startBatonProcess(databaseUrl: string): Promise<ChildServer> {
+export async function startBatonProcess(databaseUrl: string): Promise<BatonChild> {
   const port = await freePort();
   const child = spawnTypeScript('src/server.ts', {
     PORT: String(port),
@@ -72,15 +79,38 @@ export async function startBatonProcess(databaseUrl: string): Promise<ChildServe
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  return { url: `${origin}/fhir`, stop: () => stopChild(child) };
+  return withTokens({ url: `${origin}/fhir`, stop: () => stopChild(child) }, databaseUrl);
+}
+
+/** Tokens minted with the key the server keeps in the database, as its token endpoint would issue them; renewed well before they expire. */
+export async function withTokens(server: ChildServer, databaseUrl: string): Promise<BatonChild> {
+  const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 1 });
+  const mint = tokenMinter(db, server.url);
+  let current: { header: string; minted: number } | undefined;
+  return {
+    url: server.url,
+    authorization: async () => {
+      if (!current || Date.now() - current.minted > 120_000) current = { header: `Bearer ${await mint({ clientId: 'bench', kind: 'internal', scopes: ['system/*.*'] })}`, minted: Date.now() };
+      return current.header;
+    },
+    stop: async () => {
+      await server.stop();
+      await db.close();
+    },
+  };
 }
 
 /** bench/fixed-response-server.ts serving `body`: the HTTP ceiling. */
 export async function startFixedResponseServer(body: string): Promise<ChildServer> {
-  const child = spawnTypeScript('bench/fixed-response-server.ts', { BENCH_FIXED_BODY: body });
+  return startPortPrintingChild('bench/fixed-response-server.ts', { BENCH_FIXED_BODY: body });
+}
+
+/** A bench script that prints {"port": n} once it listens; its URL is the origin. */
+export async function startPortPrintingChild(script: string, env: Record<string, string>): Promise<ChildServer> {
+  const child = spawnTypeScript(script, env);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const [line] = (await Promise.race([once(lines, 'line'), once(child, 'exit').then(() => [undefined])])) as [string | undefined];
-  if (line === undefined) throw new Error('the fixed-response server exited before it listened');
+  if (line === undefined) throw new Error(`${script} exited before it listened`);
   const { port } = JSON.parse(line) as { port: number };
   return { url: `http://127.0.0.1:${port}`, stop: () => stopChild(child) };
 }

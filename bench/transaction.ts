@@ -9,7 +9,7 @@ import { connectDatabase } from '../src/db/connection.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { createValidator } from '../src/fhir/profiles.ts';
 import { createLogger } from '../src/logger.ts';
-import { freshDatabase } from '../test/support/baton.ts';
+import { freshDatabase, tokenMinter } from '../test/support/baton.ts';
 import { benchObservation, benchPatient, MEMBER_SYSTEM } from './population.ts';
 
 /**
@@ -57,10 +57,11 @@ async function measure(databaseUrl: string | undefined): Promise<Figures> {
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((resolve) => server.once('listening', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
+  const authorization = `Bearer ${await tokenMinter(db, 'http://127.0.0.1/fhir')()}`;
   const post = async (bundle: Bundle): Promise<number> => {
     const body = JSON.stringify(bundle);
     const started = performance.now();
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body });
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/fhir+json', authorization }, body });
     const answer = (await response.json()) as Bundle & { issue?: { diagnostics?: string }[] };
     const seconds = (performance.now() - started) / 1000;
     if (!response.ok || answer.entry?.length !== bundle.entry?.length) throw new Error(`transaction failed: ${response.status} ${answer.issue?.[0]?.diagnostics}`);
