@@ -1,3 +1,4 @@
+import type { CapabilityStatementRestSecurity } from '@medplum/fhirtypes';
 import { ASSERTION_ALGORITHMS } from './assertion-claims.ts';
 
 /** Where the authorization server's endpoints live: under the origin of the FHIR base URL. */
@@ -25,5 +26,15 @@ export function smartConfiguration(fhirBaseUrl: string): Record<string, unknown>
     response_types_supported: ['token'],
     code_challenge_methods_supported: ['S256'],
     capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+  };
+}
+
+/** CapabilityStatement.rest.security: SMART on FHIR, with the token endpoint in the oauth-uris extension (SMART App Launch §conformance). */
+export function restSecurity(fhirBaseUrl: string): CapabilityStatementRestSecurity {
+  return {
+    cors: true,
+    service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }], text: 'SMART Backend Services (OAuth 2.0 client_credentials, private_key_jwt)' }],
+    extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris', extension: [{ url: 'token', valueUri: authUrls(fhirBaseUrl).tokenUrl }] }],
+    description: `Every endpoint but /metadata and the discovery documents requires a bearer token from ${authUrls(fhirBaseUrl).tokenUrl}; see ${fhirBaseUrl}/.well-known/smart-configuration.`,
   };
 }

@@ -4,6 +4,7 @@ import type {
   CapabilityStatementImplementation,
   CapabilityStatementRestResource,
   CapabilityStatementRestResourceSearchParam,
+  CapabilityStatementRestSecurity,
   ResourceType,
   SearchParameter,
   StructureDefinition,
@@ -19,11 +20,11 @@ const cache = new WeakMap<readonly StructureDefinition[], Map<string, Capability
  * includes src/fhir/search supports and the profiles the validator enforces. Built once per
  * base URL and profile set: it is large.
  */
-export function capabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[]): CapabilityStatement {
+export function capabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security?: CapabilityStatementRestSecurity): CapabilityStatement {
   let byBase = cache.get(profiles);
   if (!byBase) cache.set(profiles, (byBase = new Map()));
   let statement = byBase.get(baseUrl);
-  if (!statement) byBase.set(baseUrl, (statement = buildCapabilityStatement(baseUrl, profiles)));
+  if (!statement) byBase.set(baseUrl, (statement = buildCapabilityStatement(baseUrl, profiles, security)));
   return statement;
 }
 
@@ -32,7 +33,7 @@ function readRepositoryJson<T>(path: string): T {
   return JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')) as T;
 }
 
-function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[]): CapabilityStatement {
+function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security: CapabilityStatementRestSecurity | undefined): CapabilityStatement {
   const base = readRepositoryJson<CapabilityStatement>('conformance/capability-statement.base.json');
   const perType = readRepositoryJson<Omit<CapabilityStatementRestResource, 'type'>>('conformance/capability-statement.resource.json');
   const software = readRepositoryJson<{ name: string; version: string }>('package.json');
@@ -44,7 +45,7 @@ function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureD
     date: new Date().toISOString(),
     software: { name: software.name, version: software.version },
     implementation: { ...(base.implementation as CapabilityStatementImplementation), url: baseUrl },
-    rest: [{ ...rest, resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)) }, ...others],
+    rest: [{ ...rest, ...(security ? { security } : {}), resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)) }, ...others],
   };
 }
 

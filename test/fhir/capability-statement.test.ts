@@ -50,15 +50,23 @@ describe('GET /fhir/metadata', () => {
     expect(JSON.stringify([statement.format, statement.patchFormat])).not.toMatch(/xml/i);
   });
 
-  it('claims no operations, security, messaging or documents, none of which exist yet', () => {
+  it('claims no operations, messaging or documents, none of which exist yet', () => {
     expect(statement.rest).toHaveLength(1);
     const rest = statement.rest?.[0];
     expect(rest?.mode).toBe('server');
     expect(rest?.operation).toBeUndefined();
-    expect(rest?.security).toBeUndefined();
     expect(rest?.resource?.filter((r) => r.operation)).toEqual([]);
     expect(statement.messaging).toBeUndefined();
     expect(statement.document).toBeUndefined();
+  });
+
+  it('declares SMART on FHIR security with the token endpoint (oauth-uris), and is served without a token', async () => {
+    const security = statement.rest?.[0].security;
+    expect(security?.cors).toBe(true);
+    expect(security?.service?.[0].coding).toEqual([{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }]);
+    const oauth = security?.extension?.find((e) => e.url === 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris');
+    expect(oauth?.extension).toEqual([{ url: 'token', valueUri: `${new URL(BASE_URL).origin}/auth/token` }]);
+    expect((await baton.request('/fhir/metadata', { token: null })).status).toBe(200);
   });
 
   it('offers transaction, batch and system history, and no system search', () => {
