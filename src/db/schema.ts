@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 /**
  * Current version of every resource. `content` is the resource's JSON text exactly as served
@@ -225,3 +225,54 @@ export const accessGrants = pgTable(
   },
   (t) => [index('access_grants_client_patient_idx').on(t.clientId, t.patientId)],
 );
+
+/** PostgreSQL's 64-bit transaction id (`pg_current_xact_id()`), as text. */
+const xid8 = customType<{ data: string }>({ dataType: () => 'xid8' });
+
+/**
+ * The audit trail as recorded: one row per AuditEvent, written in the transaction of the write it
+ * audits (or by the batched writer for reads, searches and failures). Append-only: triggers reject
+ * UPDATE, DELETE and TRUNCATE. `txid` lets the sealer take rows in a gap-free order: every
+ * transaction older than the oldest one still running has committed or aborted.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity().primaryKey(),
+    txid: xid8('txid').notNull().default(sql`pg_current_xact_id()`),
+    eventId: text('event_id').notNull().unique(),
+    recorded: timestamp('recorded', { withTimezone: true, mode: 'string' }).notNull(),
+    /** The AuditEvent JSON. */
+    content: text('content').notNull(),
+  },
+  (t) => [index('audit_events_txid_seq_idx').on(t.txid, t.seq)],
+);
+
+/** The hash chain over audit_events in sealing order (append-only): position n chains event n's content hash to position n-1. */
+export const auditChain = pgTable('audit_chain', {
+  position: bigint('position', { mode: 'number' }).primaryKey(),
+  eventSeq: bigint('event_seq', { mode: 'number' }).notNull().unique(),
+  eventTxid: xid8('event_txid').notNull(),
+  /** Hex SHA-256 of the event's RFC 8785 canonical JSON. */
+  contentHash: text('content_hash').notNull(),
+  /** Hex SHA-256 over the previous chain hash and this content hash. */
+  chainHash: text('chain_hash').notNull(),
+  sealed: timestamp('sealed', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
+/** Signed checkpoints of the chain (append-only): a JWS over {position, chain hash, time} with Baton's audit key. */
+export const auditCheckpoints = pgTable('audit_checkpoints', {
+  position: bigint('position', { mode: 'number' }).primaryKey(),
+  chainHash: text('chain_hash').notNull(),
+  time: timestamp('time', { withTimezone: true, mode: 'string' }).notNull(),
+  jws: text('jws').notNull(),
+});
+
+/** Keys that sign audit checkpoints when no external key is configured (BATON_AUDIT_KEY). */
+export const auditSigningKeys = pgTable('audit_signing_keys', {
+  kid: text('kid').primaryKey(),
+  alg: text('alg').notNull(),
+  privateJwk: jsonb('private_jwk').notNull(),
+  publicJwk: jsonb('public_jwk').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
