@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /**
  * Current version of every resource. `content` is the resource's JSON text exactly as served
@@ -276,3 +276,27 @@ export const auditSigningKeys = pgTable('audit_signing_keys', {
   publicJwk: jsonb('public_jwk').notNull(),
   created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
 });
+
+/**
+ * UDAP Dynamic Client Registration (src/auth/udap/): the clients registered from a software
+ * statement. Within a trust community (the anchor the client's certificate chains to) the
+ * certificate's subjectAltName URI names one application over time (UDAP IG §3.4), so a second
+ * registration with the same pair updates the same client. Deleting the client removes the row.
+ */
+export const authUdapRegistrations = pgTable(
+  'auth_udap_registrations',
+  {
+    clientId: text('client_id')
+      .primaryKey()
+      .references(() => authClients.clientId, { onDelete: 'cascade' }),
+    /** The client URI: the software statement's iss, a subjectAltName URI of its certificate. */
+    san: text('san').notNull(),
+    /** SHA-256 fingerprint of the trust anchor the certificate chains to. */
+    community: text('community').notNull(),
+    /** The software statement last accepted (its x5c header holds the certificate chain). */
+    softwareStatement: text('software_statement').notNull(),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    updated: timestamp('updated', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('auth_udap_registrations_san_community_idx').on(t.san, t.community)],
+);
