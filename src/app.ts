@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { AccessTokenVerifier } from './auth/access-token.ts';
 import { bearerAuthenticator } from './auth/authenticate.ts';
+import { verifiedCertificateThumbprint } from './auth/mtls.ts';
 import { authRoutes } from './auth/routes.ts';
 import { SigningKeyStore } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
@@ -17,7 +18,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -50,14 +51,17 @@ export function createApp(deps: AppDeps): Hono {
   // Before /fhir: the SMART discovery document lives under the FHIR base.
   const { baseUrl, adminToken } = deps.config;
   const signingKeys = new SigningKeyStore(deps.db);
+  const requireClientCertificate = deps.config.tls?.clientCa !== undefined;
   const authenticate = bearerAuthenticator({
     verifier: new AccessTokenVerifier(signingKeys, baseUrl),
     baseUrl,
     adminToken,
     adminScopes: deps.config.adminScopes ?? ['system/*.rs'],
+    requireClientCertificate,
   });
-  app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys }));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, authenticate }));
+  app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate }));
+  const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, authenticate: authenticateFhir }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

@@ -1,3 +1,5 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /** Typed configuration, read from the environment once at start (STYLE: nothing else reads process.env). */
@@ -19,6 +21,16 @@ export interface Config {
   adminToken: string | undefined;
   /** The SMART scopes an operator holds on /fhir when presenting the admin token. */
   adminScopes: string[];
+  /** HTTPS (TLS_CERT, TLS_KEY), with client certificates when TLS_CLIENT_CA is set; undefined serves plain HTTP. */
+  tls: TlsConfig | undefined;
+}
+
+/** PEM text, read once at start. */
+export interface TlsConfig {
+  cert: string;
+  key: string;
+  /** The CAs whose client certificates are accepted (RFC 8705 mutual TLS), one PEM each; undefined requests no client certificate. */
+  clientCa: string[] | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -28,7 +40,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const port = integer(env.PORT ?? '8080', 'PORT', 0, 65535);
   const host = env.HOST ?? '127.0.0.1';
-  const baseUrl = (env.BATON_BASE_URL ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}/fhir`).replace(/\/+$/, '');
+  const tls = loadTls(env);
+  const baseUrl = (env.BATON_BASE_URL ?? `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/fhir`).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(baseUrl)) throw new ConfigError('BATON_BASE_URL must be an absolute http(s) URL');
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError('DATABASE_URL must be a postgres:// URL');
@@ -52,8 +65,51 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: integer(env.BATON_MAX_BODY_BYTES ?? String(16 * 1024 * 1024), 'BATON_MAX_BODY_BYTES', 1024, 1024 ** 3),
     adminToken: env.BATON_ADMIN_TOKEN || undefined,
     adminScopes: parseScopes(env.BATON_ADMIN_SCOPE ?? 'system/*.rs'),
+    tls,
   };
 }
+
+/** A PEM file of one or more certificates, in file order. */
+function readCertificates(path: string, name: string): X509Certificate[] {
+  const blocks = readPem(path, name).match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError(`${name} must hold one or more PEM certificates`);
+  return blocks.map((block) => parsePem(() => new X509Certificate(block), name, 'PEM certificates only'));
+}
+
+function loadTls(env: Record<string, string | undefined>): TlsConfig | undefined {
+  const certPath = env.TLS_CERT || undefined;
+  const keyPath = env.TLS_KEY || undefined;
+  const caPath = env.TLS_CLIENT_CA || undefined;
+  if (!certPath && !keyPath) {
+    if (caPath) throw new ConfigError('TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: client certificates are only asked for over HTTPS');
+    return undefined;
+  }
+  if (!certPath || !keyPath) throw new ConfigError('TLS_CERT and TLS_KEY must be set together');
+  const cert = readPem(certPath, 'TLS_CERT');
+  const key = readPem(keyPath, 'TLS_KEY');
+  const certificate = parsePem(() => new X509Certificate(cert), 'TLS_CERT', 'a PEM certificate');
+  const privateKey = parsePem(() => createPrivateKey(key), 'TLS_KEY', 'an unencrypted PEM private key');
+  if (!certificate.checkPrivateKey(privateKey)) throw new ConfigError('TLS_KEY is not the private key of the TLS_CERT certificate');
+  const clientCa = caPath ? readCertificates(caPath, 'TLS_CLIENT_CA').map((certificate) => certificate.toString()) : undefined;
+  return { cert, key, clientCa };
+}
+
+function readPem(path: string, name: string): string {
+  try {
+    return readFileSync(resolve(path), 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read ${path} (${(error as { code?: string }).code ?? 'error'})`);
+  }
+}
+
+function parsePem<T>(parse: () => T, name: string, what: string): T {
+  try {
+    return parse();
+  } catch {
+    throw new ConfigError(`${name} must hold ${what}`);
+  }
+}
+
 
 function integer(text: string, name: string, min: number, max: number): number {
   const n = Number(text);

@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
+import { httpsServing } from './auth/mtls.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { connectDatabase } from './db/connection.ts';
 import { migrateDatabase } from './db/migrate.ts';
@@ -33,8 +34,9 @@ if (config.seed === 'demo') {
 }
 
 const app = createApp({ config, db, logger, validator });
-const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-  logger.info({ port: info.port, host: config.host, database: db.kind }, 'listening');
+const transport = config.tls ? httpsServing(config.tls) : {};
+const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
+  logger.info({ port: info.port, host: config.host, database: db.kind, tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'listening');
   logger.info({ base: config.baseUrl }, 'FHIR base URL');
 });
 

@@ -12,6 +12,8 @@ export interface Principal {
   clientId: string;
   kind: ClientKind | 'operator';
   scopes: readonly string[];
+  /** The x5t#S256 a certificate-bound access token names (RFC 8705); every request must come over that certificate. */
+  certificateThumbprint?: string;
 }
 
 interface ParsedScope {

@@ -12,11 +12,15 @@ export interface AccessTokenSubject {
   clientId: string;
   kind: ClientKind;
   scopes: readonly string[];
+  /** x5t#S256 of the client certificate the token was requested over (mutual TLS); the token is bound to it. */
+  certificateThumbprint?: string;
 }
 
 /** An access token (RFC 9068 JWT profile) for the FHIR base URL, signed with Baton's current key. */
 export async function signAccessToken(keys: SigningKeys, fhirBaseUrl: string, subject: AccessTokenSubject): Promise<string> {
-  return new SignJWT({ scope: subject.scopes.join(' '), client_id: subject.clientId, client_kind: subject.kind })
+  // RFC 8705 §3.1: a certificate-bound token names its certificate in the cnf claim.
+  const cnf = subject.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': subject.certificateThumbprint } };
+  return new SignJWT({ scope: subject.scopes.join(' '), client_id: subject.clientId, client_kind: subject.kind, ...cnf })
     .setProtectedHeader({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt' })
     .setIssuer(authUrls(fhirBaseUrl).issuer)
     .setAudience(fhirBaseUrl)
@@ -85,11 +89,15 @@ export class AccessTokenVerifier {
 }
 
 function principalOf(payload: JWTPayload): Principal {
-  const { client_id: clientId, client_kind: kind, scope } = payload;
+  const { client_id: clientId, client_kind: kind, scope, cnf } = payload;
   if (typeof clientId !== 'string' || (kind !== 'partner' && kind !== 'internal') || typeof scope !== 'string') {
     throw new InvalidTokenError('the access token lacks Baton claims');
   }
-  return { clientId, kind, scopes: scope.split(' ').filter(Boolean) };
+  const principal: Principal = { clientId, kind, scopes: scope.split(' ').filter(Boolean) };
+  if (cnf === undefined) return principal;
+  const thumbprint = (cnf as Record<string, unknown> | null)?.['x5t#S256'];
+  if (typeof thumbprint !== 'string' || !thumbprint) throw new InvalidTokenError('the access token has a cnf claim without x5t#S256');
+  return { ...principal, certificateThumbprint: thumbprint };
 }
 
 function failure(error: unknown): string {

@@ -9,14 +9,23 @@ export interface AuthenticateDeps {
   /** BATON_ADMIN_TOKEN: operators present it as a bearer token and act with adminScopes. */
   adminToken: string | undefined;
   adminScopes: readonly string[];
+  /** Mutual TLS is on (TLS_CLIENT_CA): every call needs a verified client certificate, every token must be bound to it. */
+  requireClientCertificate?: boolean;
 }
 
-/** Resolves the Authorization header of a FHIR request to the caller's access policy, or throws the 401. */
-export type Authenticate = (authorization: string | undefined) => Promise<ScopedAccess>;
+/**
+ * Resolves the Authorization header of a FHIR request to the caller's access policy, or throws
+ * the 401. certificateThumbprint is the x5t#S256 of the verified client certificate of the
+ * connection, if any.
+ */
+export type Authenticate = (authorization: string | undefined, certificateThumbprint?: string) => Promise<ScopedAccess>;
 
 export function bearerAuthenticator(deps: AuthenticateDeps): Authenticate {
   const operator = deps.adminToken ? new ScopedAccess({ clientId: 'operator', kind: 'operator', scopes: deps.adminScopes }, deps.baseUrl) : undefined;
-  return async (authorization) => {
+  return async (authorization, certificateThumbprint) => {
+    if (deps.requireClientCertificate && certificateThumbprint === undefined) {
+      throw unauthorized('this server requires mutual TLS: connect with a client certificate issued by a CA it trusts');
+    }
     const token = /^Bearer +([^\s]+) *$/i.exec(authorization ?? '')?.[1];
     if (!token) throw unauthorized('this endpoint requires an access token: Authorization: Bearer <token> (SMART Backend Services, token endpoint in /.well-known/smart-configuration)');
     if (operator && deps.adminToken && isAdminToken(token, deps.adminToken)) return operator;
@@ -26,6 +35,11 @@ export function bearerAuthenticator(deps: AuthenticateDeps): Authenticate {
     } catch (error) {
       if (error instanceof InvalidTokenError) throw unauthorized(error.message);
       throw error;
+    }
+    // RFC 8705 §3: a bound token only over its certificate. Under mutual TLS every token Baton
+    // issues is bound, so an unbound one was issued elsewhere or before, and is refused too.
+    if (principal.certificateThumbprint !== certificateThumbprint) {
+      throw unauthorized(principal.certificateThumbprint ? 'the access token is bound to another certificate' : 'the access token is not bound to a client certificate');
     }
     return new ScopedAccess(principal, deps.baseUrl);
   };

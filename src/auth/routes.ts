@@ -5,6 +5,7 @@ import { FhirError, badRequest, notFound, outcome } from '../fhir/errors.ts';
 import { isAdminToken } from './admin-credential.ts';
 import { parseRegistration } from './client-registration.ts';
 import { createClient, deleteClient, listClients } from './clients.ts';
+import { verifiedCertificateThumbprint } from './mtls.ts';
 import { OAuthError } from './oauth-error.ts';
 import type { SigningKeyStore } from './signing-keys.ts';
 import { smartConfiguration } from './smart-configuration.ts';
@@ -17,6 +18,8 @@ export interface AuthDeps {
   /** Bearer token of the admin API; undefined keeps it closed. */
   adminToken: string | undefined;
   signingKeys: SigningKeyStore;
+  /** Mutual TLS is on (TLS_CLIENT_CA): the token endpoint serves only connections with a verified client certificate. */
+  requireClientCertificate?: boolean;
 }
 
 /** A token request is a handful of short form fields; anything larger is not one. */
@@ -39,8 +42,13 @@ export function authRoutes(deps: AuthDeps): Hono {
     // RFC 6749 §5.1: token responses are never cached.
     const noStore = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
     try {
+      const certificateThumbprint = verifiedCertificateThumbprint(c.env);
+      // RFC 8705 §3: the client still authenticates with its assertion; the certificate binds the token.
+      if (deps.requireClientCertificate && certificateThumbprint === undefined) {
+        throw new OAuthError('invalid_client', 'this server requires mutual TLS: connect with a client certificate issued by a CA it trusts');
+      }
       const form = await tokenRequestForm(c);
-      return c.json(await issueToken({ db: deps.db, fhirBaseUrl: deps.baseUrl, signingKeys: keys }, form), 200, noStore);
+      return c.json(await issueToken({ db: deps.db, fhirBaseUrl: deps.baseUrl, signingKeys: keys }, form, certificateThumbprint), 200, noStore);
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
       return c.json({ error: error.code, error_description: error.description }, error.status, noStore);

@@ -24,8 +24,12 @@ export interface TokenContext {
 /** Remote key sets are cached per URL; jose honours the set's own refresh rules. */
 const remoteKeySets = new Map<string, JWTVerifyGetKey>();
 
-/** SMART Backend Services token request (client_credentials with a private_key_jwt assertion, RFC 7523). */
-export async function issueToken(ctx: TokenContext, form: URLSearchParams): Promise<TokenResponse> {
+/**
+ * SMART Backend Services token request (client_credentials with a private_key_jwt assertion, RFC 7523).
+ * With certificateThumbprint (the verified client certificate of the request's connection) the
+ * token is bound to that certificate (RFC 8705 §3).
+ */
+export async function issueToken(ctx: TokenContext, form: URLSearchParams, certificateThumbprint?: string): Promise<TokenResponse> {
   const grantType = form.get('grant_type');
   if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
   if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'only client_credentials is supported');
@@ -39,7 +43,7 @@ export async function issueToken(ctx: TokenContext, form: URLSearchParams): Prom
   const granted = grantScopes(splitScopes(scope), splitScopes(client.scope));
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
 
-  const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, { clientId: client.client_id, kind: client.kind, scopes: granted });
+  const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, { clientId: client.client_id, kind: client.kind, scopes: granted, certificateThumbprint });
   return { access_token: accessToken, token_type: 'bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS, scope: granted.join(' ') };
 }
 

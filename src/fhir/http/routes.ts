@@ -17,8 +17,11 @@ export interface FhirRoutesDeps {
   baseUrl: string;
   validator: ResourceValidator;
   maxBodyBytes: number;
-  /** The caller's access policy from the Authorization header, or a thrown 401. */
-  authenticate: (authorization: string | undefined) => Promise<AccessPolicy>;
+  /**
+   * The caller's access policy from the Authorization header, or a thrown 401. connection is the
+   * server's bindings of the request (c.env: the Node socket, for certificate-bound tokens).
+   */
+  authenticate: (authorization: string | undefined, connection: unknown) => Promise<AccessPolicy>;
 }
 
 export type FhirEnv = { Variables: { access: AccessPolicy } };
@@ -45,7 +48,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
 
   // Every endpoint but the CapabilityStatement needs an access token (SMART Backend Services).
   app.use('*', async (c, next) => {
-    if (c.req.method !== 'GET' || !/^\/fhir\/metadata\/?$/.test(c.req.path)) c.set('access', await deps.authenticate(c.req.header('authorization')));
+    if (c.req.method !== 'GET' || !/^\/fhir\/metadata\/?$/.test(c.req.path)) c.set('access', await deps.authenticate(c.req.header('authorization'), c.env));
     await next();
   });
   app.use('*', async (c, next) => {
