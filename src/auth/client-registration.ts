@@ -39,8 +39,9 @@ export function parseRegistration(body: unknown): { registration: ClientRegistra
   if (!identifiersValid) problems.push('organization.identifier must be a non-empty array of {system, value} strings');
   if ((body.jwks === undefined) === (body.jwks_uri === undefined)) problems.push('exactly one of jwks and jwks_uri is required');
   if (body.jwks !== undefined) problems.push(...jwksProblems(body.jwks));
-  if (body.jwks_uri !== undefined && !(typeof body.jwks_uri === 'string' && /^https?:\/\/[^/\s]+\S*$/.test(body.jwks_uri))) {
-    problems.push('jwks_uri must be an absolute http(s) URL');
+  if (body.jwks_uri !== undefined) {
+    const problem = jwksUriProblem(body.jwks_uri);
+    if (problem) problems.push(problem);
   }
   const scopes = typeof body.scope === 'string' ? splitScopes(body.scope) : [];
   if (scopes.length === 0) problems.push('scope must be a non-empty space-separated list of scopes');
@@ -68,6 +69,27 @@ function jwksProblems(jwks: unknown): string[] {
     else if (PRIVATE_MEMBERS.some((m) => m in key)) problems.push(`jwks.keys[${i}] contains private key material; register the public key only`);
   }
   return problems;
+}
+
+/** The client's keys travel over this URL, so it must be https; plain http only to a loopback host (development, tests). */
+function jwksUriProblem(value: unknown): string | undefined {
+  const url = typeof value === 'string' && !/\s/.test(value) ? absoluteUrl(value) : undefined;
+  if (!url) return 'jwks_uri must be an absolute https URL';
+  if (url.username || url.password) return 'jwks_uri must not carry credentials';
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))) return undefined;
+  return 'jwks_uri must be an https URL (plain http only for a loopback host such as 127.0.0.1)';
+}
+
+function absoluteUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

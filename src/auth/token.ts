@@ -1,9 +1,10 @@
-import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Queryable } from '../db/connection.ts';
 import { ACCESS_TOKEN_LIFETIME_SECONDS, signAccessToken } from './access-token.ts';
 import { ASSERTION_ALGORITHMS, ASSERTION_TYPE, assertionClaimProblem } from './assertion-claims.ts';
 import { type RegisteredClient, findActiveClient, recordAssertionJti } from './clients.ts';
 import { OAuthError } from './oauth-error.ts';
+import { RemoteJwksCache } from './remote-jwks.ts';
 import { grantScopes, splitScopes } from './scopes.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { authUrls } from './smart-configuration.ts';
@@ -21,8 +22,8 @@ export interface TokenContext {
   signingKeys: () => Promise<SigningKeys>;
 }
 
-/** Remote key sets are cached per URL; jose honours the set's own refresh rules. */
-const remoteKeySets = new Map<string, JWTVerifyGetKey>();
+/** Clients' jwks_uri sets, cached per URL as their Cache-Control allows; a cache this process may lose. */
+const remoteKeySets = new RemoteJwksCache();
 
 /**
  * SMART Backend Services token request (client_credentials with a private_key_jwt assertion, RFC 7523).
@@ -84,13 +85,7 @@ async function authenticateClient(ctx: TokenContext, assertion: string): Promise
 
 function keySet(client: RegisteredClient): JWTVerifyGetKey {
   if (client.jwks) return createLocalJWKSet(client.jwks as Parameters<typeof createLocalJWKSet>[0]);
-  const url = client.jwks_uri as string;
-  let remote = remoteKeySets.get(url);
-  if (!remote) {
-    remote = createRemoteJWKSet(new URL(url));
-    remoteKeySets.set(url, remote);
-  }
-  return remote;
+  return remoteKeySets.keySet(client.jwks_uri as string);
 }
 
 /** jose's error codes, phrased for the client; the assertion itself never appears. */

@@ -22,6 +22,11 @@ describe('parseRegistration', () => {
     expect(parseRegistration({ ...rest, jwks_uri: 'https://partner.example/jwks.json' })).toHaveProperty('registration.jwksUri', 'https://partner.example/jwks.json');
   });
 
+  it.each([['http://127.0.0.1:8081/jwks.json'], ['http://localhost/jwks.json'], ['http://[::1]:9000/jwks.json']])('accepts a plain http jwks_uri on the loopback host %s', (uri) => {
+    const { jwks: _, ...rest } = valid;
+    expect(parseRegistration({ ...rest, jwks_uri: uri })).toHaveProperty('registration.jwksUri', uri);
+  });
+
   it.each([
     ['not an object', [], 'the body must be a JSON object'],
     ['no name', { ...valid, name: ' ' }, 'name must be a non-empty string'],
@@ -34,7 +39,12 @@ describe('parseRegistration', () => {
     ['a symmetric key', { ...valid, jwks: { keys: [{ kty: 'oct', k: 'secret', kid: 'k' }] } }, 'jwks.keys[0] must be an RSA or EC public key'],
     ['a key without kid', { ...valid, jwks: { keys: [{ ...key, kid: undefined }] } }, 'jwks.keys[0] needs a kid: assertions select their key by kid'],
     ['a private key', { ...valid, jwks: { keys: [{ ...key, d: 'secret' }] } }, 'jwks.keys[0] contains private key material; register the public key only'],
-    ['a relative jwks_uri', { ...valid, jwks: undefined, jwks_uri: '/jwks.json' }, 'jwks_uri must be an absolute http(s) URL'],
+    ['a relative jwks_uri', { ...valid, jwks: undefined, jwks_uri: '/jwks.json' }, 'jwks_uri must be an absolute https URL'],
+    ['a jwks_uri that is not a string', { ...valid, jwks: undefined, jwks_uri: 42 }, 'jwks_uri must be an absolute https URL'],
+    ['a plain http jwks_uri', { ...valid, jwks: undefined, jwks_uri: 'http://partner.example/jwks.json' }, 'jwks_uri must be an https URL (plain http only for a loopback host such as 127.0.0.1)'],
+    ['an http jwks_uri on a name merely starting with 127', { ...valid, jwks: undefined, jwks_uri: 'http://127.0.0.1.partner.example/jwks.json' }, 'jwks_uri must be an https URL (plain http only for a loopback host such as 127.0.0.1)'],
+    ['a jwks_uri of another scheme', { ...valid, jwks: undefined, jwks_uri: 'file:///etc/jwks.json' }, 'jwks_uri must be an https URL (plain http only for a loopback host such as 127.0.0.1)'],
+    ['a jwks_uri with credentials', { ...valid, jwks: undefined, jwks_uri: 'https://user:secret@partner.example/jwks.json' }, 'jwks_uri must not carry credentials'],
     ['no scope', { ...valid, scope: '' }, 'scope must be a non-empty space-separated list of scopes'],
     ['an unknown scope', { ...valid, scope: 'system/*.read user/*.*' }, 'unrecognized scopes: user/*.*'],
   ])('rejects %s', (_, body, problem) => {
