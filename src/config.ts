@@ -21,6 +21,8 @@ export interface Config {
   adminToken: string | undefined;
   /** The SMART scopes an operator holds on /fhir when presenting the admin token. */
   adminScopes: string[];
+  /** A JSON file of client registrations applied at every start (BATON_CLIENTS_FILE). */
+  clientsFile: string | undefined;
   /** HTTPS (TLS_CERT, TLS_KEY), with client certificates when TLS_CLIENT_CA is set; undefined serves plain HTTP. */
   tls: TlsConfig | undefined;
 }
@@ -65,6 +67,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: integer(env.BATON_MAX_BODY_BYTES ?? String(16 * 1024 * 1024), 'BATON_MAX_BODY_BYTES', 1024, 1024 ** 3),
     adminToken: env.BATON_ADMIN_TOKEN || undefined,
     adminScopes: parseScopes(env.BATON_ADMIN_SCOPE ?? 'system/*.rs'),
+    clientsFile: env.BATON_CLIENTS_FILE ? resolve(env.BATON_CLIENTS_FILE) : undefined,
     tls,
   };
 }

@@ -1,5 +1,7 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
+import { registrationHint } from './auth/client-onboarding.ts';
+import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
 import { httpsServing } from './auth/mtls.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { connectDatabase } from './db/connection.ts';
@@ -11,9 +13,9 @@ import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
 import { createLogger } from './logger.ts';
 import { seedDemoData } from './seed/demo.ts';
 
-/** Bad configuration (variables, profile packages) ends the start with one line and exit code 2. */
+/** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
 function exitOnConfigurationError(error: unknown): never {
-  if (error instanceof ConfigError || error instanceof ProfilePackageError) {
+  if (error instanceof ConfigError || error instanceof ProfilePackageError || error instanceof ClientsFileError) {
     console.error(`Configuration error: ${error.message}`);
     process.exit(2);
   }
@@ -26,6 +28,10 @@ const logger = createLogger(config.logLevel);
 const validator = await createValidator(config.profilePackages, logger).catch(exitOnConfigurationError);
 const db = await connectDatabase(config);
 await migrateDatabase(db);
+if (config.clientsFile) {
+  const loaded = await loadClientsFile(db, config.clientsFile).catch(exitOnConfigurationError);
+  logger.info({ file: config.clientsFile, ...loaded }, 'clients file applied');
+}
 const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator, access: systemAccess };
 await ensureOwnOrganization(ctx, config.payer);
 if (config.seed === 'demo') {
@@ -38,6 +44,7 @@ const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
   logger.info({ port: info.port, host: config.host, database: db.kind, tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'listening');
   logger.info({ base: config.baseUrl }, 'FHIR base URL');
+  logger.info(registrationHint(config.adminToken !== undefined, new URL(config.baseUrl).origin));
 });
 
 let stopping = false;

@@ -19,6 +19,7 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'warn',
       BATON_PAYER_NAME: 'Old Plan',
       BATON_ADMIN_TOKEN: 'admin-secret',
+      BATON_CLIENTS_FILE: '/etc/baton/clients.json',
       BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1234567893, urn:oid:2.16.840.1.113883.6.300|98765',
     });
     expect(config).toMatchObject({
@@ -29,6 +30,7 @@ describe('loadConfig', () => {
       seed: 'none',
       logLevel: 'warn',
       adminToken: 'admin-secret',
+      clientsFile: '/etc/baton/clients.json',
       payer: {
         name: 'Old Plan',
         identifiers: [

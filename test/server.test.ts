@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -41,7 +41,9 @@ describe('server start', () => {
     const { databaseUrl, drop } = await freshDatabase();
     const adminToken = 'start-test-admin-token';
     const asOperator = { headers: { authorization: `Bearer ${adminToken}` } };
-    const env = { BATON_DATA_DIR: dataDir, BATON_ADMIN_TOKEN: adminToken, BATON_PAYER_NAME: 'Start Test Plan', BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1111111111', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
+    const clientsFile = join(dataDir, 'clients.json');
+    writeFileSync(clientsFile, JSON.stringify([{ client_id: 'start-test-loader', name: 'Loader', kind: 'internal', organization: { identifier: [{ system: 'urn:ietf:rfc:3986', value: 'urn:uuid:4b9e0f0c-8a57-4c43-9d4b-2f3c1b1f5e11' }] }, jwks: { keys: [{ kty: 'EC', crv: 'P-384', x: 'x', y: 'y', kid: 'k1' }] }, scope: 'system/*.rs' }]));
+    const env = { BATON_DATA_DIR: dataDir, BATON_ADMIN_TOKEN: adminToken, BATON_CLIENTS_FILE: clientsFile, BATON_PAYER_NAME: 'Start Test Plan', BATON_PAYER_IDENTIFIER: 'http://hl7.org/fhir/sid/us-npi|1111111111', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
     const first = await startServer(env);
     try {
       const base = `http://127.0.0.1:${first.port}`;
@@ -57,6 +59,9 @@ describe('server start', () => {
       await stop(first.child);
     }
     for (const phi of DEMO_PHI) expect(first.logs()).not.toContain(phi);
+    expect(first.logs()).toMatch(/"created":1,"updated":0,"unchanged":0,"msg":"clients file applied"/);
+    expect(first.logs()).toContain('register a client: npm run client:new -- --name <partner>');
+    expect(first.logs()).not.toContain(adminToken);
 
     // A second start keeps the data and does not seed again.
     const second = await startServer(env);
@@ -64,6 +69,7 @@ describe('server start', () => {
       const history = await (await fetch(`http://127.0.0.1:${second.port}/fhir/Patient/demo-patient-1/_history`, asOperator)).json();
       expect(history.entry).toHaveLength(1);
       expect(second.logs()).not.toContain('demo data loaded');
+      expect(second.logs()).toMatch(/"created":0,"updated":0,"unchanged":1,"msg":"clients file applied"/);
     } finally {
       await stop(second.child);
       await drop();
@@ -73,4 +79,12 @@ describe('server start', () => {
   it('refuses to start on invalid configuration with a clear message and exit code 2', async () => {
     await expect(startServer({ BATON_SEED: 'everything', BATON_DATA_DIR: dataDir })).rejects.toThrow(/exited with 2: Configuration error: BATON_SEED/);
   });
+
+  it('refuses to start on a bad BATON_CLIENTS_FILE entry, naming it, with exit code 2', async () => {
+    const clientsFile = join(dataDir, 'bad-clients.json');
+    writeFileSync(clientsFile, JSON.stringify([{ name: 'Broken Payer', kind: 'partner', scope: 'system/*.rs' }]));
+    await expect(startServer({ BATON_CLIENTS_FILE: clientsFile, BATON_DATA_DIR: join(dataDir, 'bad-clients'), DATABASE_URL: '', BATON_SEED: 'none' })).rejects.toThrow(
+      /exited with 2: Configuration error: BATON_CLIENTS_FILE \S+bad-clients\.json: entry \[0\] "Broken Payer": organization\.identifier must be/,
+    );
+  }, 120_000);
 });

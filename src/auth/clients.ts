@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../db/connection.ts';
 import type { ClientKind, ClientRegistration, Identifier } from './client-registration.ts';
 
@@ -31,12 +31,32 @@ interface ClientRow {
 const COLUMNS = sql`client_id, name, kind, organization_identifiers, jwks, jwks_uri, scope, created, disabled`;
 
 export async function createClient(db: Queryable, registration: ClientRegistration): Promise<RegisteredClient> {
-  const rows = await db.execute<ClientRow>(sql`
-    INSERT INTO auth_clients (client_id, name, kind, organization_identifiers, jwks, jwks_uri, scope)
-    VALUES (${randomUUID()}, ${registration.name}, ${registration.kind}, ${JSON.stringify(registration.organizationIdentifiers)}::jsonb,
-            ${registration.jwks ? JSON.stringify(registration.jwks) : null}::jsonb, ${registration.jwksUri ?? null}, ${registration.scopes.join(' ')})
-    RETURNING ${COLUMNS}`);
+  const rows = await db.execute<ClientRow>(sql`INSERT INTO auth_clients ${registrationValues(randomUUID(), registration)} RETURNING ${COLUMNS}`);
   return toClient(rows[0]);
+}
+
+/**
+ * Registers the client under a chosen client_id, or replaces the registration already under it
+ * (keeping its created time and disabled flag) when it differs. Registration files name their
+ * clients' ids so that a restart changes nothing.
+ */
+export async function upsertClient(db: Queryable, clientId: string, registration: ClientRegistration): Promise<'created' | 'updated' | 'unchanged'> {
+  const rows = await db.execute<{ inserted: boolean }>(sql`
+    INSERT INTO auth_clients AS c ${registrationValues(clientId, registration)}
+    ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, organization_identifiers = EXCLUDED.organization_identifiers,
+      jwks = EXCLUDED.jwks, jwks_uri = EXCLUDED.jwks_uri, scope = EXCLUDED.scope
+    WHERE (c.name, c.kind, c.organization_identifiers, c.jwks, c.jwks_uri, c.scope)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.organization_identifiers, EXCLUDED.jwks, EXCLUDED.jwks_uri, EXCLUDED.scope)
+    RETURNING (xmax = 0) AS inserted`);
+  // PostgreSQL: xmax is 0 on a freshly inserted row version, the updating transaction's id on an updated one.
+  if (rows.length === 0) return 'unchanged';
+  return rows[0].inserted ? 'created' : 'updated';
+}
+
+/** The ids of the clients registered under this name and kind, oldest first. */
+export async function findClientIdsByName(db: Queryable, name: string, kind: ClientKind): Promise<string[]> {
+  const rows = await db.execute<{ client_id: string }>(sql`SELECT client_id FROM auth_clients WHERE name = ${name} AND kind = ${kind} ORDER BY created, client_id`);
+  return rows.map((row) => row.client_id);
 }
 
 export async function listClients(db: Queryable): Promise<RegisteredClient[]> {
@@ -69,6 +89,12 @@ export async function recordAssertionJti(db: Queryable, clientId: string, jti: s
     ON CONFLICT (client_id, jti) DO NOTHING
     RETURNING jti`);
   return rows.length > 0;
+}
+
+function registrationValues(clientId: string, registration: ClientRegistration): SQL {
+  return sql`(client_id, name, kind, organization_identifiers, jwks, jwks_uri, scope)
+    VALUES (${clientId}, ${registration.name}, ${registration.kind}, ${JSON.stringify(registration.organizationIdentifiers)}::jsonb,
+            ${registration.jwks ? JSON.stringify(registration.jwks) : null}::jsonb, ${registration.jwksUri ?? null}, ${registration.scopes.join(' ')})`;
 }
 
 /** jsonb arrives parsed from postgres.js and PGlite alike, except when bound as text; both shapes are accepted. */
