@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { type AuditedEnv, auditFhirRequests } from './audit/middleware.ts';
+import { AuditWriter } from './audit/writer.ts';
 import { AccessTokenVerifier } from './auth/access-token.ts';
-import { bearerAuthenticator } from './auth/authenticate.ts';
+import { type Authenticate, bearerAuthenticator } from './auth/authenticate.ts';
 import { verifiedCertificateThumbprint } from './auth/mtls.ts';
 import { authRoutes } from './auth/routes.ts';
 import { SigningKeyStore } from './auth/signing-keys.ts';
+import { restSecurity } from './auth/smart-configuration.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/connection.ts';
 import { conflictFromDatabase } from './fhir/database-errors.ts';
@@ -23,19 +26,22 @@ export interface AppDeps {
   logger: Logger;
   validator: ResourceValidator;
   metrics?: Metrics;
+  /** Replaces bearer-token verification; only bench:auth uses it, to measure what verification costs. */
+  authenticate?: Authenticate;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Middleware order: request id → metrics → access log → routes; one error handler renders every failure. */
-export function createApp(deps: AppDeps): Hono {
+export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   const metrics = deps.metrics ?? createMetrics();
   // strict: false — clients such as fhir-kit-client post transactions to `[base]/` with a trailing slash.
-  const app = new Hono({ strict: false });
+  const app = new Hono<AuditedEnv>({ strict: false });
 
   app.use('*', async (c, next) => {
     const incoming = c.req.header('x-request-id');
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    c.set('requestId', requestId);
     const start = performance.now();
     await next();
     c.res.headers.set('X-Request-Id', requestId);
@@ -46,13 +52,17 @@ export function createApp(deps: AppDeps): Hono {
     );
   });
   app.use('*', metricsMiddleware(metrics));
+  // Outside the FHIR routes, so that a request they refuse (401 included) is audited too.
+  const audit = auditFhirRequests({ writer: new AuditWriter(deps.db), baseUrl: deps.config.baseUrl });
+  // '/fhir/*' matches the base itself too (batch and transaction Bundles).
+  app.use('/fhir/*', audit);
 
   app.route('/', healthRoutes(deps.db, metrics));
   // Before /fhir: the SMART discovery document lives under the FHIR base.
   const { baseUrl, adminToken } = deps.config;
   const signingKeys = new SigningKeyStore(deps.db);
   const requireClientCertificate = deps.config.tls?.clientCa !== undefined;
-  const authenticate = bearerAuthenticator({
+  const authenticate = deps.authenticate ?? bearerAuthenticator({
     verifier: new AccessTokenVerifier(signingKeys, baseUrl),
     baseUrl,
     adminToken,
@@ -61,7 +71,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, authenticate: authenticateFhir }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

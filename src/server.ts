@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { connectDatabase } from './db/connection.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { systemAccess } from './fhir/access.ts';
+import { noAudit } from './fhir/audit-sink.ts';
 import type { FhirContext } from './fhir/interactions.ts';
 import { ensureOwnOrganization } from './fhir/own-organization.ts';
 import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
@@ -32,7 +33,7 @@ if (config.clientsFile) {
   const loaded = await loadClientsFile(db, config.clientsFile).catch(exitOnConfigurationError);
   logger.info({ file: config.clientsFile, ...loaded }, 'clients file applied');
 }
-const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator, access: systemAccess };
+const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator, access: systemAccess, audit: noAudit };
 await ensureOwnOrganization(ctx, config.payer);
 if (config.seed === 'demo') {
   const seeded = await seedDemoData(ctx);

@@ -14,6 +14,8 @@ export interface Principal {
   scopes: readonly string[];
   /** The x5t#S256 a certificate-bound access token names (RFC 8705); every request must come over that certificate. */
   certificateThumbprint?: string;
+  /** The access token's jti, which the audit trail records (BALP OAUTHaccessTokenUse). */
+  tokenId?: string;
 }
 
 interface ParsedScope {
@@ -47,6 +49,11 @@ export class ScopedAccess implements AccessPolicy {
       if (parsed) this.scopes.push({ type: parsed.type, letters: parsed.letters, constraint: parsed.query ? new URLSearchParams(parsed.query.slice(1)) : undefined });
       else this.operations.add(scope);
     }
+  }
+
+  get caller(): AccessPolicy['caller'] {
+    const { clientId, kind, tokenId } = this.principal;
+    return tokenId ? { clientId, kind, tokenId } : { clientId, kind };
   }
 
   get isolated(): boolean {
@@ -90,8 +97,13 @@ export class ScopedAccess implements AccessPolicy {
     return conditions.length > 0 ? sql.join(conditions, sql` AND `) : undefined;
   }
 
+  /**
+   * The scopes granting `permission` on the type. The audit trail is for auditors: only a scope
+   * naming AuditEvent reaches it (system/AuditEvent.rs), not `system/*`, except for operators.
+   */
   private granting(permission: Permission, resourceType: string): ParsedScope[] {
-    return this.scopes.filter((s) => (s.type === '*' || s.type === resourceType) && s.letters.has(permission));
+    const wildcardCovers = resourceType !== 'AuditEvent' || this.principal.kind === 'operator';
+    return this.scopes.filter((s) => ((s.type === '*' && wildcardCovers) || s.type === resourceType) && s.letters.has(permission));
   }
 
   /** The resources a v2 constraint such as `category=laboratory` admits; a constraint that is not a valid search admits none. */

@@ -89,11 +89,11 @@ export class AccessTokenVerifier {
 }
 
 function principalOf(payload: JWTPayload): Principal {
-  const { client_id: clientId, client_kind: kind, scope, cnf } = payload;
+  const { client_id: clientId, client_kind: kind, scope, cnf, jti } = payload;
   if (typeof clientId !== 'string' || (kind !== 'partner' && kind !== 'internal') || typeof scope !== 'string') {
     throw new InvalidTokenError('the access token lacks Baton claims');
   }
-  const principal: Principal = { clientId, kind, scopes: scope.split(' ').filter(Boolean) };
+  const principal: Principal = { clientId, kind, scopes: scope.split(' ').filter(Boolean), ...(typeof jti === 'string' ? { tokenId: jti } : {}) };
   if (cnf === undefined) return principal;
   const thumbprint = (cnf as Record<string, unknown> | null)?.['x5t#S256'];
   if (typeof thumbprint !== 'string' || !thumbprint) throw new InvalidTokenError('the access token has a cnf claim without x5t#S256');

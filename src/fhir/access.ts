@@ -24,6 +24,8 @@ export interface AccessPolicy {
   visibility(resourceType: string, alias: SQL, permission: 'r' | 's'): SQL | undefined;
   /** Whether the caller may see resources of the type at all (scopes); included resources of other types are left out. */
   mayRead(resourceType: string): boolean;
+  /** Who is calling, for the audit trail; undefined for Baton itself. */
+  readonly caller?: { clientId: string; kind: 'partner' | 'internal' | 'operator'; tokenId?: string };
   /** True when visibility() may filter some type: whole-system views, which cannot apply a per-type filter, are refused. */
   readonly filtersRows: boolean;
 }

@@ -19,9 +19,12 @@ export async function processTransaction(ctx: FhirContext, rawEntries: unknown[]
   const entries: BundleRequestEntry[] = [];
   for (const [index, raw] of rawEntries.entries()) entries.push(await forEntry(index, () => parseEntry(raw, index, ctx.baseUrl)));
   checkUniqueUrns(entries);
-  const results = await ctx.db.transaction((q) => {
+  const results = await ctx.db.transaction(async (q) => {
     const writes = new WriteBuffer(q);
-    return runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
+    const done = await runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
+    // The AuditEvents of every write commit with them, or not at all.
+    await ctx.audit.flush(q);
+    return done;
   });
   return {
     resourceType: 'Bundle',

@@ -24,6 +24,7 @@ export async function processBundle(ctx: FhirContext, body: unknown, options: Bu
   if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
     throw badRequest(`Only batch and transaction Bundles can be processed; Bundle.type is "${String(bundle.type).slice(0, 40)}"`, ['Bundle.type']);
   }
+  ctx.audit.bundle(bundle.type);
   const entries: unknown[] = bundle.entry ?? [];
   if (!Array.isArray(entries)) throw badRequest('Bundle.entry must be an array', ['Bundle.entry']);
   return bundle.type === 'transaction' ? processTransaction(ctx, entries, preferReturn) : processBatch(ctx, entries, preferReturn);
@@ -59,7 +60,9 @@ async function processBatchEntry(ctx: FhirContext, entry: BundleRequestEntry, si
   const result = await ctx.db.transaction(async (q) => {
     const entryCtx: FhirContext = { ...ctx, q, inTransaction: true };
     rewriteReferences(body, await resolveConditionalReferences(entryCtx, [entry]));
-    return performEntry(entryCtx, entry);
+    const done = await performEntry(entryCtx, entry);
+    await ctx.audit.flush(q);
+    return done;
   });
   return responseEntry(ctx.baseUrl, entry, result, preferReturn);
 }

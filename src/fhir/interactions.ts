@@ -4,8 +4,9 @@ import { sql } from 'drizzle-orm';
 import { applyPatch, type Operation } from 'rfc6902';
 import type { Database, Queryable } from '../db/connection.ts';
 import { type AccessPolicy, isVisible } from './access.ts';
+import type { AuditSink, WriteFact } from './audit-sink.ts';
 import { isResourceType } from './definitions.ts';
-import { badRequest, FhirError, gone, notFound, outcome, preconditionFailed } from './errors.ts';
+import { badRequest, FhirError, gone, methodNotAllowed, notFound, outcome, preconditionFailed } from './errors.ts';
 import { findResourceIds } from './search/search.ts';
 import { type NewVersion, readCurrent, readVersion, type StoredResource, type WriteBuffer, type WriteMethod, writeVersions } from './store.ts';
 import type { ResourceValidator } from './validation.ts';
@@ -24,6 +25,8 @@ export interface FhirContext {
   validator: ResourceValidator;
   /** What the caller may do and see; every interaction asks it. */
   access: AccessPolicy;
+  /** Where interactions report what they wrote and served, for the audit trail. */
+  audit: AuditSink;
   /** Inside a transaction Bundle: rows locked up front and versions buffered (store.ts). */
   writes?: WriteBuffer;
 }
@@ -82,6 +85,7 @@ export async function read(ctx: FhirContext, type: string, id: string): Promise<
   const stored = await readCurrent(ctx.q, type, id);
   if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} is not known`);
   if (stored.deleted) throw deletedError(type, id, stored);
+  ctx.audit.returned([{ resourceType: type, id, content: stored.json }]);
   return fromStored(200, stored);
 }
 
@@ -92,6 +96,7 @@ export async function vread(ctx: FhirContext, type: string, id: string, vid: str
   const stored = await readVersion(ctx.q, type, id, parseVersionId(vid));
   if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} has no version ${vid}`);
   if (stored.deleted) throw deletedError(type, id, stored);
+  ctx.audit.returned([{ resourceType: type, id, versionId: stored.versionId, content: stored.json }]);
   return fromStored(200, stored);
 }
 
@@ -101,10 +106,25 @@ function deletedError(type: string, id: string, stored: StoredResource): FhirErr
   return error;
 }
 
-/** Runs writes in the caller's transaction (transaction Bundle) or a transaction of their own. */
+/**
+ * Runs writes in the caller's transaction (a Bundle's, which records their audit at its end) or
+ * in a transaction of their own, whose last statement records the AuditEvents of its writes.
+ */
 async function inWriteTransaction<T>(ctx: FhirContext, fn: (q: Queryable) => Promise<T>): Promise<T> {
-  return ctx.inTransaction ? fn(ctx.q) : ctx.db.transaction(fn);
+  if (ctx.inTransaction) return fn(ctx.q);
+  return ctx.db.transaction(async (q) => {
+    const result = await fn(q);
+    await ctx.audit.flush(q);
+    return result;
+  });
 }
+
+/** AuditEvent is written by the server alone, and never changed (the audit trail is append-only). */
+function assertWritable(type: string): void {
+  if (type === 'AuditEvent') throw methodNotAllowed('AuditEvent is created by the server and cannot be created, changed or deleted through the API', ['GET']);
+}
+
+const WRITE_INTERACTIONS: Record<WriteMethod, WriteFact['interaction']> = { POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
 
 function checkBody(type: string, body: unknown): Resource {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a FHIR resource (a JSON object)');
@@ -136,6 +156,7 @@ async function writeVersion(ctx: FhirContext, q: Queryable, resource: Resource, 
   const lastUpdated = new Date().toISOString();
   const stamped = { resourceType: resource.resourceType, id, meta: { ...resource.meta, versionId: String(versionId), lastUpdated }, ...withoutIdentity(resource) } as NewVersion['resource'];
   await persist(ctx, q, { resource: stamped, versionId, lastUpdated, method, deleted: false });
+  ctx.audit.wrote(q, { interaction: WRITE_INTERACTIONS[method], resource: stamped, versionId });
   return {
     status: versionId === 1 || method === 'POST' ? 201 : 200,
     resourceType: resource.resourceType,
@@ -165,6 +186,7 @@ export type CreateTarget = { id: string } | { existing: StoredResource };
 
 export async function create(ctx: FhirContext, type: string, body: unknown, ifNoneExist?: string, target?: CreateTarget): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('c', type);
   const resource = checkBody(type, body);
   ctx.validator.validate(resource);
@@ -203,6 +225,7 @@ export interface UpdateOptions {
 
 export async function update(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('u', type);
   assertId(id);
   const resource = checkBody(type, body);
@@ -250,6 +273,7 @@ export async function conditionalUpdate(
   resolved?: UpdateTarget,
 ): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('u', type);
   const resource = checkBody(type, body);
   const params = conditionParams(condition, 'A conditional update');
@@ -291,6 +315,7 @@ export async function conditionalUpdateTarget(ctx: FhirContext, q: Queryable, ty
 
 export async function patch(ctx: FhirContext, type: string, id: string, body: unknown, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('u', type);
   assertId(id);
   if (!Array.isArray(body)) throw badRequest('A JSON Patch body is an array of operations (RFC 6902)');
@@ -324,6 +349,7 @@ function unprocessablePatch(message: string): FhirError {
 
 export async function remove(ctx: FhirContext, type: string, id: string, options: UpdateOptions = {}): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('d', type);
   assertId(id);
   const expected = options.ifMatch === undefined ? undefined : parseETag(options.ifMatch);
@@ -342,11 +368,13 @@ async function removeLocked(ctx: FhirContext, q: Queryable, type: string, id: st
   const lastUpdated = new Date().toISOString();
   const tombstone = { resourceType: type, id, meta: { versionId: String(versionId), lastUpdated }, ...withoutIdentity(JSON.parse(current.json) as Resource) } as NewVersion['resource'];
   await persist(ctx, q, { resource: tombstone, versionId, lastUpdated, method: 'DELETE', deleted: true });
+  ctx.audit.wrote(q, { interaction: 'delete', resource: tombstone, versionId });
   return { status: 204, resourceType: type, id, versionId, lastUpdatedMs: Date.parse(lastUpdated) };
 }
 
 export async function conditionalDelete(ctx: FhirContext, type: string, condition: string): Promise<InteractionResult> {
   assertResourceType(type);
+  assertWritable(type);
   ctx.access.authorize('d', type);
   const params = conditionParams(condition, 'A conditional delete');
   return inWriteTransaction(ctx, async (q) => {

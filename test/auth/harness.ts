@@ -1,4 +1,3 @@
-import type { Hono } from 'hono';
 import { type CryptoKey, type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { createApp } from '../../src/app.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -11,7 +10,7 @@ export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-b
 export interface AuthBaton {
   baton: TestBaton;
   /** The app under test, on baton's database. */
-  app: Hono;
+  app: ReturnType<typeof createApp>;
   request(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   close(): Promise<void>;
 }

@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Bundle, Encounter, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
 import { Client, type FhirResource } from 'fhir-kit-client';
-import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
@@ -37,9 +36,9 @@ interface ListeningBaton {
  * base URL (Location headers, fullUrls, paging links) is the address the client talks to.
  */
 async function listenBaton(): Promise<ListeningBaton> {
-  const handler: { app?: Hono } = {};
+  const handler: { app?: ReturnType<typeof createApp> } = {};
   const server = await new Promise<Server>((resolve) => {
-    const s = serve({ fetch: (request) => (handler.app as Hono).fetch(request), port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
+    const s = serve({ fetch: (request) => (handler.app as ReturnType<typeof createApp>).fetch(request), port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
   const { databaseUrl, drop } = await freshDatabase();

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Hono } from 'hono';
 import postgres from 'postgres';
 import { createApp } from '../../src/app.ts';
 import { type AccessTokenSubject, signAccessToken } from '../../src/auth/access-token.ts';
@@ -7,6 +6,7 @@ import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
 import { systemAccess } from '../../src/fhir/access.ts';
+import { noAudit } from '../../src/fhir/audit-sink.ts';
 import type { FhirContext } from '../../src/fhir/interactions.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import type { ResourceValidator } from '../../src/fhir/validation.ts';
@@ -15,7 +15,7 @@ import { createLogger } from '../../src/logger.ts';
 export const BASE_URL = 'http://baton.test/fhir';
 
 export interface TestBaton {
-  app: Hono;
+  app: ReturnType<typeof createApp>;
   db: Database;
   validator: ResourceValidator;
   ctx: FhirContext;
@@ -58,7 +58,7 @@ export async function startBaton(options: { profilePackages?: string[] } = {}): 
     db,
     validator,
     databaseUrl,
-    ctx: { db, q: db, inTransaction: false, baseUrl: BASE_URL, validator, access: systemAccess },
+    ctx: { db, q: db, inTransaction: false, baseUrl: BASE_URL, validator, access: systemAccess, audit: noAudit },
     request: async (path, init = {}) => {
       const { json, token: bearer, ...rest } = init;
       const headers = new Headers(rest.headers);

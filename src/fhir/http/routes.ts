@@ -1,7 +1,9 @@
+import type { CapabilityStatementRestSecurity } from '@medplum/fhirtypes';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Database } from '../../db/connection.ts';
 import type { AccessPolicy } from '../access.ts';
+import type { AuditSink } from '../audit-sink.ts';
 import { processBundle } from '../bundle.ts';
 import { capabilityStatement } from '../capability-statement.ts';
 import { FhirError, methodNotAllowed, notFound, outcome } from '../errors.ts';
@@ -17,6 +19,8 @@ export interface FhirRoutesDeps {
   baseUrl: string;
   validator: ResourceValidator;
   maxBodyBytes: number;
+  /** How clients authenticate, for the CapabilityStatement (rest.security). */
+  security?: CapabilityStatementRestSecurity;
   /**
    * The caller's access policy from the Authorization header, or a thrown 401. connection is the
    * server's bindings of the request (c.env: the Node socket, for certificate-bound tokens).
@@ -24,7 +28,7 @@ export interface FhirRoutesDeps {
   authenticate: (authorization: string | undefined, connection: unknown) => Promise<AccessPolicy>;
 }
 
-export type FhirEnv = { Variables: { access: AccessPolicy } };
+export type FhirEnv = { Variables: { access: AccessPolicy; audit: AuditSink } };
 
 const JSON_PATCH = 'application/json-patch+json';
 const FORM = 'application/x-www-form-urlencoded';
@@ -39,6 +43,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     baseUrl: deps.baseUrl,
     validator: deps.validator,
     access: c.get('access'),
+    audit: c.get('audit'),
   });
   const publicUrl = (c: Context<FhirEnv>): URL => {
     const url = new URL(c.req.url);
@@ -67,7 +72,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
 
   // SMART App Launch 2.2: browser-based clients read the CapabilityStatement cross-origin.
   app.get('/metadata', (c) => {
-    const response = jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles));
+    const response = jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles, deps.security));
     response.headers.set('Access-Control-Allow-Origin', '*');
     return response;
   });

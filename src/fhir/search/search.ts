@@ -66,6 +66,7 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
 
   const matches = page.map((row) => JSON.parse(row.json) as Resource);
   const included = await includedResources(ctx.q, ctx.access, builder, request, matches);
+  ctx.audit.returned([...matches, ...included].map((resource) => ({ resourceType: resource.resourceType, id: resource.id as string, content: resource })));
   const representation = { summary: request.summary, elements: request.elements };
   const shaped = request.summary !== undefined || request.elements !== undefined;
   const entry: BundleEntry[] = [
