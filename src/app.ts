@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import { type AuditedEnv, auditFhirRequests } from './audit/middleware.ts';
+import { type AuditedEnv, auditFhirRequests, auditRegistrations, auditTokenRequests } from './audit/middleware.ts';
 import { AuditWriter } from './audit/writer.ts';
 import { AccessTokenVerifier } from './auth/access-token.ts';
 import { type Authenticate, bearerAuthenticator } from './auth/authenticate.ts';
@@ -53,9 +53,12 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   });
   app.use('*', metricsMiddleware(metrics));
   // Outside the FHIR routes, so that a request they refuse (401 included) is audited too.
-  const audit = auditFhirRequests({ writer: new AuditWriter(deps.db), baseUrl: deps.config.baseUrl });
+  const auditDeps = { writer: new AuditWriter(deps.db), baseUrl: deps.config.baseUrl };
   // '/fhir/*' matches the base itself too (batch and transaction Bundles).
-  app.use('/fhir/*', audit);
+  app.use('/fhir/*', auditFhirRequests(auditDeps));
+  app.use('/auth/token', auditTokenRequests(auditDeps));
+  app.use('/admin/*', auditRegistrations(auditDeps, 'urn:baton:admin:clients', true));
+  app.use('/auth/udap/*', auditRegistrations(auditDeps, 'urn:baton:udap:register', false));
 
   app.route('/', healthRoutes(deps.db, metrics));
   // Before /fhir: the SMART discovery document lives under the FHIR base.

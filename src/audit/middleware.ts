@@ -1,7 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
+import { decodeJwt } from 'jose';
 import type { AccessPolicy } from '../fhir/access.ts';
 import type { AuditSink } from '../fhir/audit-sink.ts';
 import { FhirError } from '../fhir/errors.ts';
+import { toAuditEvent } from './balp.ts';
+import type { AuditCaller, AuditRecord } from './record.ts';
 import { RequestAudit } from './trail.ts';
 import type { AuditWriter } from './writer.ts';
 
@@ -35,4 +39,83 @@ export function auditFhirRequests(deps: { writer: AuditWriter; baseUrl: string }
 function remoteAddress(env: unknown): string | undefined {
   const address = (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
   return typeof address === 'string' ? address : undefined;
+}
+
+/**
+ * Audits token requests (BALP: a User Authentication event): who asked, and the outcome. A
+ * successful request records the issued token's jti, so every later use of that token (which
+ * carries the same jti as its policy) can be traced back to its issuance.
+ */
+export function auditTokenRequests(deps: { writer: AuditWriter; baseUrl: string }): MiddlewareHandler<AuditedEnv> {
+  return async (c, next) => {
+    await next();
+    const status = c.res.status;
+    const issued = status === 200 ? await issuedToken(c.res.clone()) : undefined;
+    const problem = status === 200 ? undefined : await oauthError(c.res.clone());
+    const event = toAuditEvent({
+      id: randomUUID(),
+      recorded: new Date().toISOString(),
+      interaction: 'token',
+      action: 'E',
+      outcome: status === 200 ? '0' : status >= 500 ? '8' : '4',
+      ...(problem ? { outcomeDescription: problem } : {}),
+      httpStatus: status,
+      ...(issued ? { caller: issued } : {}),
+      sourceAddress: remoteAddress(c.env),
+      requestId: c.get('requestId'),
+      server: deps.baseUrl,
+      query: `${c.req.method} ${new URL(c.req.url).pathname}`,
+    });
+    await deps.writer.record([event]);
+  };
+}
+
+/**
+ * Audits client registration: the admin API (an operator's registrations and removals, and
+ * attempts without the admin token) and UDAP dynamic registration. `operation` names which.
+ */
+export function auditRegistrations(deps: { writer: AuditWriter; baseUrl: string }, operation: string, byOperator: boolean): MiddlewareHandler<AuditedEnv> {
+  return async (c, next) => {
+    await next();
+    const status = c.res.status;
+    const actions: Record<string, AuditRecord['action']> = { POST: 'C', DELETE: 'D', GET: 'R', PUT: 'U', PATCH: 'U' };
+    const event = toAuditEvent({
+      id: randomUUID(),
+      recorded: new Date().toISOString(),
+      interaction: 'operation',
+      operation,
+      action: actions[c.req.method] ?? 'E',
+      outcome: status < 400 ? '0' : status >= 500 ? '8' : '4',
+      ...(status >= 400 && c.error instanceof FhirError ? { outcomeDescription: c.error.message } : {}),
+      httpStatus: status,
+      ...(byOperator && status !== 401 && status !== 403 && status !== 404 ? { caller: { clientId: 'operator', kind: 'operator' as const } } : {}),
+      sourceAddress: remoteAddress(c.env),
+      requestId: c.get('requestId'),
+      server: deps.baseUrl,
+      query: `${c.req.method} ${new URL(c.req.url).pathname}`,
+    });
+    await deps.writer.record([event]);
+  };
+}
+
+async function issuedToken(response: Response): Promise<AuditCaller | undefined> {
+  try {
+    const { access_token: token } = (await response.json()) as { access_token?: string };
+    const claims = decodeJwt(token as string);
+    const kind = claims.client_kind;
+    if (typeof claims.client_id !== 'string' || (kind !== 'partner' && kind !== 'internal')) return undefined;
+    return { clientId: claims.client_id, kind, ...(typeof claims.jti === 'string' ? { tokenId: claims.jti } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** RFC 6749 §5.2's error code and description (Baton's own words, never the assertion). */
+async function oauthError(response: Response): Promise<string> {
+  try {
+    const { error, error_description: description } = (await response.json()) as { error?: string; error_description?: string };
+    return [error, description].filter(Boolean).join(': ') || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
 }

@@ -183,3 +183,34 @@ describe('who may read the trail', () => {
     expect(history.entry.every((e: { fullUrl: string }) => !e.fullUrl.includes('/AuditEvent/'))).toBe(true);
   });
 });
+
+describe('token requests and client registration', () => {
+  it('records token requests, successful (with the issued jti) or not, and registrations through the admin API', async () => {
+    const { startAuthBaton, clientKeys, registerClient, signAssertion, tokenRequest, assertionFields } = await import('../auth/harness.ts');
+    const auth = await startAuthBaton();
+    try {
+      const read = async () => (await auth.baton.db.execute<{ content: string }>(sql`SELECT content FROM audit_events ORDER BY seq`)).map((r) => JSON.parse(r.content) as AuditEvent);
+      const keys = await clientKeys();
+      const clientId = await registerClient(auth, keys, 'system/Patient.rs');
+      const registered = (await read()).at(-1) as AuditEvent;
+      expect(registered.action).toBe('C');
+      expect(registered.outcome).toBe('0');
+      expect(registered.subtype?.map((s) => s.code)).toContain('urn:baton:admin:clients');
+
+      const ok = await body(await tokenRequest(auth, assertionFields(await signAssertion({ clientId, keys }), 'system/Patient.rs')));
+      const issued = (await read()).at(-1) as AuditEvent;
+      expect(issued.outcome).toBe('0');
+      const jti = JSON.parse(Buffer.from(ok.access_token.split('.')[1], 'base64url').toString()).jti;
+      expect(policies(issued)).toContain(`urn:ietf:params:oauth:jti:${jti}`);
+      expect(clientIds(issued)).toContain(clientId);
+
+      await tokenRequest(auth, assertionFields('not-a-jwt'));
+      const refused = (await read()).at(-1) as AuditEvent;
+      expect(refused.outcome).toBe('4');
+      expect(refused.outcomeDesc).toContain('invalid_client');
+      expect(clientIds(refused)).not.toContain(clientId);
+    } finally {
+      await auth.close();
+    }
+  });
+});
