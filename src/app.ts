@@ -21,7 +21,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -72,7 +72,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
     adminScopes: deps.config.adminScopes ?? ['system/*.rs'],
     requireClientCertificate,
   });
-  app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate }));
+  app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate, udap: deps.config.udap }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
   app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir }));
 

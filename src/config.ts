@@ -1,4 +1,4 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { type KeyObject, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
@@ -25,6 +25,8 @@ export interface Config {
   clientsFile: string | undefined;
   /** HTTPS (TLS_CERT, TLS_KEY), with client certificates when TLS_CLIENT_CA is set; undefined serves plain HTTP. */
   tls: TlsConfig | undefined;
+  /** UDAP trust-community registration and authentication (BATON_UDAP_*); undefined turns UDAP off. */
+  udap: UdapConfig | undefined;
 }
 
 /** PEM text, read once at start. */
@@ -33,6 +35,18 @@ export interface TlsConfig {
   key: string;
   /** The CAs whose client certificates are accepted (RFC 8705 mutual TLS), one PEM each; undefined requests no client certificate. */
   clientCa: string[] | undefined;
+}
+
+/** Read and checked once at start (HL7 UDAP Security IG 2.0). */
+export interface UdapConfig {
+  /** Baton's UDAP certificate and the CAs above it, leaf first (BATON_UDAP_CERT). */
+  certificates: X509Certificate[];
+  /** The leaf's RSA private key (BATON_UDAP_KEY): it signs signed_metadata. */
+  privateKey: KeyObject;
+  /** Trust community anchors (BATON_UDAP_TRUST_ANCHORS): client certificates must chain to one. */
+  trustAnchors: X509Certificate[];
+  /** The scopes a client registered through UDAP may hold (BATON_UDAP_SCOPE). */
+  scopes: string[];
 }
 
 export class ConfigError extends Error {}
@@ -66,9 +80,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     profilePackages: (env.BATON_PROFILE_PACKAGES ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((p) => resolve(p)),
     maxBodyBytes: integer(env.BATON_MAX_BODY_BYTES ?? String(16 * 1024 * 1024), 'BATON_MAX_BODY_BYTES', 1024, 1024 ** 3),
     adminToken: env.BATON_ADMIN_TOKEN || undefined,
-    adminScopes: parseScopes(env.BATON_ADMIN_SCOPE ?? 'system/*.rs'),
+    adminScopes: parseScopes(env.BATON_ADMIN_SCOPE ?? 'system/*.rs', 'BATON_ADMIN_SCOPE'),
     clientsFile: env.BATON_CLIENTS_FILE ? resolve(env.BATON_CLIENTS_FILE) : undefined,
     tls,
+    udap: loadUdap(env, baseUrl),
+  };
+}
+
+function loadUdap(env: Record<string, string | undefined>, baseUrl: string): UdapConfig | undefined {
+  const certPath = env.BATON_UDAP_CERT || undefined;
+  const keyPath = env.BATON_UDAP_KEY || undefined;
+  const anchorsPath = env.BATON_UDAP_TRUST_ANCHORS || undefined;
+  if (!certPath && !keyPath && !anchorsPath) return undefined;
+  if (!certPath || !keyPath || !anchorsPath) throw new ConfigError('BATON_UDAP_CERT, BATON_UDAP_KEY and BATON_UDAP_TRUST_ANCHORS must be set together');
+  const certificates = readCertificates(certPath, 'BATON_UDAP_CERT');
+  const privateKey = parsePem(() => createPrivateKey(readPem(keyPath, 'BATON_UDAP_KEY')), 'BATON_UDAP_KEY', 'an unencrypted PEM private key');
+  // UDAP IG §2.3: signed_metadata is signed with RS256.
+  if (privateKey.asymmetricKeyType !== 'rsa') throw new ConfigError('BATON_UDAP_KEY must be an RSA key: UDAP signs server metadata with RS256');
+  if (!certificates[0].checkPrivateKey(privateKey)) throw new ConfigError('BATON_UDAP_KEY is not the private key of the first BATON_UDAP_CERT certificate');
+  // §2.3: the signed metadata's iss is the FHIR base URL and must be a subjectAltName URI of this certificate.
+  if (!(certificates[0].subjectAltName ?? '').split(', ').includes(`URI:${baseUrl}`)) {
+    throw new ConfigError(`BATON_UDAP_CERT must carry the FHIR base URL ${baseUrl} as a subjectAltName URI`);
+  }
+  return {
+    certificates,
+    privateKey,
+    trustAnchors: readCertificates(anchorsPath, 'BATON_UDAP_TRUST_ANCHORS'),
+    scopes: parseScopes(env.BATON_UDAP_SCOPE ?? 'system/*.rs http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match', 'BATON_UDAP_SCOPE'),
   };
 }
 
@@ -120,10 +158,10 @@ function integer(text: string, name: string, min: number, max: number): number {
   return n;
 }
 
-function parseScopes(text: string): string[] {
+function parseScopes(text: string, name: string): string[] {
   const scopes = text.split(/\s+/).filter(Boolean);
   if (scopes.length === 0 || !scopes.every((s) => /^(system\/\S+|https?:\/\/\S+)$/.test(s))) {
-    throw new ConfigError('BATON_ADMIN_SCOPE must be space-separated SMART system scopes (system/*.rs) or operation URLs');
+    throw new ConfigError(`${name} must be space-separated SMART system scopes (system/*.rs) or operation URLs`);
   }
   return scopes;
 }

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { Context } from 'hono';
+import type { UdapConfig } from '../config.ts';
 import type { Database } from '../db/connection.ts';
 import { FhirError, badRequest, notFound, outcome } from '../fhir/errors.ts';
 import { isAdminToken } from './admin-credential.ts';
@@ -10,6 +11,7 @@ import { OAuthError } from './oauth-error.ts';
 import type { SigningKeyStore } from './signing-keys.ts';
 import { smartConfiguration } from './smart-configuration.ts';
 import { issueToken } from './token.ts';
+import { udapRoutes } from './udap/routes.ts';
 
 export interface AuthDeps {
   db: Database;
@@ -18,6 +20,8 @@ export interface AuthDeps {
   /** Bearer token of the admin API; undefined keeps it closed. */
   adminToken: string | undefined;
   signingKeys: SigningKeyStore;
+  /** UDAP discovery, registration and client authentication; undefined turns UDAP off. */
+  udap?: UdapConfig;
   /** Mutual TLS is on (TLS_CLIENT_CA): the token endpoint serves only connections with a verified client certificate. */
   requireClientCertificate?: boolean;
 }
@@ -35,6 +39,7 @@ export function authRoutes(deps: AuthDeps): Hono {
   const discovery = (c: Context) => c.json(smartConfiguration(deps.baseUrl), 200, { 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'public, max-age=3600' });
   app.get('/.well-known/smart-configuration', discovery);
   app.get('/fhir/.well-known/smart-configuration', discovery);
+  app.route('/', udapRoutes({ db: deps.db, baseUrl: deps.baseUrl, udap: deps.udap }));
 
   app.get('/auth/jwks', async (c) => c.json((await keys()).jwks, 200, { 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'public, max-age=300' }));
 
@@ -48,7 +53,7 @@ export function authRoutes(deps: AuthDeps): Hono {
         throw new OAuthError('invalid_client', 'this server requires mutual TLS: connect with a client certificate issued by a CA it trusts');
       }
       const form = await tokenRequestForm(c);
-      return c.json(await issueToken({ db: deps.db, fhirBaseUrl: deps.baseUrl, signingKeys: keys }, form, certificateThumbprint), 200, noStore);
+      return c.json(await issueToken({ db: deps.db, fhirBaseUrl: deps.baseUrl, signingKeys: keys, udapTrustAnchors: deps.udap?.trustAnchors }, form, certificateThumbprint), 200, noStore);
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
       return c.json({ error: error.code, error_description: error.description }, error.status, noStore);

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Queryable } from '../db/connection.ts';
 import { ACCESS_TOKEN_LIFETIME_SECONDS, signAccessToken } from './access-token.ts';
@@ -8,6 +9,8 @@ import { RemoteJwksCache } from './remote-jwks.ts';
 import { grantScopes, splitScopes } from './scopes.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { authUrls } from './smart-configuration.ts';
+import { authenticateUdapClient } from './udap/client-authentication.ts';
+import { findUdapRegistration } from './udap/registrations.ts';
 
 export interface TokenResponse {
   access_token: string;
@@ -20,6 +23,8 @@ export interface TokenContext {
   db: Queryable;
   fhirBaseUrl: string;
   signingKeys: () => Promise<SigningKeys>;
+  /** UDAP trust anchors; undefined when UDAP is off. */
+  udapTrustAnchors?: readonly X509Certificate[];
 }
 
 /** Clients' jwks_uri sets, cached per URL as their Cache-Control allows; a cache this process may lose. */
@@ -38,10 +43,11 @@ export async function issueToken(ctx: TokenContext, form: URLSearchParams, certi
   const assertion = form.get('client_assertion');
   if (!assertion) throw new OAuthError('invalid_request', 'client_assertion is required');
   const scope = form.get('scope');
-  if (!scope?.trim()) throw new OAuthError('invalid_request', 'scope is required');
+  // UDAP IG §7.5 (8): a UDAP token request (udap=1) may leave scope out; it is granted the registered scopes.
+  if (!scope?.trim() && form.get('udap') !== '1') throw new OAuthError('invalid_request', 'scope is required');
 
   const client = await authenticateClient(ctx, assertion);
-  const granted = grantScopes(splitScopes(scope), splitScopes(client.scope));
+  const granted = grantScopes(splitScopes(scope?.trim() || client.scope), splitScopes(client.scope));
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
 
   const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, { clientId: client.client_id, kind: client.kind, scopes: granted, certificateThumbprint });
@@ -58,13 +64,20 @@ async function authenticateClient(ctx: TokenContext, assertion: string): Promise
   } catch {
     throw new OAuthError('invalid_client', 'client_assertion is not a JWT');
   }
+  if (typeof claims.iss !== 'string' || !claims.iss) throw new OAuthError('invalid_client', 'client_assertion needs iss (the client_id)');
+  const client = await findActiveClient(ctx.db, claims.iss);
+  if (!client) throw new OAuthError('invalid_client', 'unknown or disabled client');
+  // UDAP JWT-based client authentication: a client registered through UDAP proves itself with its certificate chain (x5c), never by a JWKS.
+  const udapRegistration = await findUdapRegistration(ctx.db, client.client_id);
+  if (udapRegistration) {
+    const udapContext = { db: ctx.db, tokenUrl: authUrls(ctx.fhirBaseUrl).tokenUrl, trustAnchors: ctx.udapTrustAnchors, now: new Date() };
+    await authenticateUdapClient(udapContext, assertion, udapRegistration);
+    return client;
+  }
   if (typeof header.alg !== 'string' || !ASSERTION_ALGORITHMS.includes(header.alg)) {
     throw new OAuthError('invalid_client', `client_assertion must be signed with ${ASSERTION_ALGORITHMS.join(' or ')}`);
   }
   if (typeof header.kid !== 'string' || !header.kid) throw new OAuthError('invalid_client', 'client_assertion header needs a kid');
-  if (typeof claims.iss !== 'string' || !claims.iss) throw new OAuthError('invalid_client', 'client_assertion needs iss (the client_id)');
-  const client = await findActiveClient(ctx.db, claims.iss);
-  if (!client) throw new OAuthError('invalid_client', 'unknown or disabled client');
   // SMART Backend Services: a jku header is honoured only when it names the registered JWKS URL.
   if (header.jku !== undefined && header.jku !== client.jwks_uri) throw new OAuthError('invalid_client', 'jku does not match the registered jwks_uri');
 
