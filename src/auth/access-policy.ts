@@ -16,6 +16,8 @@ export interface Principal {
   certificateThumbprint?: string;
   /** The access token's jti, which the audit trail records (BALP OAUTHaccessTokenUse). */
   tokenId?: string;
+  /** The client's Organization identifiers, for Provenance. */
+  organization?: readonly { system: string; value: string }[];
 }
 
 interface ParsedScope {
@@ -52,8 +54,8 @@ export class ScopedAccess implements AccessPolicy {
   }
 
   get caller(): AccessPolicy['caller'] {
-    const { clientId, kind, tokenId } = this.principal;
-    return tokenId ? { clientId, kind, tokenId } : { clientId, kind };
+    const { clientId, kind, tokenId, organization } = this.principal;
+    return { clientId, kind, ...(tokenId ? { tokenId } : {}), ...(organization ? { organization } : {}) };
   }
 
   get isolated(): boolean {

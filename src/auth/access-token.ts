@@ -14,13 +14,16 @@ export interface AccessTokenSubject {
   scopes: readonly string[];
   /** x5t#S256 of the client certificate the token was requested over (mutual TLS); the token is bound to it. */
   certificateThumbprint?: string;
+  /** The client's Organization identifiers: Provenance names the organization behind a write. */
+  organization?: readonly { system: string; value: string }[];
 }
 
 /** An access token (RFC 9068 JWT profile) for the FHIR base URL, signed with Baton's current key. */
 export async function signAccessToken(keys: SigningKeys, fhirBaseUrl: string, subject: AccessTokenSubject): Promise<string> {
   // RFC 8705 §3.1: a certificate-bound token names its certificate in the cnf claim.
   const cnf = subject.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': subject.certificateThumbprint } };
-  return new SignJWT({ scope: subject.scopes.join(' '), client_id: subject.clientId, client_kind: subject.kind, ...cnf })
+  const organization = subject.organization?.length ? { client_org: subject.organization } : {};
+  return new SignJWT({ scope: subject.scopes.join(' '), client_id: subject.clientId, client_kind: subject.kind, ...organization, ...cnf })
     .setProtectedHeader({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt' })
     .setIssuer(authUrls(fhirBaseUrl).issuer)
     .setAudience(fhirBaseUrl)
@@ -89,11 +92,17 @@ export class AccessTokenVerifier {
 }
 
 function principalOf(payload: JWTPayload): Principal {
-  const { client_id: clientId, client_kind: kind, scope, cnf, jti } = payload;
+  const { client_id: clientId, client_kind: kind, scope, cnf, jti, client_org: organization } = payload;
   if (typeof clientId !== 'string' || (kind !== 'partner' && kind !== 'internal') || typeof scope !== 'string') {
     throw new InvalidTokenError('the access token lacks Baton claims');
   }
-  const principal: Principal = { clientId, kind, scopes: scope.split(' ').filter(Boolean), ...(typeof jti === 'string' ? { tokenId: jti } : {}) };
+  const principal: Principal = {
+    clientId,
+    kind,
+    scopes: scope.split(' ').filter(Boolean),
+    ...(typeof jti === 'string' ? { tokenId: jti } : {}),
+    ...(isIdentifierList(organization) ? { organization } : {}),
+  };
   if (cnf === undefined) return principal;
   const thumbprint = (cnf as Record<string, unknown> | null)?.['x5t#S256'];
   if (typeof thumbprint !== 'string' || !thumbprint) throw new InvalidTokenError('the access token has a cnf claim without x5t#S256');
@@ -111,4 +120,8 @@ function failure(error: unknown): string {
     default:
       return 'the access token could not be verified';
   }
+}
+
+function isIdentifierList(value: unknown): value is { system: string; value: string }[] {
+  return Array.isArray(value) && value.every((i) => typeof i?.system === 'string' && typeof i?.value === 'string');
 }

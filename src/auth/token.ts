@@ -50,7 +50,13 @@ export async function issueToken(ctx: TokenContext, form: URLSearchParams, certi
   const granted = grantScopes(splitScopes(scope?.trim() || client.scope), splitScopes(client.scope));
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
 
-  const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, { clientId: client.client_id, kind: client.kind, scopes: granted, certificateThumbprint });
+  const accessToken = await signAccessToken(await ctx.signingKeys(), ctx.fhirBaseUrl, {
+    clientId: client.client_id,
+    kind: client.kind,
+    scopes: granted,
+    certificateThumbprint,
+    organization: client.organization.identifier,
+  });
   return { access_token: accessToken, token_type: 'bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS, scope: granted.join(' ') };
 }
 

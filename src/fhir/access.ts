@@ -25,7 +25,7 @@ export interface AccessPolicy {
   /** Whether the caller may see resources of the type at all (scopes); included resources of other types are left out. */
   mayRead(resourceType: string): boolean;
   /** Who is calling, for the audit trail; undefined for Baton itself. */
-  readonly caller?: { clientId: string; kind: 'partner' | 'internal' | 'operator'; tokenId?: string };
+  readonly caller?: { clientId: string; kind: 'partner' | 'internal' | 'operator'; tokenId?: string; organization?: readonly { system: string; value: string }[] };
   /** True when visibility() may filter some type: whole-system views, which cannot apply a per-type filter, are refused. */
   readonly filtersRows: boolean;
 }

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { OperationOutcome, Provenance, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { applyPatch, type Operation } from 'rfc6902';
 import type { Database, Queryable } from '../db/connection.ts';
 import { type AccessPolicy, isVisible } from './access.ts';
+import { provenanceOf } from './provenance.ts';
 import type { AuditSink, WriteFact } from './audit-sink.ts';
 import { isResourceType } from './definitions.ts';
 import { badRequest, FhirError, gone, methodNotAllowed, notFound, outcome, preconditionFailed } from './errors.ts';
@@ -27,6 +28,8 @@ export interface FhirContext {
   access: AccessPolicy;
   /** Where interactions report what they wrote and served, for the audit trail. */
   audit: AuditSink;
+  /** A Provenance the client sent with a create or update (X-Provenance), stored with the version written. */
+  provenance?: Provenance;
   /** Inside a transaction Bundle: rows locked up front and versions buffered (store.ts). */
   writes?: WriteBuffer;
 }
@@ -157,6 +160,10 @@ async function writeVersion(ctx: FhirContext, q: Queryable, resource: Resource, 
   const stamped = { resourceType: resource.resourceType, id, meta: { ...resource.meta, versionId: String(versionId), lastUpdated }, ...withoutIdentity(resource) } as NewVersion['resource'];
   await persist(ctx, q, { resource: stamped, versionId, lastUpdated, method, deleted: false });
   ctx.audit.wrote(q, { interaction: WRITE_INTERACTIONS[method], resource: stamped, versionId });
+  // Partners' writes always carry a Provenance; other clients' when they send one.
+  if (ctx.provenance !== undefined || ctx.access.caller?.kind === 'partner') {
+    await recordProvenance(ctx, q, { resourceType: resource.resourceType, id, versionId, created: versionId === 1 }, lastUpdated);
+  }
   return {
     status: versionId === 1 || method === 'POST' ? 201 : 200,
     resourceType: resource.resourceType,
@@ -165,6 +172,14 @@ async function writeVersion(ctx: FhirContext, q: Queryable, resource: Resource, 
     lastUpdatedMs: Date.parse(lastUpdated),
     resource: stamped,
   };
+}
+
+async function recordProvenance(ctx: FhirContext, q: Queryable, written: Parameters<typeof provenanceOf>[0], lastUpdated: string): Promise<void> {
+  const provenance = { ...provenanceOf(written, ctx.provenance, ctx.access.caller, lastUpdated), id: randomUUID() };
+  ctx.validator.validate(provenance);
+  const stamped = { ...provenance, meta: { versionId: '1', lastUpdated } } as NewVersion['resource'];
+  await persist(ctx, q, { resource: stamped, versionId: 1, lastUpdated, method: 'POST', deleted: false });
+  ctx.audit.wrote(q, { interaction: 'create', resource: stamped, versionId: 1 });
 }
 
 /** The resource's content without resourceType, id and meta, so those can lead the JSON. */

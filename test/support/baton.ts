@@ -33,7 +33,7 @@ export interface TestBaton {
 }
 
 /** The harness's own caller: an internal system with every REST permission. */
-const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'internal', scopes: ['system/*.*'] };
+const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'internal', scopes: ['system/*.*'], organization: [{ system: 'urn:baton:test', value: 'harness' }] };
 
 /**
  * A Baton app on a database of its own: in-memory PGlite, or, when DATABASE_URL is set (CI's

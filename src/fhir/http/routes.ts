@@ -8,6 +8,7 @@ import { processBundle } from '../bundle.ts';
 import { capabilityStatement } from '../capability-statement.ts';
 import { FhirError, methodNotAllowed, notFound, outcome } from '../errors.ts';
 import { history } from '../history.ts';
+import { parseProvenanceHeader } from '../provenance.ts';
 import * as interactions from '../interactions.ts';
 import { searchResources } from '../search/search.ts';
 import type { ResourceValidator } from '../validation.ts';
@@ -45,6 +46,11 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     access: c.get('access'),
     audit: c.get('audit'),
   });
+  // Creates and updates may carry the client's Provenance (X-Provenance).
+  const writeContext = (c: Context<FhirEnv>): interactions.FhirContext => {
+    const provenance = parseProvenanceHeader(c.req.header('x-provenance'));
+    return provenance ? { ...context(c), provenance } : context(c);
+  };
   const publicUrl = (c: Context<FhirEnv>): URL => {
     const url = new URL(c.req.url);
     const base = new URL(deps.baseUrl);
@@ -104,7 +110,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
 
   app.post('/:type{[A-Z][A-Za-z]+}', async (c) => {
     const options = responseOptions(c);
-    const result = await interactions.create(context(c), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
+    const result = await interactions.create(writeContext(c), c.req.param('type'), await readJsonBody(c), c.req.header('if-none-exist'));
     return interactionResponse(result, options, true);
   });
 
@@ -112,7 +118,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     const type = c.req.param('type');
     const condition = new URL(c.req.url).search.slice(1);
     const options = responseOptions(c);
-    const result = await interactions.conditionalUpdate(context(c), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    const result = await interactions.conditionalUpdate(writeContext(c), type, condition, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
     return interactionResponse(result, options, true);
   });
 
@@ -131,7 +137,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
   app.put('/:type{[A-Z][A-Za-z]+}/:id', async (c) => {
     const id = assertNotOperation(c.req.param('id'));
     const options = responseOptions(c);
-    const result = await interactions.update(context(c), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
+    const result = await interactions.update(writeContext(c), c.req.param('type'), id, await readJsonBody(c), { ifMatch: c.req.header('if-match') });
     return interactionResponse(result, options, true);
   });
 
