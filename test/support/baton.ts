@@ -10,7 +10,7 @@ import { noAudit } from '../../src/fhir/audit-sink.ts';
 import type { FhirContext } from '../../src/fhir/interactions.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import type { ResourceValidator } from '../../src/fhir/validation.ts';
-import { createLogger } from '../../src/logger.ts';
+import { createLogger, type Logger } from '../../src/logger.ts';
 
 export const BASE_URL = 'http://baton.test/fhir';
 
@@ -39,11 +39,11 @@ const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'in
  * A Baton app on a database of its own: in-memory PGlite, or, when DATABASE_URL is set (CI's
  * PostgreSQL run), a freshly created database so runs never see each other's data.
  */
-export async function startBaton(options: { profilePackages?: string[] } = {}): Promise<TestBaton> {
+export async function startBaton(options: { profilePackages?: string[]; logger?: Logger } = {}): Promise<TestBaton> {
   const { databaseUrl, drop } = await freshDatabase();
   const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 10 });
   await migrateDatabase(db);
-  const logger = createLogger('silent');
+  const logger = options.logger ?? createLogger('silent');
   const validator = await createValidator(options.profilePackages ?? [], logger);
   const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator });
   const token = tokenMinter(db, BASE_URL);
