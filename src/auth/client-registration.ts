@@ -1,4 +1,6 @@
-import { isKnownScope, splitScopes } from './scopes.ts';
+import { FhirError } from '../fhir/errors.ts';
+import { parseSearchRequest } from '../fhir/search/parse.ts';
+import { isKnownScope, parseResourceScope, splitScopes } from './scopes.ts';
 
 export type ClientKind = 'partner' | 'internal';
 
@@ -47,6 +49,10 @@ export function parseRegistration(body: unknown): { registration: ClientRegistra
   if (scopes.length === 0) problems.push('scope must be a non-empty space-separated list of scopes');
   const unknown = scopes.filter((s) => !isKnownScope(s));
   if (unknown.length > 0) problems.push(`unrecognized scopes: ${unknown.join(' ')}`);
+  for (const scope of scopes) {
+    const problem = constraintProblem(scope);
+    if (problem) problems.push(problem);
+  }
   if (problems.length > 0) return { problems };
   return {
     registration: {
@@ -94,4 +100,18 @@ function isLoopback(hostname: string): boolean {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A v2 constraint (`system/Observation.rs?category=laboratory`) must be a search Baton can run on that type; otherwise it would admit nothing. */
+function constraintProblem(scope: string): string | undefined {
+  const parsed = parseResourceScope(scope);
+  if (!parsed?.query) return undefined;
+  if (parsed.type === '*') return `scope ${scope} constrains every type; a ?param=value constraint needs one resource type`;
+  try {
+    parseSearchRequest(parsed.type, new URLSearchParams(parsed.query.slice(1)), { strict: true, baseUrl: undefined });
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof FhirError)) throw error;
+    return `scope ${scope} has a constraint that is not a valid ${parsed.type} search: ${error.message}`;
+  }
 }

@@ -36,7 +36,7 @@ export function authRoutes(deps: AuthDeps): Hono {
   const keys = () => deps.signingKeys.get();
 
   // SMART App Launch §conformance: JSON whatever the Accept header; CORS so browser tools can discover.
-  const discovery = (c: Context) => c.json(smartConfiguration(deps.baseUrl), 200, { 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'public, max-age=3600' });
+  const discovery = (c: Context) => c.json(smartConfiguration(deps.baseUrl, { certificateBoundTokens: deps.requireClientCertificate }), 200, { 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'public, max-age=3600' });
   app.get('/.well-known/smart-configuration', discovery);
   app.get('/fhir/.well-known/smart-configuration', discovery);
   app.route('/', udapRoutes({ db: deps.db, baseUrl: deps.baseUrl, udap: deps.udap }));

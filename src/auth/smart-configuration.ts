@@ -12,7 +12,7 @@ export function authUrls(fhirBaseUrl: string): { tokenUrl: string; jwksUrl: stri
  * Services server. authorization_endpoint and code_challenge_methods_supported are listed
  * because Inferno's discovery test requires them even of backend-only servers.
  */
-export function smartConfiguration(fhirBaseUrl: string): Record<string, unknown> {
+export function smartConfiguration(fhirBaseUrl: string, options: { certificateBoundTokens?: boolean } = {}): Record<string, unknown> {
   const urls = authUrls(fhirBaseUrl);
   return {
     issuer: urls.issuer,
@@ -26,6 +26,8 @@ export function smartConfiguration(fhirBaseUrl: string): Record<string, unknown>
     response_types_supported: ['token'],
     code_challenge_methods_supported: ['S256'],
     capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+    // RFC 8705 §3.3: under mutual TLS every access token is bound to the client certificate.
+    ...(options.certificateBoundTokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
   };
 }
 

@@ -17,6 +17,15 @@ describe('parseRegistration', () => {
     });
   });
 
+  it('accepts v2 constraints that are searches Baton can run, and refuses the others', () => {
+    expect(parseRegistration({ ...valid, scope: 'system/Observation.rs?category=laboratory' })).toHaveProperty('registration');
+    for (const scope of ['system/Observation.rs?no-such-param=1', 'system/*.rs?category=laboratory', 'system/Observation.rs?date=yesterday']) {
+      const parsed = parseRegistration({ ...valid, scope });
+      expect(parsed, scope).toHaveProperty('problems');
+      expect((parsed as { problems: string[] }).problems.join(' ')).toContain(scope);
+    }
+  });
+
   it('accepts a jwks_uri instead of an inline JWKS', () => {
     const { jwks: _, ...rest } = valid;
     expect(parseRegistration({ ...rest, jwks_uri: 'https://partner.example/jwks.json' })).toHaveProperty('registration.jwksUri', 'https://partner.example/jwks.json');

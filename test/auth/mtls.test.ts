@@ -180,6 +180,11 @@ describe('mutual TLS (RFC 8705 certificate-bound tokens)', () => {
     }
   });
 
+  it('announces certificate-bound access tokens in the SMART configuration (RFC 8705 §3.3)', async () => {
+    const configuration = await (await call('/fhir/.well-known/smart-configuration')).json();
+    expect(configuration.tls_client_certificate_bound_access_tokens).toBe(true);
+  });
+
   it('binds a token issued over certificate A to A (cnf.x5t#S256) and serves it over A', async () => {
     const token = await tokenOver(pki.identity('client-a'));
     expect(decodeJwt(token).cnf).toEqual({ 'x5t#S256': thumbprintOf(pki.pem('client-a')) });
