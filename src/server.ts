@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
+import { auditClientsFileChange } from './audit/registration-events.ts';
 import { registrationHint } from './auth/client-onboarding.ts';
 import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
 import { httpsServing } from './auth/mtls.ts';
@@ -30,7 +31,7 @@ const validator = await createValidator(config.profilePackages, logger).catch(ex
 const db = await connectDatabase(config);
 await migrateDatabase(db);
 if (config.clientsFile) {
-  const loaded = await loadClientsFile(db, config.clientsFile).catch(exitOnConfigurationError);
+  const loaded = await loadClientsFile(db, config.clientsFile, auditClientsFileChange(config.baseUrl)).catch(exitOnConfigurationError);
   logger.info({ file: config.clientsFile, ...loaded }, 'clients file applied');
 }
 const ctx: FhirContext = { db, q: db, inTransaction: false, baseUrl: config.baseUrl, validator, access: systemAccess, audit: noAudit };

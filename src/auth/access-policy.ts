@@ -129,9 +129,15 @@ export class ScopedAccess implements AccessPolicy {
     const params = patientCompartmentParams(resourceType);
     if (!params) return undefined;
     const cr = sql.raw('cr');
-    return sql`${alias}.id IN (SELECT ${cr}.resource_id FROM sp_reference ${cr} JOIN access_grants g ON g.patient_id = ${cr}.target_id
+    const inGrantedCompartment = sql`${alias}.id IN (SELECT ${cr}.resource_id FROM sp_reference ${cr} JOIN access_grants g ON g.patient_id = ${cr}.target_id
       WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.code IN ${params} AND ${cr}.target_type = 'Patient' AND ${this.sqlBuilder.local(cr)}
         AND g.client_id = ${client} AND ${active})`;
+    if (resourceType !== 'Group') return inGrantedCompartment;
+    // A Group lists members: it is shown only when every member in it is granted, or it would name the others.
+    const gm = sql.raw('gm');
+    return sql`${inGrantedCompartment} AND NOT EXISTS (SELECT 1 FROM sp_reference ${gm}
+      WHERE ${gm}.resource_type = 'Group' AND ${gm}.resource_id = ${alias}.id AND ${gm}.code = 'member' AND ${gm}.target_type = 'Patient'
+        AND ${gm}.target_id NOT IN (SELECT g.patient_id FROM access_grants g WHERE g.client_id = ${client} AND ${active}))`;
   }
 }
 

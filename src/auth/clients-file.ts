@@ -61,7 +61,12 @@ export function parseClientsFile(text: string): FileEntry[] {
  * upserted under it, one without is matched to the client of the same name and kind. All entries
  * commit together, under a lock so that processes starting together do not register one twice.
  */
-export async function loadClientsFile(db: Database, path: string): Promise<ClientsFileResult> {
+export async function loadClientsFile(
+  db: Database,
+  path: string,
+  /** Called in the registering transaction for each client created or changed (the audit trail records it there). */
+  onChange: (tx: Queryable, clientId: string, change: 'created' | 'updated') => Promise<void> = async () => undefined,
+): Promise<ClientsFileResult> {
   const prefix = `BATON_CLIENTS_FILE ${path}`;
   const text = await readFile(path, 'utf8').catch((error: unknown) => {
     throw new ClientsFileError(`${prefix} cannot be read (${(error as { code?: string }).code ?? 'error'})`);
@@ -77,7 +82,9 @@ export async function loadClientsFile(db: Database, path: string): Promise<Clien
     const result: ClientsFileResult = { created: 0, updated: 0, unchanged: 0 };
     for (const [index, entry] of entries.entries()) {
       const clientId = entry.clientId ?? (await clientIdByName(tx, entry.registration, `${prefix}: ${entryLabel(index, entry.registration)}`));
-      result[await upsertClient(tx, clientId, entry.registration)] += 1;
+      const change = await upsertClient(tx, clientId, entry.registration);
+      result[change] += 1;
+      if (change !== 'unchanged') await onChange(tx, clientId, change);
     }
     return result;
   });

@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
+import { auditClientsFileChange } from '../../src/audit/registration-events.ts';
 import { ClientsFileError, loadClientsFile, parseClientsFile } from '../../src/auth/clients-file.ts';
 import { createClient, listClients } from '../../src/auth/clients.ts';
 import { type AuthBaton, type ClientKeys, ORGANIZATION, assertionFields, clientKeys, signAssertion, startAuthBaton, tokenRequest } from './harness.ts';
@@ -75,6 +78,18 @@ describe('loadClientsFile', () => {
     const after = await listClients(auth.baton.db);
     expect(after.map((c) => c.client_id)).toEqual(ids);
     expect(Object.fromEntries(after.map((c) => [c.name, c.scope]))).toEqual({ 'Claims Loader': 'system/Claim.cruds', 'Acme Health': 'system/Coverage.rs' });
+  });
+
+  it('audits each registration it makes or changes, in its transaction, and none when nothing changed', async () => {
+    const events = async () => (await auth.baton.db.execute<{ content: string }>(sql`SELECT content FROM audit_events`)).map((r) => JSON.parse(r.content) as AuditEvent);
+    const before = (await events()).length;
+    const path = writeClientsFile('audited.json', [entry({ client_id: 'audited-loader', name: 'Audited Loader' })]);
+    await loadClientsFile(auth.baton.db, path, auditClientsFileChange('http://baton.test/fhir'));
+    await loadClientsFile(auth.baton.db, path, auditClientsFileChange('http://baton.test/fhir'));
+    const recorded = (await events()).slice(before);
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0].action).toBe('C');
+    expect(recorded[0].subtype?.map((s) => s.code)).toContain('urn:baton:clients-file');
   });
 
   it('registers a client that can get a token under its stable client_id', async () => {

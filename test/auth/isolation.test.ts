@@ -32,6 +32,8 @@ beforeAll(async () => {
   }
   // A family coverage: in pA's compartment (beneficiary) and pB's (subscriber).
   await put({ resourceType: 'Coverage', id: 'family', status: 'active', beneficiary: { reference: 'Patient/pA' }, subscriber: { reference: 'Patient/pB' }, payor: [{ reference: 'Organization/clinic' }] });
+  await put({ resourceType: 'Group', id: 'only-a', type: 'person', actual: true, member: [{ entity: { reference: 'Patient/pA' } }] });
+  await put({ resourceType: 'Group', id: 'a-and-b', type: 'person', actual: true, member: [{ entity: { reference: 'Patient/pA' } }, { entity: { reference: 'Patient/pB' } }] });
   await put({ resourceType: 'Encounter', id: 'enc-pB', status: 'finished', class: { code: 'AMB' }, subject: { reference: 'Patient/pB' } });
 
   const jwks = { keys: [{ kty: 'EC', crv: 'P-384', x: 'x', y: 'y', kid: 'k' }] };
@@ -75,6 +77,12 @@ describe('reads', () => {
     for (const path of ['/fhir/Patient/pExpired', '/fhir/Patient/pFuture', '/fhir/Observation/obs-pExpired', '/fhir/Observation/obs-pFuture']) {
       expect((await asA(path)).status, path).toBe(404);
     }
+  });
+
+  it('shows a Group only when every member in it is granted', async () => {
+    expect((await asA('/fhir/Group/only-a')).status).toBe(200);
+    expect((await asA('/fhir/Group/a-and-b')).status).toBe(404);
+    expect(ids(await search('/fhir/Group'))).toEqual(['Group/only-a']);
   });
 
   it('keeps directory data (types outside the Patient compartment) readable under the scopes', async () => {
