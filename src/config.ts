@@ -27,6 +27,17 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** UDAP trust-community registration and authentication (BATON_UDAP_*); undefined turns UDAP off. */
   udap: UdapConfig | undefined;
+  /** The audit trail's signed checkpoints (issue 4). */
+  audit: AuditConfig;
+}
+
+export interface AuditConfig {
+  /** The P-384 private key signing checkpoints (BATON_AUDIT_KEY); undefined: a key generated once and kept in the database. */
+  key: KeyObject | undefined;
+  /** A checkpoint every this many sealed events (BATON_AUDIT_CHECKPOINT_EVERY)… */
+  checkpointEvery: number;
+  /** …and at the latest this many seconds after the last one, when events were sealed since (BATON_AUDIT_CHECKPOINT_SECONDS). */
+  checkpointSeconds: number;
 }
 
 /** PEM text, read once at start. */
@@ -84,7 +95,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     clientsFile: env.BATON_CLIENTS_FILE ? resolve(env.BATON_CLIENTS_FILE) : undefined,
     tls,
     udap: loadUdap(env, baseUrl),
+    audit: {
+      key: env.BATON_AUDIT_KEY ? loadAuditKey(env.BATON_AUDIT_KEY) : undefined,
+      checkpointEvery: integer(env.BATON_AUDIT_CHECKPOINT_EVERY ?? '1000', 'BATON_AUDIT_CHECKPOINT_EVERY', 1, 1_000_000_000),
+      checkpointSeconds: integer(env.BATON_AUDIT_CHECKPOINT_SECONDS ?? '60', 'BATON_AUDIT_CHECKPOINT_SECONDS', 1, 86_400 * 366),
+    },
   };
+}
+
+/** A private JWK (JSON) or PEM file; checkpoints are ES384 JWS, so it must be a P-384 EC key. */
+function loadAuditKey(path: string): KeyObject {
+  const text = readPem(path, 'BATON_AUDIT_KEY');
+  const key = parsePem(
+    () => (text.trimStart().startsWith('{') ? createPrivateKey({ key: JSON.parse(text), format: 'jwk' }) : createPrivateKey(text)),
+    'BATON_AUDIT_KEY',
+    'a private JWK or an unencrypted PEM private key',
+  );
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    throw new ConfigError('BATON_AUDIT_KEY must be an EC P-384 key: checkpoints are signed with ES384');
+  }
+  return key;
 }
 
 function loadUdap(env: Record<string, string | undefined>, baseUrl: string): UdapConfig | undefined {

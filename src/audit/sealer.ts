@@ -1,0 +1,252 @@
+import type { AuditEvent } from '@medplum/fhirtypes';
+import { type SQL, sql } from 'drizzle-orm';
+import { CompactSign } from 'jose';
+import type { AuditConfig } from '../config.ts';
+import type { Database, Queryable } from '../db/connection.ts';
+import { writeVersions } from '../fhir/store.ts';
+import type { Logger } from '../logger.ts';
+import { AUDIT_SIGNING_ALGORITHM, type AuditSigningKey, loadAuditSigningKey } from './audit-key.ts';
+import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
+
+/**
+ * The single sealer of the audit trail (issue 4): it appends audit_events to the hash chain in
+ * (txid, seq) order, copies each sealed AuditEvent into the FHIR store (so auditors find it with
+ * FHIR search) and signs checkpoints. Events are taken only from transactions older than the
+ * oldest one still running: those have all committed or aborted, so no event can later appear
+ * below what was sealed, and the order is gap-free without a global lock on the write path.
+ */
+
+export interface SealerDeps {
+  db: Database;
+  audit: AuditConfig;
+}
+
+/** The JOSE header `typ` of a checkpoint, so the audit key's signature on anything else never passes for one. */
+export const CHECKPOINT_TYPE = 'baton-audit-checkpoint+jws';
+
+/** What a checkpoint signs. */
+export interface CheckpointPayload {
+  position: number;
+  /** Hex chain hash at `position`. */
+  chain_hash: string;
+  /** ISO instant the checkpoint was made. */
+  time: string;
+}
+
+/** Events sealed per transaction at most. */
+const BATCH = 1000;
+/** Sealers across all processes sharing the database take turns on this lock. */
+const SEALER_LOCK = sql`hashtext('baton.audit_sealer')`;
+const PASS_INTERVAL_MS = 250;
+
+/** Seals until nothing is pending (waiting for a sealer of another process to finish its pass). */
+export async function sealPending(deps: SealerDeps): Promise<{ sealed: number }> {
+  const key = await loadAuditSigningKey(deps.db, deps.audit.key);
+  let sealed = 0;
+  for (;;) {
+    const pass = await sealAuditBatch(deps.db, key, deps.audit, 'wait');
+    sealed += pass.sealed;
+    if (pass.sealed < BATCH) return { sealed };
+  }
+}
+
+/**
+ * Seals every ~250 ms in the background. A failing pass is logged by error class and SQLSTATE
+ * only (a driver's message may quote AuditEvent content) and retried at the next tick; stop()
+ * waits for the pass in flight.
+ */
+export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Promise<void> } {
+  let key: Promise<AuditSigningKey> | undefined;
+  let inFlight: Promise<void> | undefined;
+  let stopped = false;
+
+  const signingKey = (): Promise<AuditSigningKey> => {
+    key ??= loadAuditSigningKey(deps.db, deps.audit.key).then(
+      (loaded) => {
+        if (loaded.source === 'database') {
+          logger.warn({ kid: loaded.kid }, 'audit checkpoints are signed with a key kept in the database: they do not protect the trail against someone who can write the database; set BATON_AUDIT_KEY');
+        }
+        return loaded;
+      },
+      (error: unknown) => {
+        key = undefined;
+        throw error;
+      },
+    );
+    return key;
+  };
+
+  const pass = async (): Promise<void> => {
+    try {
+      const signing = await signingKey();
+      // A backlog is sealed batch after batch, each in a transaction of its own.
+      while (!stopped && (await sealAuditBatch(deps.db, signing, deps.audit, 'skip-if-busy')).sealed === BATCH);
+    } catch (error) {
+      logger.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: sqlState(error) }, 'audit sealing pass failed; retrying');
+    }
+  };
+
+  const tick = (): void => {
+    if (stopped || inFlight) return;
+    inFlight = pass().finally(() => (inFlight = undefined));
+  };
+  const timer = setInterval(tick, PASS_INTERVAL_MS);
+  timer.unref();
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await inFlight;
+    },
+  };
+}
+
+interface ChainHead {
+  position: number;
+  chain_hash: string;
+  event_txid: string;
+  event_seq: number;
+}
+
+interface PendingEvent {
+  seq: number;
+  txid: string;
+  event_id: string;
+  recorded_ms: number;
+  content: string;
+}
+
+/**
+ * One pass in one transaction: the next batch of events after the chain head, their chain rows,
+ * their FHIR store copies and the checkpoints due. 'skip-if-busy' returns at once when another
+ * sealer holds the lock; 'wait' waits for it.
+ */
+export async function sealAuditBatch(
+  db: Database,
+  key: AuditSigningKey,
+  policy: Pick<AuditConfig, 'checkpointEvery' | 'checkpointSeconds'>,
+  whenBusy: 'wait' | 'skip-if-busy',
+): Promise<{ sealed: number }> {
+  return db.transaction(async (tx) => {
+    if (whenBusy === 'wait') {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(${SEALER_LOCK})`);
+    } else {
+      const [lock] = await tx.execute<{ locked: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${SEALER_LOCK}) AS locked`);
+      if (!lock.locked) return { sealed: 0 };
+    }
+    const [head] = await tx.execute<ChainHead>(
+      sql`SELECT position::float8 AS position, chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY position DESC LIMIT 1`,
+    );
+    const events = await tx.execute<PendingEvent>(sql`
+      SELECT seq::float8 AS seq, txid::text AS txid, event_id, (extract(epoch FROM recorded) * 1000)::float8 AS recorded_ms, content
+      FROM audit_events
+      WHERE ${afterWatermark(head)} txid < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY txid, seq LIMIT ${BATCH}`);
+    const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent);
+    const rows = chainRows(head, events, parsed);
+    if (rows.length > 0) {
+      await insertChainRows(tx, rows);
+      await writeVersions(
+        tx,
+        events.map((event, i) => {
+          const lastUpdated = new Date(event.recorded_ms).toISOString();
+          return { resource: storedAuditEvent(parsed[i], event.event_id, lastUpdated), versionId: 1, lastUpdated, method: 'POST', deleted: false };
+        }),
+      );
+    }
+    await writeCheckpoints(tx, key, policy, head, rows);
+    return { sealed: rows.length };
+  });
+}
+
+/**
+ * The AuditEvent as the FHIR store serves it: the recorded content as version 1, last updated
+ * when it was recorded. Verification rebuilds it the same way to check the copy.
+ */
+export function storedAuditEvent(event: AuditEvent, eventId: string, lastUpdated: string): AuditEvent & { id: string } {
+  return { ...event, id: eventId, meta: { ...event.meta, versionId: '1', lastUpdated } };
+}
+
+interface ChainRow {
+  position: number;
+  eventSeq: number;
+  eventTxid: string;
+  contentHash: string;
+  chainHash: string;
+}
+
+function chainRows(head: ChainHead | undefined, events: PendingEvent[], parsed: AuditEvent[]): ChainRow[] {
+  let position = head?.position ?? 0;
+  let previous = head?.chain_hash ?? GENESIS_CHAIN_HASH;
+  return events.map((event, i) => {
+    const hash = contentHash(parsed[i]);
+    previous = chainHash(previous, hash);
+    return { position: ++position, eventSeq: event.seq, eventTxid: event.txid, contentHash: hash, chainHash: previous };
+  });
+}
+
+/** (txid, seq) past the chain head's event; nothing on an empty chain. */
+function afterWatermark(head: ChainHead | undefined): SQL {
+  return head ? sql`(txid, seq) > (${head.event_txid}::xid8, ${head.event_seq}::bigint) AND` : sql``;
+}
+
+async function insertChainRows(q: Queryable, rows: ChainRow[]): Promise<void> {
+  const column = (values: (string | number)[]) => sql`${sql.param(values.map(String))}::text[]`;
+  await q.execute(sql`
+    INSERT INTO audit_chain (position, event_seq, event_txid, content_hash, chain_hash)
+    SELECT position::bigint, event_seq::bigint, event_txid::xid8, content_hash, chain_hash
+    FROM unnest(${column(rows.map((r) => r.position))}, ${column(rows.map((r) => r.eventSeq))}, ${column(rows.map((r) => r.eventTxid))},
+      ${column(rows.map((r) => r.contentHash))}, ${column(rows.map((r) => r.chainHash))}) AS r(position, event_seq, event_txid, content_hash, chain_hash)`);
+}
+
+/**
+ * A checkpoint every `checkpointEvery` positions, and one at the head once `checkpointSeconds`
+ * have passed since the last checkpoint with positions sealed after it.
+ */
+async function writeCheckpoints(
+  q: Queryable,
+  key: AuditSigningKey,
+  policy: Pick<AuditConfig, 'checkpointEvery' | 'checkpointSeconds'>,
+  head: ChainHead | undefined,
+  rows: ChainRow[],
+): Promise<void> {
+  const [last] = await q.execute<{ position: number; time_ms: number }>(
+    sql`SELECT position::float8 AS position, (extract(epoch FROM time) * 1000)::float8 AS time_ms FROM audit_checkpoints ORDER BY position DESC LIMIT 1`,
+  );
+  const now = Date.now();
+  const due: { position: number; chain_hash: string }[] = [];
+  // After a change of checkpointEvery the next count-based checkpoint is among the rows at hand.
+  for (const row of rows) {
+    const since = due.at(-1)?.position ?? last?.position ?? 0;
+    if (row.position - since >= policy.checkpointEvery) due.push({ position: row.position, chain_hash: row.chainHash });
+  }
+  const newest = rows.at(-1);
+  const tip = newest ? { position: newest.position, chain_hash: newest.chainHash } : head;
+  const lastTime = due.length > 0 ? now : (last?.time_ms ?? Number.NEGATIVE_INFINITY);
+  const lastPosition = due.at(-1)?.position ?? last?.position ?? 0;
+  if (tip && tip.position > lastPosition && now - lastTime >= policy.checkpointSeconds * 1000) due.push({ position: tip.position, chain_hash: tip.chain_hash });
+  if (due.length === 0) return;
+
+  const time = new Date(now).toISOString();
+  const signed = await Promise.all(due.map((checkpoint) => signCheckpoint(key, { ...checkpoint, time })));
+  const column = (values: string[]) => sql`${sql.param(values)}::text[]`;
+  await q.execute(sql`
+    INSERT INTO audit_checkpoints (position, chain_hash, time, jws)
+    SELECT position::bigint, chain_hash, ${time}::timestamptz, jws
+    FROM unnest(${column(due.map((c) => String(c.position)))}, ${column(due.map((c) => c.chain_hash))}, ${column(signed)}) AS c(position, chain_hash, jws)`);
+}
+
+async function signCheckpoint(key: AuditSigningKey, payload: CheckpointPayload): Promise<string> {
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg: AUDIT_SIGNING_ALGORITHM, kid: key.kid, typ: CHECKPOINT_TYPE })
+    .sign(key.privateKey);
+}
+
+/** The SQLSTATE of a driver error, which drizzle wraps (DrizzleQueryError has it on its cause). */
+function sqlState(error: unknown): string | undefined {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
