@@ -80,7 +80,10 @@ export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Pr
     try {
       const signing = await signingKey();
       // A backlog is sealed batch after batch, each in a transaction of its own.
-      while (!stopped && (await sealAuditBatch(deps.db, signing, deps.audit, 'skip-if-busy')).sealed === BATCH);
+      let sealed: number;
+      do {
+        ({ sealed } = await sealAuditBatch(deps.db, signing, deps.audit, 'skip-if-busy'));
+      } while (!stopped && sealed === BATCH);
     } catch (error) {
       logger.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: sqlState(error) }, 'audit sealing pass failed; retrying');
     }
