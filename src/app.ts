@@ -11,23 +11,27 @@ import { SigningKeyStore } from './auth/signing-keys.ts';
 import { restSecurity } from './auth/smart-configuration.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/connection.ts';
+import { noAudit } from './fhir/audit-sink.ts';
 import { conflictFromDatabase } from './fhir/database-errors.ts';
 import { FhirError, outcome } from './fhir/errors.ts';
 import { outcomeResponse } from './fhir/http/respond.ts';
 import { fhirRoutes } from './fhir/http/routes.ts';
+import { operationRoutes } from './operations/routes.ts';
 import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
 import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap' | 'audit'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
   metrics?: Metrics;
   /** Replaces bearer-token verification; only bench:auth uses it, to measure what verification costs. */
   authenticate?: Authenticate;
+  /** false serves every request unaudited; only bench:audit uses it, to measure what auditing costs. */
+  auditing?: false;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -54,11 +58,18 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.use('*', metricsMiddleware(metrics));
   // Outside the FHIR routes, so that a request they refuse (401 included) is audited too.
   const auditDeps = { writer: new AuditWriter(deps.db), baseUrl: deps.config.baseUrl };
-  // '/fhir/*' matches the base itself too (batch and transaction Bundles).
-  app.use('/fhir/*', auditFhirRequests(auditDeps));
-  app.use('/auth/token', auditTokenRequests(auditDeps));
-  app.use('/admin/*', auditRegistrations(auditDeps, 'urn:baton:admin:clients', true));
-  app.use('/auth/udap/*', auditRegistrations(auditDeps, 'urn:baton:udap:register', false));
+  if (deps.auditing === false) {
+    app.use('/fhir/*', async (c, next) => {
+      c.set('audit', noAudit);
+      await next();
+    });
+  } else {
+    // '/fhir/*' matches the base itself too (batch and transaction Bundles).
+    app.use('/fhir/*', auditFhirRequests(auditDeps));
+    app.use('/auth/token', auditTokenRequests(auditDeps));
+    app.use('/admin/*', auditRegistrations(auditDeps, 'urn:baton:admin:clients', true));
+    app.use('/auth/udap/*', auditRegistrations(auditDeps, 'urn:baton:udap:register', false));
+  }
 
   app.route('/', healthRoutes(deps.db, metrics));
   // Before /fhir: the SMART discovery document lives under the FHIR base.
@@ -74,7 +85,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   });
   app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate, udap: deps.config.udap }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes(deps.config.audit) }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

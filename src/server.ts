@@ -1,6 +1,7 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
 import { auditClientsFileChange } from './audit/registration-events.ts';
+import { startAuditSealer } from './audit/sealer.ts';
 import { registrationHint } from './auth/client-onboarding.ts';
 import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
 import { httpsServing } from './auth/mtls.ts';
@@ -41,6 +42,8 @@ if (config.seed === 'demo') {
   if (seeded) logger.info({ resources: seeded }, 'demo data loaded');
 }
 
+// Chains, checkpoints and publishes audit events for FHIR search, in the background.
+const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 const app = createApp({ config, db, logger, validator });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
@@ -55,6 +58,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
+  await sealer.stop();
   await db.close();
   process.exit(0);
 }

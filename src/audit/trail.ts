@@ -53,7 +53,8 @@ export class RequestAudit implements AuditSink {
     this.pending.delete(q);
     const events = facts.flatMap((fact) => this.perPatient(patientsOf(fact.resource, this.request.server), (patient) => this.event({
       interaction: fact.interaction,
-      action: actionOf(fact.interaction),
+      // An update that creates the resource (create-on-update) is a Create.
+      action: fact.versionId === 1 && fact.interaction === 'update' ? 'C' : actionOf(fact.interaction),
       outcome: '0',
       httpStatus: fact.interaction === 'create' ? 201 : 200,
       resource: { type: fact.resource.resourceType, id: fact.resource.id, versionId: fact.versionId },

@@ -5,6 +5,7 @@ import { type AccessTokenSubject, signAccessToken } from '../../src/auth/access-
 import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
 import { migrateDatabase } from '../../src/db/migrate.ts';
+import { sealPending } from '../../src/audit/sealer.ts';
 import { systemAccess } from '../../src/fhir/access.ts';
 import { noAudit } from '../../src/fhir/audit-sink.ts';
 import type { FhirContext } from '../../src/fhir/interactions.ts';
@@ -27,10 +28,15 @@ export interface TestBaton {
    * API, and authorization tests choose their caller); `token: null` sends none.
    */
   request(path: string, init?: RequestInit & { json?: unknown; token?: string | null }): Promise<Response>;
+  /** Seals the AuditEvents recorded so far (the server's background sealer does it every ~250 ms): chained, checkpointed and searchable. */
+  sealAudit(): Promise<{ sealed: number }>;
   /** An access token signed with this Baton's key, as its token endpoint would issue it. */
   token(subject?: Partial<AccessTokenSubject>): Promise<string>;
   close(): Promise<void>;
 }
+
+/** Checkpoints as configured by default, with a key generated in the database. */
+const TEST_AUDIT = { key: undefined, checkpointEvery: 1000, checkpointSeconds: 60 };
 
 /** The harness's own caller: an internal system with every REST permission. */
 const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'internal', scopes: ['system/*.*'], organization: [{ system: 'urn:baton:test', value: 'harness' }] };
@@ -67,6 +73,7 @@ export async function startBaton(options: { profilePackages?: string[]; logger?:
       return app.request(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
     },
     token,
+    sealAudit: () => sealPending({ db, audit: TEST_AUDIT }),
     close: async () => {
       await db.close();
       await drop();

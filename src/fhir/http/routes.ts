@@ -27,6 +27,20 @@ export interface FhirRoutesDeps {
    * server's bindings of the request (c.env: the Node socket, for certificate-bound tokens).
    */
   authenticate: (authorization: string | undefined, connection: unknown) => Promise<AccessPolicy>;
+  operations?: readonly OperationRoute[];
+}
+
+/**
+ * A FHIR operation (`/Patient/$member-match`, `/AuditEvent/$verify`), implemented outside the
+ * REST core (src/operations) and served here, behind the same authentication and audit. The
+ * handler gets the request's FhirContext, the query parameters and, for POST, the JSON body; it
+ * answers a resource (200) or a Response of its own (202 and the like).
+ */
+export interface OperationRoute {
+  method: 'GET' | 'POST';
+  /** Under the FHIR base, e.g. `/Patient/$member-match` or `/Group/:id/$export`. */
+  path: string;
+  handle(ctx: interactions.FhirContext, request: { params: URLSearchParams; body: unknown; pathParams: Record<string, string> }): Promise<object | Response>;
 }
 
 export type FhirEnv = { Variables: { access: AccessPolicy; audit: AuditSink } };
@@ -87,6 +101,14 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     const options = responseOptions(c);
     return jsonResponse(c, await processBundle(context(c), await readJsonBody(c), { preferReturn: options.preferReturn }));
   });
+
+  for (const operation of deps.operations ?? []) {
+    app.on(operation.method, operation.path, async (c) => {
+      const body = operation.method === 'POST' ? await readJsonBody(c) : undefined;
+      const result = await operation.handle(context(c), { params: queryParams(c), body, pathParams: c.req.param() as Record<string, string> });
+      return result instanceof Response ? result : jsonResponse(c, result);
+    });
+  }
 
   app.get('/_history', async (c) => jsonResponse(c, await history(context(c), { params: queryParams(c), url: publicUrl(c) })));
 
