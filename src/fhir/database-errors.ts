@@ -11,9 +11,18 @@ const RETRYABLE: Record<string, string> = {
   '40P01': 'A concurrent transaction conflicted with this one (deadlock); retry',
 };
 
+/**
+ * The SQLSTATE with which the append-only triggers (migrations/0009_audit_append_only.sql) refuse
+ * an UPDATE, DELETE or TRUNCATE of the audit trail, AuditEvent rows of the FHIR store included.
+ * A class of Baton's own, so it is never confused with a privilege error: if it ever reaches a
+ * request, the caller asked to change the audit trail (405), it is not a server fault.
+ */
+export const AUDIT_APPEND_ONLY_SQLSTATE = 'ZA001';
+
 export function conflictFromDatabase(error: unknown): FhirError | undefined {
   // drizzle wraps the driver's error (DrizzleQueryError); the SQLSTATE is on its cause.
   for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === AUDIT_APPEND_ONLY_SQLSTATE) return new FhirError(405, outcome('error', 'not-supported', 'The audit trail is append-only: AuditEvents cannot be changed or deleted'), { Allow: 'GET' });
     const message = typeof e.code === 'string' ? RETRYABLE[e.code] : undefined;
     if (message) return new FhirError(409, outcome('error', 'conflict', message));
   }

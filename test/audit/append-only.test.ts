@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUDIT_APPEND_ONLY_SQLSTATE } from '../../src/audit/append-only.ts';
+import { AUDIT_APPEND_ONLY_SQLSTATE, conflictFromDatabase } from '../../src/fhir/database-errors.ts';
 import { sealPending } from '../../src/audit/sealer.ts';
 import { type TestBaton, body, startBaton } from '../support/baton.ts';
 import { AUDIT, auditEvent, recordEvents } from './sealed-trail.ts';
@@ -65,5 +65,14 @@ describe('the audit trail is append-only', () => {
     const updated = await baton.request(`/fhir/Basic/${created.id}`, { method: 'PUT', json: { ...created, code: { text: 'v2' } } });
     expect(updated.status).toBe(200);
     expect((await baton.request(`/fhir/Basic/${created.id}`, { method: 'DELETE' })).status).toBe(204);
+  });
+});
+
+describe('a refusal that reaches a request', () => {
+  it('is a 405 with an OperationOutcome, not a server fault', () => {
+    const wrapped = { name: 'DrizzleQueryError', cause: { code: AUDIT_APPEND_ONLY_SQLSTATE } };
+    const error = conflictFromDatabase(wrapped);
+    expect(error?.status).toBe(405);
+    expect(error?.outcome.issue?.[0].code).toBe('not-supported');
   });
 });
