@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { demoMembers } from '../src/seed/demo.ts';
 import { freshDatabase } from './support/baton.ts';
 
 /** Starts `src/server.ts` as `npm start` does and resolves once it logs its port. */
@@ -31,7 +32,8 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-const DEMO_PHI = ['Demoson', 'Samplefield', 'Testwell', 'Avery', '1971-03-14', '1985-11-02', 'DEMO-M-0001', 'Example Street'];
+const [member1, member2] = demoMembers();
+const DEMO_PHI = [member1.names[0].family, member2.names[0].family, member1.names[0].given[0], member1.birthDate, member2.birthDate, member1.memberId, member1.addresses[0].line[0]];
 
 describe('server start', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'baton-start-'));
@@ -50,10 +52,12 @@ describe('server start', () => {
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       expect((await fetch(`${base}/fhir/Patient/demo-patient-1`)).status).toBe(401);
       const patient = await (await fetch(`${base}/fhir/Patient/demo-patient-1`, asOperator)).json();
-      expect(patient.name[0].family).toBe('Demoson');
+      expect(patient.name[0].family).toBe(member1.names[0].family);
       const org = await (await fetch(`${base}/fhir/Organization/baton-payer`, asOperator)).json();
       expect(org).toMatchObject({ name: 'Start Test Plan', identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: '1111111111' }] });
-      expect((await fetch(`${base}/fhir/ExplanationOfBenefit/demo-eob-3`, asOperator)).status).toBe(200);
+      expect((await fetch(`${base}/fhir/ExplanationOfBenefit/demo-eob-3-1`, asOperator)).status).toBe(200);
+      const family = await (await fetch(`${base}/fhir/Coverage?subscriber=Patient/demo-patient-1&_summary=count`, asOperator)).json();
+      expect(family.total).toBe(demoMembers().filter((m) => m.householdIndex === 0).length);
       await fetch(`${base}/fhir/Patient/demo-patient-2?_pretty=true`, asOperator);
     } finally {
       await stop(first.child);
