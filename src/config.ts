@@ -1,6 +1,6 @@
 import { type KeyObject, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 /** Typed configuration, read from the environment once at start (STYLE: nothing else reads process.env). */
 export interface Config {
@@ -29,6 +29,8 @@ export interface Config {
   udap: UdapConfig | undefined;
   /** The audit trail's signed checkpoints (issue 4). */
   audit: AuditConfig;
+  /** How long the audit trail stays in the database, and where it goes after (issue 4). */
+  auditRetention: AuditRetentionConfig;
 }
 
 export interface AuditConfig {
@@ -38,6 +40,13 @@ export interface AuditConfig {
   checkpointEvery: number;
   /** …and at the latest this many seconds after the last one, when events were sealed since (BATON_AUDIT_CHECKPOINT_SECONDS). */
   checkpointSeconds: number;
+}
+
+export interface AuditRetentionConfig {
+  /** Sealed events are archived once older than this many days (BATON_AUDIT_RETENTION_DAYS)… */
+  days: number;
+  /** …into this directory, then removed from the database (BATON_AUDIT_ARCHIVE_DIR). */
+  archiveDir: string;
 }
 
 /** PEM text, read once at start. */
@@ -76,12 +85,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (seed !== 'demo' && seed !== 'none') throw new ConfigError('BATON_SEED must be "demo" or "none"');
   const logLevel = env.LOG_LEVEL ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const dataDir = resolve(env.BATON_DATA_DIR ?? './data');
   return {
     port,
     host,
     baseUrl,
     databaseUrl,
-    dataDir: resolve(env.BATON_DATA_DIR ?? './data'),
+    dataDir,
     seed,
     logLevel,
     payer: {
@@ -99,6 +109,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       key: env.BATON_AUDIT_KEY ? loadAuditKey(env.BATON_AUDIT_KEY) : undefined,
       checkpointEvery: integer(env.BATON_AUDIT_CHECKPOINT_EVERY ?? '1000', 'BATON_AUDIT_CHECKPOINT_EVERY', 1, 1_000_000_000),
       checkpointSeconds: integer(env.BATON_AUDIT_CHECKPOINT_SECONDS ?? '60', 'BATON_AUDIT_CHECKPOINT_SECONDS', 1, 86_400 * 366),
+    },
+    auditRetention: {
+      // 2192 days: six years, as long as HIPAA keeps its documentation (45 CFR 164.316(b)(2)(i)).
+      days: integer(env.BATON_AUDIT_RETENTION_DAYS ?? '2192', 'BATON_AUDIT_RETENTION_DAYS', 0, 36_525),
+      archiveDir: resolve(env.BATON_AUDIT_ARCHIVE_DIR || join(dataDir, 'audit-archive')),
     },
   };
 }

@@ -6,6 +6,7 @@ import type { Database, Queryable } from '../db/connection.ts';
 import { writeVersions } from '../fhir/store.ts';
 import type { Logger } from '../logger.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditSigningKey, loadAuditSigningKey } from './audit-key.ts';
+import { runInBackground } from './background.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
 
 /**
@@ -57,8 +58,6 @@ export async function sealPending(deps: SealerDeps): Promise<{ sealed: number }>
  */
 export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Promise<void> } {
   let key: Promise<AuditSigningKey> | undefined;
-  let inFlight: Promise<void> | undefined;
-  let stopped = false;
 
   const signingKey = (): Promise<AuditSigningKey> => {
     key ??= loadAuditSigningKey(deps.db, deps.audit.key).then(
@@ -76,33 +75,18 @@ export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Pr
     return key;
   };
 
-  const pass = async (): Promise<void> => {
+  return runInBackground(async (stopping) => {
     try {
       const signing = await signingKey();
       // A backlog is sealed batch after batch, each in a transaction of its own.
       let sealed: number;
       do {
         ({ sealed } = await sealAuditBatch(deps.db, signing, deps.audit, 'skip-if-busy'));
-      } while (!stopped && sealed === BATCH);
+      } while (!stopping() && sealed === BATCH);
     } catch (error) {
       logger.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: sqlState(error) }, 'audit sealing pass failed; retrying');
     }
-  };
-
-  const tick = (): void => {
-    if (stopped || inFlight) return;
-    inFlight = pass().finally(() => (inFlight = undefined));
-  };
-  const timer = setInterval(tick, PASS_INTERVAL_MS);
-  timer.unref();
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await inFlight;
-    },
-  };
+  }, PASS_INTERVAL_MS);
 }
 
 interface ChainHead {
@@ -247,7 +231,7 @@ async function signCheckpoint(key: AuditSigningKey, payload: CheckpointPayload):
 }
 
 /** The SQLSTATE of a driver error, which drizzle wraps (DrizzleQueryError has it on its cause). */
-function sqlState(error: unknown): string | undefined {
+export function sqlState(error: unknown): string | undefined {
   for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string') return e.code;
   }

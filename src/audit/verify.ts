@@ -14,11 +14,13 @@ import { CHECKPOINT_TYPE, type CheckpointPayload, storedAuditEvent } from './sea
  * chain row (one inserted behind the sealer's back), and that every checkpoint carries a valid
  * signature of a trusted audit key over the chain hash at its position. It reads in pages of
  * positions, so the trail's size does not matter, and stops at the first position that does
- * not verify.
+ * not verify. Positions moved to archive files (src/audit/archive.ts) are verified from those
+ * files; the trail in the database starts after the last archived segment, from the chain hash
+ * its checkpoint signs.
  */
 
 export interface VerifyRange {
-  /** First position to check (default 1); the chain hash at from - 1 is taken as given. */
+  /** First position to check (default 1, and never below the end of the archived trail + 1); the chain hash at from - 1 is taken as given. */
   from?: number;
   /** Last position to check (default: the end of the chain). */
   to?: number;
@@ -96,10 +98,11 @@ export async function verifyAuditTrail(db: Queryable, options: VerifyRange & { a
   const trusted = await loadAuditTrustedKeys(db, options.auditKey);
   const [{ end }] = await db.execute<{ end: number | null }>(sql`SELECT max(position)::float8 AS "end" FROM audit_chain`);
   const chainEnd = end ?? 0;
-  const from = options.from ?? 1;
+  const archived = await archivedEnd(db);
+  const from = Math.max(options.from ?? 1, (archived?.position ?? 0) + 1);
   const to = Math.min(options.to ?? chainEnd, chainEnd);
   const checkpoints: CheckpointsMet = {};
-  const failure = (from <= to ? await walkChain(db, trusted, from, to, checkpoints) : undefined) ?? (await endOfChain(db, options.to, chainEnd));
+  const failure = (from <= to ? await walkChain(db, trusted, from, to, checkpoints, archived) : undefined) ?? (await endOfChain(db, options.to, chainEnd));
   const lastCheckpoint = checkpoints.last ? { lastCheckpoint: checkpoints.last } : {};
   if (!failure) return { verified: true, checkedEvents: Math.max(0, to - from + 1), ...lastCheckpoint };
   return { verified: false, checkedEvents: Math.max(0, failure.position - from), ...lastCheckpoint, firstInvalidPosition: failure.position, reason: failure.reason };
@@ -110,10 +113,45 @@ interface CheckpointsMet {
   last?: { position: number; time: string };
 }
 
+/** Where the archived trail ends (src/audit/archive.ts): the last archive segment's end, its chain hash and sealed event. */
+export async function archivedEnd(db: Queryable): Promise<Required<Link> | undefined> {
+  const [segment] = await db.execute<{ position: number; chain_hash: string; txid: string; seq: number }>(sql`
+    SELECT to_position::float8 AS position, chain_hash, last_event_txid::text AS txid, last_event_seq::float8 AS seq
+    FROM audit_archive_segments ORDER BY to_position DESC LIMIT 1`);
+  return segment && { position: segment.position, chainHash: segment.chain_hash, txid: BigInt(segment.txid), seq: segment.seq };
+}
+
+/**
+ * The chain hash where the archived trail ends is taken from the segments table only as far as
+ * the checkpoint kept at that position signs it.
+ */
+async function checkArchivedEnd(db: Queryable, trusted: AuditTrustedKeys, archived: Required<Link>, met: CheckpointsMet): Promise<Failure | undefined> {
+  const [checkpoint] = await db.execute<CheckpointRow>(sql`
+    SELECT position::float8 AS position, chain_hash, (extract(epoch FROM time) * 1000)::float8 AS time_ms, jws
+    FROM audit_checkpoints WHERE position = ${archived.position}`);
+  const problem = checkpoint
+    ? await checkCheckpoint(checkpoint, trusted, archived.chainHash)
+    : `the checkpoint at position ${archived.position}, where the archived trail ends, is missing`;
+  if (typeof problem === 'string') return { position: archived.position, reason: problem };
+  met.last = { position: archived.position, time: problem.time };
+  return undefined;
+}
+
 /** Checks positions from..to page by page, up to the first failure. */
-async function walkChain(db: Queryable, trusted: AuditTrustedKeys, from: number, to: number, met: CheckpointsMet): Promise<Failure | undefined> {
+async function walkChain(
+  db: Queryable,
+  trusted: AuditTrustedKeys,
+  from: number,
+  to: number,
+  met: CheckpointsMet,
+  archived: Required<Link> | undefined,
+): Promise<Failure | undefined> {
   let previous: Link = { position: 0, chainHash: GENESIS_CHAIN_HASH };
-  if (from > 1) {
+  if (archived && from === archived.position + 1) {
+    const failure = await checkArchivedEnd(db, trusted, archived, met);
+    if (failure) return failure;
+    previous = archived;
+  } else if (from > 1) {
     const [start] = await db.execute<{ chain_hash: string; event_txid: string; event_seq: number }>(
       sql`SELECT chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain WHERE position = ${from - 1}`,
     );
@@ -243,27 +281,35 @@ async function findUnsealedEvent(db: Queryable, previous: Link, last: Link, rows
 /** The checkpoint's signed payload when it verifies, else what is wrong with it. */
 async function checkCheckpoint(checkpoint: CheckpointRow, trusted: AuditTrustedKeys, chainHashThere: string | undefined): Promise<CheckpointPayload | string> {
   const at = `the checkpoint at position ${checkpoint.position}`;
+  const payload = await verifyCheckpointJws(checkpoint.jws, trusted, at);
+  if (typeof payload === 'string') return payload;
+  if (payload.position !== checkpoint.position || payload.chain_hash !== checkpoint.chain_hash || Date.parse(payload.time) !== Math.round(checkpoint.time_ms)) {
+    return `${at} differs from what its signature covers`;
+  }
+  if (payload.chain_hash !== chainHashThere) return `the chain hash at position ${checkpoint.position} differs from the one its checkpoint signed`;
+  return payload;
+}
+
+/**
+ * What a checkpoint JWS signs, when it is typed as a checkpoint and signed by a trusted audit key;
+ * else what is wrong with it (`at` names the checkpoint in the answer).
+ */
+export async function verifyCheckpointJws(jws: string, trusted: AuditTrustedKeys, at: string): Promise<CheckpointPayload | string> {
   let kid: unknown;
   let typ: unknown;
   try {
-    ({ kid, typ } = decodeProtectedHeader(checkpoint.jws));
+    ({ kid, typ } = decodeProtectedHeader(jws));
   } catch {
     return `${at} is not a JWS`;
   }
   const key = typeof kid === 'string' ? trusted.get(kid) : undefined;
   if (!key) return `${at} is signed by a key that is not a trusted audit key`;
   if (typ !== CHECKPOINT_TYPE) return `${at} is not typed as an audit checkpoint`;
-  let payload: CheckpointPayload;
   try {
-    payload = JSON.parse(new TextDecoder().decode((await compactVerify(checkpoint.jws, key, { algorithms: [AUDIT_SIGNING_ALGORITHM] })).payload));
+    return JSON.parse(new TextDecoder().decode((await compactVerify(jws, key, { algorithms: [AUDIT_SIGNING_ALGORITHM] })).payload)) as CheckpointPayload;
   } catch {
     return `the signature of ${at} does not verify`;
   }
-  if (payload.position !== checkpoint.position || payload.chain_hash !== checkpoint.chain_hash || Date.parse(payload.time) !== Math.round(checkpoint.time_ms)) {
-    return `${at} differs from what its signature covers`;
-  }
-  if (payload.chain_hash !== chainHashThere) return `the chain hash at position ${checkpoint.position} differs from the one its checkpoint signed`;
-  return payload;
 }
 
 function earliest(a: Failure | undefined, b: Failure | undefined): Failure | undefined {

@@ -268,6 +268,29 @@ export const auditCheckpoints = pgTable('audit_checkpoints', {
   jws: text('jws').notNull(),
 });
 
+/**
+ * Segments of the audit trail moved to archive files once past retention (src/audit/archive.ts),
+ * append-only. A segment ends at a checkpoint (to_position) and starts where the previous one
+ * ended; verification of the trail left in the database starts from its chain hash. Deleting
+ * archived rows is allowed only in the transaction that inserts their segment (archived_txid).
+ */
+export const auditArchiveSegments = pgTable('audit_archive_segments', {
+  toPosition: bigint('to_position', { mode: 'number' }).primaryKey(),
+  fromPosition: bigint('from_position', { mode: 'number' }).notNull().unique(),
+  /** Chain hash at from_position - 1 (64 zeros before position 1). */
+  previousChainHash: text('previous_chain_hash').notNull(),
+  /** Chain hash at to_position, as the checkpoint there signs it. */
+  chainHash: text('chain_hash').notNull(),
+  /** The (txid, seq) sealed at to_position: sealing order continues after it. */
+  lastEventTxid: xid8('last_event_txid').notNull(),
+  lastEventSeq: bigint('last_event_seq', { mode: 'number' }).notNull(),
+  /** The NDJSON file's name in the archive directory, and its hex SHA-256. */
+  file: text('file').notNull(),
+  sha256: text('sha256').notNull(),
+  archivedTxid: xid8('archived_txid').notNull().default(sql`pg_current_xact_id()`),
+  archivedAt: timestamp('archived_at', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
 /** Keys that sign audit checkpoints when no external key is configured (BATON_AUDIT_KEY). */
 export const auditSigningKeys = pgTable('audit_signing_keys', {
   kid: text('kid').primaryKey(),
