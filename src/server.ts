@@ -1,6 +1,7 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
 import { auditClientsFileChange } from './audit/registration-events.ts';
+import { startAuditArchiver } from './audit/archive.ts';
 import { startAuditSealer } from './audit/sealer.ts';
 import { registrationHint } from './auth/client-onboarding.ts';
 import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
@@ -44,6 +45,8 @@ if (config.seed === 'demo') {
 
 // Chains, checkpoints and publishes audit events for FHIR search, in the background.
 const sealer = startAuditSealer({ db, audit: config.audit }, logger);
+// Archives audit segments past their retention, about once a day.
+const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
 const app = createApp({ config, db, logger, validator });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
@@ -58,7 +61,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await sealer.stop();
+  await Promise.all([sealer.stop(), archiver.stop()]);
   await db.close();
   process.exit(0);
 }
