@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -6,5 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // vitest's default leaves a core idle (CPUs − 1): one worker on CI's two cores. Test files
+    // share nothing (a database, port and temp folder each), so every core runs one.
+    maxWorkers: availableParallelism(),
   },
 });
