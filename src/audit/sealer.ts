@@ -40,6 +40,20 @@ const BATCH = 1000;
 const SEALER_LOCK = sql`hashtext('baton.audit_sealer')`;
 const PASS_INTERVAL_MS = 250;
 
+/**
+ * The transaction id below which every transaction that could still add to audit_events has
+ * ended: the oldest transaction in progress, not counting those running in other databases of
+ * the server (they cannot write this database's audit_events), else the snapshot's xmax. A
+ * transaction of another database that ended between the snapshot and the look at
+ * pg_stat_activity still counts, which only delays sealing by one pass. Without that exclusion,
+ * one long transaction anywhere on the server would hold sealing back.
+ */
+const SEALING_HORIZON = sql`(SELECT coalesce(
+    (SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x WHERE (x::text::bigint % 4294967296) NOT IN (
+      SELECT a.backend_xid::text::bigint FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database())),
+    pg_snapshot_xmax(s.snap))
+  FROM (SELECT pg_current_snapshot() AS snap) s)`;
+
 /** Seals until nothing is pending (waiting for a sealer of another process to finish its pass). */
 export async function sealPending(deps: SealerDeps): Promise<{ sealed: number }> {
   const key = await loadAuditSigningKey(deps.db, deps.audit.key);
@@ -128,7 +142,7 @@ export async function sealAuditBatch(
     const events = await tx.execute<PendingEvent>(sql`
       SELECT seq::float8 AS seq, txid::text AS txid, event_id, (extract(epoch FROM recorded) * 1000)::float8 AS recorded_ms, content
       FROM audit_events
-      WHERE ${afterWatermark(head)} txid < pg_snapshot_xmin(pg_current_snapshot())
+      WHERE ${afterWatermark(head)} txid < ${SEALING_HORIZON}
       ORDER BY txid, seq LIMIT ${BATCH}`);
     const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent);
     const rows = chainRows(head, events, parsed);
