@@ -11,9 +11,12 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-/** A Baton child: its FHIR base URL, and the Authorization header of an internal client holding system/*.*. */
+/**
+ * A Baton child: its FHIR base URL, and the Authorization header of an internal client holding
+ * system/*.* or the scopes asked for (AuditEvent needs scopes naming it: system/AuditEvent.rs).
+ */
 export interface BatonChild extends ChildServer {
-  authorization(): Promise<string>;
+  authorization(scopes?: string[]): Promise<string>;
 }
 
 const ROOT = new URL('..', import.meta.url);
@@ -86,12 +89,17 @@ export async function startBatonProcess(databaseUrl: string): Promise<BatonChild
 export async function withTokens(server: ChildServer, databaseUrl: string): Promise<BatonChild> {
   const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 1 });
   const mint = tokenMinter(db, server.url);
-  let current: { header: string; minted: number } | undefined;
+  const current = new Map<string, { header: string; minted: number }>();
   return {
     url: server.url,
-    authorization: async () => {
-      if (!current || Date.now() - current.minted > 120_000) current = { header: `Bearer ${await mint({ clientId: 'bench', kind: 'internal', scopes: ['system/*.*'] })}`, minted: Date.now() };
-      return current.header;
+    authorization: async (scopes = ['system/*.*']) => {
+      const key = scopes.join(' ');
+      let token = current.get(key);
+      if (!token || Date.now() - token.minted > 120_000) {
+        token = { header: `Bearer ${await mint({ clientId: 'bench', kind: 'internal', scopes })}`, minted: Date.now() };
+        current.set(key, token);
+      }
+      return token.header;
     },
     stop: async () => {
       await server.stop();
