@@ -143,7 +143,8 @@ export async function sealAuditBatch(
       SELECT seq::float8 AS seq, txid::text AS txid, event_id, (extract(epoch FROM recorded) * 1000)::float8 AS recorded_ms, content
       FROM audit_events
       WHERE ${afterWatermark(head)} txid < ${SEALING_HORIZON}
-      ORDER BY txid, seq LIMIT ${BATCH}`);
+      -- The columns, not the text aliases of the select list: as text, txid 10000 sorts before 9999.
+      ORDER BY audit_events.txid, audit_events.seq LIMIT ${BATCH}`);
     const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent);
     const rows = chainRows(head, events, parsed);
     if (rows.length > 0) {

@@ -268,7 +268,7 @@ async function findUnsealedEvent(db: Queryable, previous: Link, last: Link, rows
   const [unsealed] = await db.execute<{ seq: number; txid: string }>(sql`
     SELECT seq::float8 AS seq, txid::text AS txid FROM audit_events e
     WHERE ${range} AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = e.seq AND c.position > ${previous.position} AND c.position <= ${last.position})
-    ORDER BY txid, seq LIMIT 1`);
+    ORDER BY e.txid, e.seq LIMIT 1`);
   if (!unsealed) return undefined;
   const txid = BigInt(unsealed.txid);
   const next = rows.find((row) => BigInt(row.event_txid) > txid || (BigInt(row.event_txid) === txid && row.event_seq > unsealed.seq)) as PageRow;
