@@ -27,6 +27,9 @@ import type { CandidateRecord, MatchQuery } from './types.ts';
  */
 export const BLOCKING_KEY_VERSION = 1;
 
+/** A key shared by more members than this is skipped: the other keys of the query still find the member. */
+export const BLOCK_SIZE_LIMIT = 500;
+
 export function candidateBlockingKeys(candidate: CandidateRecord): string[] {
   return blockingKeys(normalizeRecord(candidate), false);
 }
