@@ -221,6 +221,11 @@ export const accessGrants = pgTable(
     validUntil: timestamp('valid_until', { withTimezone: true, mode: 'string' }),
     /** The Consent the grant rests on (`Consent/<id>`), when there is one. */
     consent: text('consent'),
+    /**
+     * Security labels (`system|code`) of data this grant does not reach: a consent to share all
+     * but legally sensitive data (HRex `#regular`) hides resources carrying them.
+     */
+    excludedSecurity: text('excluded_security').array(),
     created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
   },
   (t) => [index('access_grants_client_patient_idx').on(t.clientId, t.patientId)],
@@ -322,4 +327,104 @@ export const authUdapRegistrations = pgTable(
     updated: timestamp('updated', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('auth_udap_registrations_san_community_idx').on(t.san, t.community)],
+);
+
+/*
+ * Identity resolution ($member-match, issue 5). The blocking index: every member filed under the
+ * hashed blocking keys of everything they ever were (src/matching/blocking-keys.ts), and the
+ * attributes the engine compares, so a match reads two indexed tables and never scans resources.
+ * A trigger on resources queues members whose Patient or Coverage changed; the index catches up
+ * from the queue before each match and in the background.
+ */
+export const matchIndexRecords = pgTable('match_index_records', {
+  patientId: text('patient_id').primaryKey(),
+  /** The CandidateRecord (src/matching/types.ts) as JSON. */
+  record: text('record').notNull(),
+  keyVersion: integer('key_version').notNull(),
+  /** Normalized current family names and first given names, for term frequencies. */
+  families: text('families').array().notNull(),
+  givens: text('givens').array().notNull(),
+  indexed: timestamp('indexed', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
+export const matchIndexKeys = pgTable(
+  'match_index_keys',
+  {
+    /** First 8 bytes of SHA-256 of the key: the keys themselves hold demographics. */
+    keyHash: bigint('key_hash', { mode: 'bigint' }).notNull(),
+    patientId: text('patient_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.keyHash, t.patientId] }), index('match_index_keys_patient_idx').on(t.patientId)],
+);
+
+export const matchIndexQueue = pgTable('match_index_queue', {
+  patientId: text('patient_id').primaryKey(),
+  queued: timestamp('queued', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
+/** How many indexed members bear each normalized name (`family`, `given`), and `*` the total: term frequencies. */
+export const matchTermCounts = pgTable(
+  'match_term_counts',
+  {
+    field: text('field').notNull(),
+    value: text('value').notNull(),
+    members: integer('members').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.field, t.value] })],
+);
+
+/** Matching policies, every version kept; the highest version of a policy id is in force. */
+export const matchingPolicies = pgTable(
+  'matching_policies',
+  {
+    id: text('id').notNull(),
+    version: integer('version').notNull(),
+    body: text('body').notNull(),
+    createdBy: text('created_by').notNull(),
+    reason: text('reason'),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.id, t.version] })],
+);
+
+/**
+ * Every match decision: tier, score, per-candidate field levels and weights, the policy version,
+ * and what became of it (matched, refused, sent to review and then decided by an operator).
+ */
+export const matchDecisions = pgTable(
+  'match_decisions',
+  {
+    id: text('id').primaryKey(),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    clientId: text('client_id').notNull(),
+    requestId: text('request_id'),
+    useCase: text('use_case').notNull(),
+    policyId: text('policy_id').notNull(),
+    policyVersion: integer('policy_version').notNull(),
+    tier: text('tier').notNull(),
+    /** matched | no-match | ambiguous | review | consent-refused | approved | rejected */
+    outcome: text('outcome').notNull(),
+    patientId: text('patient_id'),
+    score: numeric('score'),
+    /** The MatchDecision (src/matching/decide.ts) as JSON: candidates, levels, weights, reasons. */
+    decision: text('decision').notNull(),
+    /** The review Task, when the decision went to manual review. */
+    taskId: text('task_id'),
+    reviewedBy: text('reviewed_by'),
+    reviewReason: text('review_reason'),
+    reviewed: timestamp('reviewed', { withTimezone: true, mode: 'string' }),
+  },
+  (t) => [index('match_decisions_client_created_idx').on(t.clientId, t.created), index('match_decisions_task_idx').on(t.taskId)],
+);
+
+/** $member-match attempts per client, as keyed hashes: the brute-force guard (HRex mm-7) counts card variations per demographics. */
+export const matchAttempts = pgTable(
+  'match_attempts',
+  {
+    clientId: text('client_id').notNull(),
+    demographics: text('demographics').notNull(),
+    card: text('card').notNull(),
+    at: timestamp('at', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [index('match_attempts_client_demographics_idx').on(t.clientId, t.demographics, t.at)],
 );
