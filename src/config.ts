@@ -31,6 +31,7 @@ export interface Config {
   audit: AuditConfig;
   /** How long the audit trail stays in the database, and where it goes after (issue 4). */
   auditRetention: AuditRetentionConfig;
+  memberMatch: MemberMatchConfig;
 }
 
 export interface AuditConfig {
@@ -67,6 +68,20 @@ export interface UdapConfig {
   trustAnchors: X509Certificate[];
   /** The scopes a client registered through UDAP may hold (BATON_UDAP_SCOPE). */
   scopes: string[];
+}
+
+/** $member-match (HRex), issue 5. */
+export interface MemberMatchConfig {
+  /** Whether a Consent must come with the request (BATON_MEMBER_MATCH_CONSENT: HRex 1.0 and PDex payer-to-payer require one). */
+  consentRequired: boolean;
+  /** Whether the answer carries MemberId (BATON_MEMBER_MATCH_MEMBER_ID): HRex 1.0.0's output profile, which Inferno validates, allows MemberIdentifier alone. */
+  memberId: boolean;
+  /** The matching policy's use case whose thresholds apply (BATON_MEMBER_MATCH_USE_CASE). */
+  useCase: string;
+  /** Brute-force guard (HRex mm-7): at most this many different cards per demographics and client (BATON_MEMBER_MATCH_MAX_CARDS)… */
+  maxCards: number;
+  /** …within this many seconds (BATON_MEMBER_MATCH_WINDOW_SECONDS). */
+  windowSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -114,6 +129,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       // 2192 days: six years, as long as HIPAA keeps its documentation (45 CFR 164.316(b)(2)(i)).
       days: integer(env.BATON_AUDIT_RETENTION_DAYS ?? '2192', 'BATON_AUDIT_RETENTION_DAYS', 0, 36_525),
       archiveDir: resolve(env.BATON_AUDIT_ARCHIVE_DIR || join(dataDir, 'audit-archive')),
+    },
+    memberMatch: {
+      consentRequired: choice(env.BATON_MEMBER_MATCH_CONSENT ?? 'required', 'BATON_MEMBER_MATCH_CONSENT', ['required', 'optional']) === 'required',
+      memberId: choice(env.BATON_MEMBER_MATCH_MEMBER_ID ?? 'include', 'BATON_MEMBER_MATCH_MEMBER_ID', ['include', 'omit']) === 'include',
+      useCase: env.BATON_MEMBER_MATCH_USE_CASE ?? 'clinical-history-release',
+      maxCards: integer(env.BATON_MEMBER_MATCH_MAX_CARDS ?? '3', 'BATON_MEMBER_MATCH_MAX_CARDS', 1, 1000),
+      windowSeconds: integer(env.BATON_MEMBER_MATCH_WINDOW_SECONDS ?? '3600', 'BATON_MEMBER_MATCH_WINDOW_SECONDS', 1, 86_400 * 30),
     },
   };
 }
@@ -196,6 +218,11 @@ function parsePem<T>(parse: () => T, name: string, what: string): T {
   }
 }
 
+
+function choice(text: string, name: string, values: string[]): string {
+  if (!values.includes(text)) throw new ConfigError(`${name} must be one of ${values.join(', ')}`);
+  return text;
+}
 
 function integer(text: string, name: string, min: number, max: number): number {
   const n = Number(text);
