@@ -408,13 +408,21 @@ export const matchDecisions = pgTable(
     score: numeric('score'),
     /** The MatchDecision (src/matching/decide.ts) as JSON: candidates, levels, weights, reasons. */
     decision: text('decision').notNull(),
+    /** Keyed hash of the client and the normalized request: a repeated request finds its earlier decision (and its review). */
+    requestHash: text('request_hash'),
+    /** What a match must still do once an operator approves it: CoverageToLink, Consent and the consent verdict, as JSON. */
+    pending: text('pending'),
     /** The review Task, when the decision went to manual review. */
     taskId: text('task_id'),
     reviewedBy: text('reviewed_by'),
     reviewReason: text('review_reason'),
     reviewed: timestamp('reviewed', { withTimezone: true, mode: 'string' }),
   },
-  (t) => [index('match_decisions_client_created_idx').on(t.clientId, t.created), index('match_decisions_task_idx').on(t.taskId)],
+  (t) => [
+    index('match_decisions_client_created_idx').on(t.clientId, t.created),
+    index('match_decisions_task_idx').on(t.taskId),
+    index('match_decisions_request_idx').on(t.clientId, t.requestHash, t.created),
+  ],
 );
 
 /** $member-match attempts per client, as keyed hashes: the brute-force guard (HRex mm-7) counts card variations per demographics. */
