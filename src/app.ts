@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import { type AuditedEnv, auditFhirRequests, auditRegistrations, auditTokenRequests } from './audit/middleware.ts';
+import { type AuditedEnv, adminOperation, auditFhirRequests, auditRegistrations, auditTokenRequests } from './audit/middleware.ts';
 import { AuditWriter } from './audit/writer.ts';
 import { AccessTokenVerifier } from './auth/access-token.ts';
 import { type Authenticate, bearerAuthenticator } from './auth/authenticate.ts';
@@ -19,6 +19,7 @@ import { fhirRoutes } from './fhir/http/routes.ts';
 import { operationRoutes } from './operations/routes.ts';
 import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
+import { matchingAdminRoutes } from './ops/admin-matching.ts';
 import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
@@ -67,7 +68,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
     // '/fhir/*' matches the base itself too (batch and transaction Bundles).
     app.use('/fhir/*', auditFhirRequests(auditDeps));
     app.use('/auth/token', auditTokenRequests(auditDeps));
-    app.use('/admin/*', auditRegistrations(auditDeps, 'urn:baton:admin:clients', true));
+    app.use('/admin/*', auditRegistrations(auditDeps, adminOperation, true));
     app.use('/auth/udap/*', auditRegistrations(auditDeps, 'urn:baton:udap:register', false));
   }
 
@@ -84,6 +85,8 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
     requireClientCertificate,
   });
   app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate, udap: deps.config.udap }));
+  // After authRoutes: its '/admin/*' admin-token gate runs before these handlers only when registered first.
+  app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
   app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ audit: deps.config.audit, metrics }) }));
 

@@ -70,11 +70,25 @@ export function auditTokenRequests(deps: { writer: AuditWriter; baseUrl: string 
   };
 }
 
+/** The admin API's parts, by the path segment after /admin/: a closed list, so a path cannot invent an audit code. */
+const ADMIN_OPERATIONS: Record<string, string> = {
+  clients: 'urn:baton:admin:clients',
+  matching: 'urn:baton:admin:matching-policy',
+  'match-decisions': 'urn:baton:admin:match-decisions',
+  reviews: 'urn:baton:admin:reviews',
+};
+
+/** The audit operation of an admin API call, named for the part of the API its path is in. */
+export function adminOperation(path: string): string {
+  const segment = /^\/admin\/([^/]+)/.exec(path)?.[1] ?? '';
+  return Object.hasOwn(ADMIN_OPERATIONS, segment) ? ADMIN_OPERATIONS[segment] : 'urn:baton:admin';
+}
+
 /**
- * Audits client registration: the admin API (an operator's registrations and removals, and
- * attempts without the admin token) and UDAP dynamic registration. `operation` names which.
+ * Audits the admin API (an operator's calls, and attempts without the admin token) and UDAP
+ * dynamic registration. `operation` names which, or derives the name from the request path.
  */
-export function auditRegistrations(deps: { writer: AuditWriter; baseUrl: string }, operation: string, byOperator: boolean): MiddlewareHandler<AuditedEnv> {
+export function auditRegistrations(deps: { writer: AuditWriter; baseUrl: string }, operation: string | ((path: string) => string), byOperator: boolean): MiddlewareHandler<AuditedEnv> {
   return async (c, next) => {
     await next();
     const status = c.res.status;
@@ -83,7 +97,7 @@ export function auditRegistrations(deps: { writer: AuditWriter; baseUrl: string 
       id: randomUUID(),
       recorded: new Date().toISOString(),
       interaction: 'operation',
-      operation,
+      operation: typeof operation === 'string' ? operation : operation(c.req.path),
       action: actions[c.req.method] ?? 'E',
       outcome: status < 400 ? '0' : status >= 500 ? '8' : '4',
       ...(status >= 400 && c.error instanceof FhirError ? { outcomeDescription: c.error.message } : {}),
