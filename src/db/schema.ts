@@ -436,3 +436,11 @@ export const matchAttempts = pgTable(
   },
   (t) => [index('match_attempts_client_demographics_idx').on(t.clientId, t.demographics, t.at)],
 );
+
+/** Secrets Baton generates for itself, once, shared by every process on the database (src/db/secrets.ts). */
+export const serverSecrets = pgTable('server_secrets', {
+  name: text('name').primaryKey(),
+  /** Random bytes, base64. */
+  secret: text('secret').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
