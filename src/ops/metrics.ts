@@ -6,6 +6,8 @@ export interface Metrics {
   registry: Registry;
   requests: Counter<'route' | 'method' | 'status'>;
   duration: Histogram<'route' | 'method' | 'status'>;
+  /** $member-match attempts refused by the brute-force guard (HRex mm-7); alert on `increase(baton_member_match_throttled_total[5m]) > 0`. */
+  memberMatchThrottled: Counter;
 }
 
 export function createMetrics(): Metrics {
@@ -19,6 +21,11 @@ export function createMetrics(): Metrics {
       help: 'HTTP request latency',
       labelNames: ['route', 'method', 'status'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    memberMatchThrottled: new Counter({
+      name: 'baton_member_match_throttled_total',
+      help: '$member-match requests refused by the brute-force guard (one client trying many cards for the same demographics)',
       registers: [registry],
     }),
   };
