@@ -9,7 +9,7 @@ import { verifiedCertificateThumbprint } from './auth/mtls.ts';
 import { authRoutes } from './auth/routes.ts';
 import { SigningKeyStore } from './auth/signing-keys.ts';
 import { restSecurity } from './auth/smart-configuration.ts';
-import type { Config } from './config.ts';
+import { type Config, loadConfig } from './config.ts';
 import type { Database } from './db/connection.ts';
 import { noAudit } from './fhir/audit-sink.ts';
 import { conflictFromDatabase } from './fhir/database-errors.ts';
@@ -24,7 +24,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap' | 'audit'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap' | 'audit' | 'payer' | 'memberMatch'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -34,6 +34,9 @@ export interface AppDeps {
   /** false serves every request unaudited; only bench:audit uses it, to measure what auditing costs. */
   auditing?: false;
 }
+
+/** What an app built without them (tests, benchmarks) gets: the defaults of an empty environment. */
+const DEFAULTS = loadConfig({});
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -88,7 +91,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   // After authRoutes: its '/admin/*' admin-token gate runs before these handlers only when registered first.
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ audit: deps.config.audit, metrics }) }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch }) }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import type { Coverage, Patient } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
+import type { Database, Queryable } from '../db/connection.ts';
+import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
+import { candidateFromMember } from './from-fhir.ts';
+import { normalizeName } from './names.ts';
+import type { TermFrequencies } from './score.ts';
+import type { CandidateRecord, IdentityAttributes, MatchQuery } from './types.ts';
+
+/**
+ * The blocking index in the database (the one I/O of src/matching): each member filed under the
+ * hashed blocking keys of everything they ever were, with the CandidateRecord the engine
+ * compares. A trigger on resources queues members whose Patient or Coverage changed (migration
+ * 0013); catchUp re-indexes them. A match reads two indexed tables: never a scan of resources.
+ */
+
+/** First 8 bytes of SHA-256 as a signed 64-bit integer (decimal text): keys hold demographics, the index does not. */
+export function keyHash(key: string): string {
+  return createHash('sha256').update(key).digest().readBigInt64BE(0).toString();
+}
+
+/** Normalized current family names and first given names: the values term frequencies count. */
+function currentNameValues(record: IdentityAttributes): { families: string[]; givens: string[] } {
+  const names = record.names.filter((name) => !name.historical).map(normalizeName).filter((name) => name !== undefined);
+  return {
+    families: [...new Set(names.map((name) => name.family).filter((value): value is string => Boolean(value)))],
+    givens: [...new Set(names.map((name) => name.first).filter((value): value is string => Boolean(value)))],
+  };
+}
+
+const textArray = (values: readonly string[]) => sql`${sql.param(values)}::text[]`;
+
+/**
+ * Re-indexes members from their stored Patient (every version: identity drift) and the
+ * Coverages naming them as beneficiary; a member whose Patient is gone leaves the index.
+ */
+export async function indexMembers(q: Queryable, patientIds: readonly string[]): Promise<void> {
+  if (patientIds.length === 0) return;
+  const ids = textArray(patientIds);
+  const [versions, coverages, previous] = await Promise.all([
+    q.execute<{ id: string; versionId: number; content: string; current: boolean }>(sql`
+      SELECT h.id, h.version_id AS "versionId", h.content, (h.version_id = r.version_id) AS current
+      FROM resource_history h JOIN resources r ON r.resource_type = 'Patient' AND r.id = h.id AND NOT r.deleted
+      WHERE h.resource_type = 'Patient' AND h.id = ANY (${ids}) AND NOT h.deleted`),
+    q.execute<{ patientId: string; content: string }>(sql`
+      SELECT cr.target_id AS "patientId", c.content FROM sp_reference cr
+      JOIN resources c ON c.resource_type = 'Coverage' AND c.id = cr.resource_id AND NOT c.deleted
+      WHERE cr.resource_type = 'Coverage' AND cr.code = 'beneficiary' AND cr.target_type = 'Patient' AND cr.target_id = ANY (${ids})
+        AND strpos(cr.reference, ':') = 0`),
+    q.execute<{ families: string[]; givens: string[] }>(sql`SELECT families, givens FROM match_index_records WHERE patient_id = ANY (${ids})`),
+  ]);
+  const byPatient = new Map<string, { current?: Patient; history: Patient[]; coverages: Coverage[] }>();
+  const entry = (id: string) => byPatient.get(id) ?? byPatient.set(id, { history: [], coverages: [] }).get(id)!;
+  for (const version of versions) {
+    const patient = JSON.parse(version.content) as Patient;
+    if (version.current) entry(version.id).current = patient;
+    else entry(version.id).history.push(patient);
+  }
+  for (const coverage of coverages) if (byPatient.has(coverage.patientId)) entry(coverage.patientId).coverages.push(JSON.parse(coverage.content) as Coverage);
+
+  const records: { id: string; record: string; families: string[]; givens: string[] }[] = [];
+  const keyRows: { hash: string; id: string }[] = [];
+  for (const [id, member] of byPatient) {
+    if (!member.current) continue;
+    const candidate = candidateFromMember(member.current, member.coverages, { history: member.history });
+    records.push({ id, record: JSON.stringify(candidate), ...currentNameValues(candidate) });
+    for (const hash of new Set(candidateBlockingKeys(candidate).map(keyHash))) keyRows.push({ hash, id });
+  }
+
+  // Term counts move by the difference between the members' old and new names.
+  const deltas = new Map<string, { field: string; value: string; by: number }>();
+  const add = (field: string, value: string, by: number) => {
+    const key = JSON.stringify([field, value]);
+    const delta = deltas.get(key) ?? deltas.set(key, { field, value, by: 0 }).get(key)!;
+    delta.by += by;
+  };
+  for (const old of previous) {
+    add('*', '', -1);
+    for (const value of old.families) add('family', value, -1);
+    for (const value of old.givens) add('given', value, -1);
+  }
+  for (const record of records) {
+    add('*', '', 1);
+    for (const value of record.families) add('family', value, 1);
+    for (const value of record.givens) add('given', value, 1);
+  }
+  const changed = [...deltas.values()].filter((delta) => delta.by !== 0);
+
+  await q.execute(sql`DELETE FROM match_index_keys WHERE patient_id = ANY (${ids})`);
+  await q.execute(sql`DELETE FROM match_index_records WHERE patient_id = ANY (${ids})`);
+  if (records.length > 0) {
+    await q.execute(sql`
+      INSERT INTO match_index_records (patient_id, record, key_version, families, givens)
+      SELECT id, record, ${BLOCKING_KEY_VERSION}, string_to_array(families, chr(31)), string_to_array(givens, chr(31))
+      FROM unnest(${textArray(records.map((r) => r.id))}, ${textArray(records.map((r) => r.record))},
+        ${textArray(records.map((r) => r.families.join('\u001f')))}, ${textArray(records.map((r) => r.givens.join('\u001f')))}) AS r(id, record, families, givens)`);
+    await q.execute(sql`
+      INSERT INTO match_index_keys (key_hash, patient_id)
+      SELECT hash::bigint, id FROM unnest(${textArray(keyRows.map((k) => k.hash))}, ${textArray(keyRows.map((k) => k.id))}) AS k(hash, id)`);
+  }
+  if (changed.length > 0) {
+    // In one order, so concurrent indexers lock the counters alike and cannot deadlock.
+    await q.execute(sql`
+      INSERT INTO match_term_counts (field, value, members)
+      SELECT field, value, by::integer
+      FROM unnest(${textArray(changed.map((d) => d.field))}, ${textArray(changed.map((d) => d.value))}, ${textArray(changed.map((d) => String(d.by)))}) AS d(field, value, by)
+      ORDER BY field, value
+      ON CONFLICT (field, value) DO UPDATE SET members = match_term_counts.members + excluded.members`);
+  }
+}
+
+/**
+ * Re-indexes the queued members, a batch per transaction, until the queue is empty. Rows another
+ * process is indexing are skipped (they are being handled); a write still in flight holds its
+ * row, so it is indexed once it commits. Returns how many members were indexed.
+ */
+export async function catchUp(db: Database, batchSize = 500): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const indexed = await db.transaction(async (q) => {
+      const taken = await q.execute<{ patientId: string }>(sql`
+        DELETE FROM match_index_queue WHERE patient_id IN (
+          SELECT patient_id FROM match_index_queue ORDER BY patient_id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
+        RETURNING patient_id AS "patientId"`);
+      await indexMembers(q, taken.map((row) => row.patientId));
+      return taken.length;
+    });
+    total += indexed;
+    if (indexed < batchSize) return total;
+  }
+}
+
+export interface BlockingResult {
+  candidates: CandidateRecord[];
+  /** Keys looked up, and those skipped because their block exceeded BLOCK_SIZE_LIMIT. */
+  keys: number;
+  skippedKeys: number;
+}
+
+/** The members sharing at least one blocking key with the query, in one statement. */
+export async function findCandidates(q: Queryable, query: MatchQuery): Promise<BlockingResult> {
+  const hashes = [...new Set(queryBlockingKeys(query).map(keyHash))];
+  if (hashes.length === 0) return { candidates: [], keys: 0, skippedKeys: 0 };
+  const rows = await q.execute<{ patientId: string | null; record: string | null; skipped: number }>(sql`
+    WITH blocks AS (
+      SELECT ARRAY(SELECT k.patient_id FROM match_index_keys k WHERE k.key_hash = h::bigint LIMIT ${BLOCK_SIZE_LIMIT + 1}) AS ids
+      FROM unnest(${textArray(hashes)}) AS h
+    ), kept AS (
+      SELECT DISTINCT unnest(ids) AS id FROM blocks WHERE cardinality(ids) <= ${BLOCK_SIZE_LIMIT}
+    )
+    SELECT r.patient_id AS "patientId", r.record, 0 AS skipped FROM match_index_records r JOIN kept ON kept.id = r.patient_id
+    UNION ALL
+    SELECT NULL, NULL, count(*)::integer FROM blocks WHERE cardinality(ids) > ${BLOCK_SIZE_LIMIT}`);
+  const candidates = rows.filter((row) => row.record !== null).map((row) => JSON.parse(row.record as string) as CandidateRecord);
+  const skippedKeys = rows.find((row) => row.record === null)?.skipped ?? 0;
+  return { candidates, keys: hashes.length, skippedKeys: Number(skippedKeys) };
+}
+
+/** The shares of members bearing the query's current names: all term-frequency scoring needs. */
+export async function termFrequenciesFor(q: Queryable, query: MatchQuery): Promise<TermFrequencies> {
+  const { families, givens } = currentNameValues({ ...query, names: query.names.map((name) => ({ ...name, historical: false })) });
+  const rows = await q.execute<{ field: string; value: string; members: number }>(sql`
+    SELECT field, value, members FROM match_term_counts
+    WHERE (field = '*' AND value = '') OR (field = 'family' AND value = ANY (${textArray(families)})) OR (field = 'given' AND value = ANY (${textArray(givens)}))`);
+  const total = Number(rows.find((row) => row.field === '*')?.members ?? 0);
+  const shares = (field: string) => new Map(rows.filter((row) => row.field === field).map((row) => [row.value, Number(row.members) / Math.max(1, total)]));
+  return { family: shares('family'), given: shares('given') };
+}

@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { Identifier, OperationOutcome, Parameters } from '@medplum/fhirtypes';
+import type { MemberMatchConfig } from '../config.ts';
+import type { Queryable } from '../db/connection.ts';
+import { FhirError } from '../fhir/errors.ts';
+import type { FhirContext } from '../fhir/interactions.ts';
+import type { MatchDecision } from '../matching/decide.ts';
+import { queryFromMemberMatch } from '../matching/from-fhir.ts';
+import { catchUp, findCandidates, termFrequenciesFor } from '../matching/index-store.ts';
+import type { MatchingPolicy } from '../matching/policy.ts';
+import { resolveMember } from '../matching/resolve.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import { type DecisionOutcome, recordDecision, requestHash, reviewOfRequest } from './member-match/decisions.ts';
+import { parseMemberMatchInput } from './member-match/input.ts';
+import { existingMemberIdentifier, linkMatchedMember, type MatchLink } from './member-match/link.ts';
+import { createReviewTask } from './member-match/review.ts';
+
+/**
+ * POST [base]/Patient/$member-match (Da Vinci HRex 1.2, OperationDefinition member-match):
+ * a new payer sends the member's demographics (MemberPatient), the old card (CoverageToMatch),
+ * optionally its own card (CoverageToLink) and the member's Consent; the answer is the one
+ * matching member's unique identifier, or 422.
+ *
+ * 1. Parse and check the Parameters (400/422 naming the parameter and rule, never a value).
+ * 2. Throttle brute force: one client trying many cards with the same demographics (mm-7, 429).
+ * 3. Evaluate the Consent: active, in period, this payer as source, the caller as recipient.
+ * 4. Resolve identity: block in the index, compare, score, decide under the policy in force.
+ * 5. Act: on a match link CoverageToLink, store the Consent, grant the partner the member;
+ *    in the review band open a review Task; store the decision in every case.
+ * 6. Answer: MemberIdentifier (and MemberId unless configured off), or 422 whose code says
+ *    which case it is and whose text says nothing about the member.
+ */
+export const MEMBER_MATCH = 'http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match';
+export const OUTCOME_SYSTEM = 'urn:baton:member-match-outcome';
+
+export interface MemberMatchDeps {
+  settings: MemberMatchConfig;
+  metrics: Metrics;
+  policyInForce: (ctx: FhirContext) => Promise<MatchingPolicy>;
+  /** Consent evaluation and the brute-force guard, bound to their configuration. */
+  consent: ConsentCheck;
+  guard: (ctx: FhirContext, clientId: string, query: ReturnType<typeof queryFromMemberMatch>) => Promise<void>;
+  requestId?: (ctx: FhirContext) => string | undefined;
+}
+
+export type ConsentCheck = (input: ReturnType<typeof parseMemberMatchInput>, ctx: FhirContext) => { ok: true; grant?: MatchLink['grant'] } | { ok: false; code: string; diagnostics: string; expression: string[] };
+
+export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps: MemberMatchDeps): Promise<Parameters> {
+  ctx.access.authorizeOperation(MEMBER_MATCH);
+  const clientId = ctx.access.caller?.clientId ?? 'baton';
+
+  // 1. Parse and check
+  const input = parseMemberMatchInput(body, { consentRequired: deps.settings.consentRequired, validator: ctx.validator });
+  const query = queryFromMemberMatch(input.memberPatient, input.coverageToMatch);
+
+  // 2. Throttle brute force
+  await deps.guard(ctx, clientId, query);
+
+  // 3. Evaluate the consent
+  const consent = deps.consent(input, ctx);
+  if (!consent.ok) throw refusal('consent', consent.code, 'The consent cannot be honoured: ' + consent.diagnostics, consent.expression);
+
+  // A request an operator has reviewed, or is reviewing, gets that answer.
+  const hash = requestHash(clientId, query);
+  const reviewed = await reviewOfRequest(ctx.q, clientId, hash);
+  if (reviewed?.outcome === 'review') throw underReview(reviewed.taskId);
+  if (reviewed?.outcome === 'rejected') throw refusal('not-found', 'no-match', 'No unique member matches the request');
+  if (reviewed?.outcome === 'approved' && reviewed.patientId) {
+    const identifier = await existingMemberIdentifier(ctx.q, reviewed.patientId);
+    if (identifier) return answer(identifier, deps.settings.memberId ? reviewed.patientId : undefined);
+  }
+
+  // 4. Resolve identity
+  await catchUp(ctx.db);
+  const [policy, blocking, termFrequencies] = await Promise.all([deps.policyInForce(ctx), findCandidates(ctx.q, query), termFrequenciesFor(ctx.q, query)]);
+  const decision = resolveMember(query, blocking.candidates, { policy, useCase: deps.settings.useCase, termFrequencies });
+
+  // 5. Act, and 6. answer
+  const requestId = deps.requestId?.(ctx);
+  const record = (q: Queryable, outcome: DecisionOutcome, extra: { patientId?: string; taskId?: string; pending?: unknown } = {}) =>
+    recordDecision(q, { clientId, requestHash: hash, decision, outcome, ...(requestId ? { requestId } : {}), ...extra });
+
+  if ((decision.tier === 'deterministic' || decision.tier === 'probabilistic') && decision.candidateId) {
+    const patientId = decision.candidateId;
+    const identifier = await ctx.db.transaction(async (q) => {
+      const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, consent.grant));
+      await record(q, 'matched', { patientId });
+      await ctx.audit.flush(q);
+      return linked;
+    });
+    ctx.audit.returned([{ resourceType: 'Patient', id: patientId, content: { resourceType: 'Patient', id: patientId } }]);
+    return answer(identifier, deps.settings.memberId ? patientId : undefined);
+  }
+  if (decision.tier === 'review') {
+    const taskId = await ctx.db.transaction(async (q) => {
+      const decisionId = randomUUID();
+      const task = await createReviewTask(ctx, q, { decisionId, candidateIds: decision.reviewCandidateIds });
+      await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
+      await ctx.audit.flush(q);
+      return task;
+    });
+    throw underReview(taskId);
+  }
+  const ambiguous = isAmbiguous(decision);
+  await record(ctx.db, ambiguous ? 'ambiguous' : 'no-match');
+  if (ambiguous) throw refusal('multiple-matches', 'multiple-matches', 'More than one member matches the request; none was chosen');
+  throw refusal('not-found', 'no-match', 'No unique member matches the request');
+}
+
+/** Candidates that scored for a match but could not be told apart (HRex: several matches are no match). */
+function isAmbiguous(decision: MatchDecision): boolean {
+  return decision.reasons.some((reason) => reason.code === 'ambiguous' || reason.code === 'margin');
+}
+
+function linkOf(input: ReturnType<typeof parseMemberMatchInput>, clientId: string, patientId: string, grant: MatchLink['grant']): MatchLink {
+  return {
+    patientId,
+    clientId,
+    requestPatientReference: `Patient/${input.memberPatient.id}`,
+    ...(input.coverageToLink ? { coverageToLink: input.coverageToLink } : {}),
+    ...(input.consent ? { consent: input.consent } : {}),
+    ...(grant ? { grant } : {}),
+  };
+}
+
+/** HRex member-match-out: MemberIdentifier (types MB and UMB) and, from HRex 1.1 on, MemberId. */
+function answer(identifier: Identifier, patientId: string | undefined): Parameters {
+  return {
+    resourceType: 'Parameters',
+    parameter: [{ name: 'MemberIdentifier', valueIdentifier: identifier }, ...(patientId ? [{ name: 'MemberId', valueReference: { reference: `Patient/${patientId}` } }] : [])],
+  };
+}
+
+/** 422 whose issue code and details code say which case it is; the text says nothing about any member. */
+function refusal(code: 'not-found' | 'multiple-matches' | 'consent' | 'incomplete', detail: string, diagnostics: string, expression?: string[]): FhirError {
+  const outcome: OperationOutcome = {
+    resourceType: 'OperationOutcome',
+    issue: [
+      {
+        severity: 'error',
+        code: code === 'consent' ? 'security' : code,
+        details: { coding: [{ system: OUTCOME_SYSTEM, code: detail }] },
+        diagnostics,
+        ...(expression ? { expression } : {}),
+      },
+    ],
+  };
+  return new FhirError(422, outcome);
+}
+
+function underReview(taskId: string | null): FhirError {
+  return refusal('incomplete', 'under-review', `The request awaits manual review${taskId ? `; Task/${taskId} carries the outcome` : ''}`);
+}

@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import type { Consent, Coverage, Identifier, Patient, Resource } from '@medplum/fhirtypes';
+import type { Queryable } from '../../db/connection.ts';
+import { createGrant } from '../../auth/grants.ts';
+import { type AccessPolicy, systemAccess } from '../../fhir/access.ts';
+import * as interactions from '../../fhir/interactions.ts';
+import { readCurrent } from '../../fhir/store.ts';
+
+/**
+ * What a match does at this payer (HRex $member-match): link CoverageToLink to the member, store
+ * the Consent (period, policy, requesting payer) and grant the requesting partner access to the
+ * member for the consent's period, re-checked at every access (src/auth/access-policy.ts). The
+ * same steps serve an automatic match and an operator's approval of a reviewed one.
+ */
+export interface MatchLink {
+  patientId: string;
+  /** The partner client that asked. */
+  clientId: string;
+  /** `Patient/<MemberPatient.id>` of the request: references to it now mean the member. */
+  requestPatientReference: string;
+  coverageToLink?: Coverage;
+  consent?: Consent;
+  /** What the consent lets the partner see; undefined when no consent came (the grant is then not created). */
+  grant?: { start: string; end: string; excludedSecurity: string[] };
+}
+
+export const UMB_SYSTEM = 'urn:baton:unique-member-id';
+const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
+const HREX_TEMP = 'http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp';
+
+/**
+ * Writes the link in the caller's transaction `q` (whose end must flush ctx.audit) and returns the
+ * member's unique identifier. The caller's identity stays on the writes (audit and Provenance),
+ * but the writes are Baton's: a partner may not write member data itself.
+ */
+export async function linkMatchedMember(ctx: interactions.FhirContext, q: Queryable, link: MatchLink): Promise<Identifier> {
+  const access: AccessPolicy = { ...systemAccess, ...(ctx.access.caller ? { caller: ctx.access.caller } : {}) };
+  const writes: interactions.FhirContext = { ...ctx, q, inTransaction: true, access };
+  const member = `Patient/${link.patientId}`;
+  // Minting the identifier is Baton's own act, not the partner's: no Provenance names the partner for it.
+  const identifier = await uniqueMemberIdentifier({ ...writes, access: systemAccess }, q, link.patientId);
+  if (link.coverageToLink) {
+    await interactions.create(writes, 'Coverage', rebased(link.coverageToLink, link.requestPatientReference, member));
+  }
+  let consentReference: string | undefined;
+  if (link.consent) {
+    const stored = await interactions.create(writes, 'Consent', rebased(link.consent, link.requestPatientReference, member));
+    consentReference = `Consent/${stored.id}`;
+  }
+  if (link.grant) {
+    await createGrant(q, {
+      clientId: link.clientId,
+      patientId: link.patientId,
+      validFrom: link.grant.start,
+      validUntil: link.grant.end,
+      ...(consentReference ? { consent: consentReference } : {}),
+      excludedSecurity: link.grant.excludedSecurity,
+    });
+  }
+  return identifier;
+}
+
+/**
+ * The member's unique member identifier (HRex MemberIdentifier: types MB and UMB). A member
+ * keeps one for good: the one already on the Patient, else one minted now and written to the
+ * Patient, so `Patient?identifier=<value>` finds the member.
+ */
+export async function existingMemberIdentifier(q: Queryable, patientId: string): Promise<Identifier | undefined> {
+  const stored = await readCurrent(q, 'Patient', patientId);
+  if (!stored || stored.deleted) return undefined;
+  const value = ((JSON.parse(stored.json) as Patient).identifier ?? []).find((id) => id.system === UMB_SYSTEM && id.value)?.value;
+  return value ? memberIdentifier(value) : undefined;
+}
+
+async function uniqueMemberIdentifier(ctx: interactions.FhirContext, q: Queryable, patientId: string): Promise<Identifier> {
+  const stored = await readCurrent(q, 'Patient', patientId, true);
+  if (!stored || stored.deleted) throw new Error('linkMatchedMember: the matched member is not stored');
+  const patient = JSON.parse(stored.json) as Patient;
+  const existing = (patient.identifier ?? []).find((id) => id.system === UMB_SYSTEM && id.value);
+  if (existing?.value) return memberIdentifier(existing.value);
+  const value = randomUUID();
+  await interactions.update(ctx, 'Patient', patientId, { ...patient, identifier: [...(patient.identifier ?? []), memberIdentifier(value)] });
+  return memberIdentifier(value);
+}
+
+function memberIdentifier(value: string): Identifier {
+  return {
+    type: {
+      coding: [
+        { system: V2_0203, code: 'MB' },
+        { system: HREX_TEMP, code: 'UMB' },
+      ],
+    },
+    system: UMB_SYSTEM,
+    value,
+  };
+}
+
+/** The resource as stored here: a new id, and the request's Patient references pointing at the member. */
+function rebased<T extends Resource>(resource: T, from: string, to: string): T {
+  const { id: _id, meta: _meta, ...rest } = JSON.parse(JSON.stringify(resource, (key, value) => (key === 'reference' && value === from ? to : value))) as T;
+  return rest as T;
+}
