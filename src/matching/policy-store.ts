@@ -103,7 +103,11 @@ function readPolicyFile(directory: string, file: string): MatchingPolicy {
   }
 }
 
-/** Parsed bodies by "id@version": a version never changes once stored, so any process may keep it; losing it costs one read. */
+/**
+ * Parsed bodies by id, version and creation instant: a stored version never changes, so any
+ * process may keep it, and the instant tells apart two databases (or a reset one) that hold the
+ * same version number with different bodies. Losing the cache costs one read.
+ */
 const parsedVersions = new Map<string, MatchingPolicy>();
 const MAX_CACHED_VERSIONS = 64;
 
@@ -113,33 +117,33 @@ export class NoPolicyInForce extends Error {
 }
 
 /**
- * The version in force: one primary-key lookup for the latest version number per call, the body
- * parsed once per process and version (so a version saved by another process is in force here
- * from its next call).
+ * The version in force, for every decision: one primary-key lookup of the latest version per
+ * call, its body read and parsed once per process (so a version saved by another process is in
+ * force here from its next call).
  */
 export async function policyInForce(q: Queryable, id: string = MEMBER_MATCH_POLICY_ID): Promise<MatchingPolicy> {
-  const version = await latestVersion(q, id);
-  const policy = version === 0 ? undefined : await policyVersion(q, id, version);
-  if (!policy) throw new NoPolicyInForce(`no version of matching policy "${id}" is stored; loadPolicyFiles stores config/matching/policy-v*.json at start`);
-  return policy;
-}
-
-/** One stored version, parsed (cached like the version in force); undefined when there is none. */
-export async function policyVersion(q: Queryable, id: string, version: number): Promise<MatchingPolicy | undefined> {
-  const key = `${id}@${version}`;
+  // Served by the (id, version) primary key: a backward index scan reading one entry.
+  const [latest] = await q.execute<{ version: number; created: string | Date }>(
+    sql`SELECT version, created FROM matching_policies WHERE id = ${id} ORDER BY version DESC LIMIT 1`,
+  );
+  if (!latest) throw new NoPolicyInForce(`no version of matching policy "${id}" is stored; loadPolicyFiles stores config/matching/policy-v*.json at start`);
+  const key = `${id}@${latest.version}@${new Date(latest.created).getTime()}`;
   const cached = parsedVersions.get(key);
   if (cached) return cached;
-  const [row] = await q.execute<{ body: string }>(sql`SELECT body FROM matching_policies WHERE id = ${id} AND version = ${version}`);
-  if (!row) return undefined;
-  const policy = parsePolicy(JSON.parse(row.body));
+  const policy = (await policyVersion(q, id, Number(latest.version))) as MatchingPolicy;
   if (parsedVersions.size >= MAX_CACHED_VERSIONS) parsedVersions.delete(parsedVersions.keys().next().value as string);
   parsedVersions.set(key, policy);
   return policy;
 }
 
+/** One stored version, parsed; undefined when there is none. */
+export async function policyVersion(q: Queryable, id: string, version: number): Promise<MatchingPolicy | undefined> {
+  const [row] = await q.execute<{ body: string }>(sql`SELECT body FROM matching_policies WHERE id = ${id} AND version = ${version}`);
+  return row && parsePolicy(JSON.parse(row.body));
+}
+
 /** The latest stored version number of a policy; 0 when none is stored. */
 export async function latestVersion(q: Queryable, id: string): Promise<number> {
-  // Served by the (id, version) primary key: a backward index scan reading one entry.
   const [row] = await q.execute<{ version: number }>(sql`SELECT version FROM matching_policies WHERE id = ${id} ORDER BY version DESC LIMIT 1`);
   return row ? Number(row.version) : 0;
 }
