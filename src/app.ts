@@ -20,6 +20,7 @@ import { operationRoutes } from './operations/routes.ts';
 import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
 import { matchingAdminRoutes } from './ops/admin-matching.ts';
+import { reviewRoutes } from './operations/member-match/review-api.ts';
 import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
@@ -90,6 +91,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate, udap: deps.config.udap }));
   // After authRoutes: its '/admin/*' admin-token gate runs before these handlers only when registered first.
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
+  app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
   app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch }) }));
 

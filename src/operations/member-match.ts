@@ -94,7 +94,7 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
   if (decision.tier === 'review') {
     const taskId = await ctx.db.transaction(async (q) => {
       const decisionId = randomUUID();
-      const task = await createReviewTask(ctx, q, { decisionId, candidateIds: decision.reviewCandidateIds });
+      const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
       await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
       await ctx.audit.flush(q);
       return task;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { createApp } from '../../src/app.ts';
+import { type AppDeps, createApp } from '../../src/app.ts';
 import { type AccessTokenSubject, signAccessToken } from '../../src/auth/access-token.ts';
 import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
@@ -45,13 +45,13 @@ const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'in
  * A Baton app on a database of its own: in-memory PGlite, or, when DATABASE_URL is set (CI's
  * PostgreSQL run), a freshly created database so runs never see each other's data.
  */
-export async function startBaton(options: { profilePackages?: string[]; logger?: Logger } = {}): Promise<TestBaton> {
+export async function startBaton(options: { profilePackages?: string[]; logger?: Logger; config?: Partial<AppDeps['config']> } = {}): Promise<TestBaton> {
   const { databaseUrl, drop } = await freshDatabase();
   const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 10 });
   await migrateDatabase(db);
   const logger = options.logger ?? createLogger('silent');
   const validator = await createValidator(options.profilePackages ?? [], logger);
-  const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator });
+  const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 16 * 1024 * 1024, ...options.config }, db, logger, validator });
   const token = tokenMinter(db, BASE_URL);
   let harnessToken: { value: string; minted: number } | undefined;
   // Re-minted before the five-minute lifetime runs out, for long test files.

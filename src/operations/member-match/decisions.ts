@@ -66,10 +66,11 @@ export async function reviewOfRequest(q: Queryable, clientId: string, hash: stri
   return rows[0];
 }
 
-export async function decisionOfTask(q: Queryable, taskId: string, forUpdate = false): Promise<(StoredDecision & { clientId: string }) | undefined> {
+/** The decision a review Task settles, with its MatchDecision JSON (`decision`). */
+export async function decisionOfTask(q: Queryable, taskId: string, forUpdate = false): Promise<(StoredDecision & { clientId: string; decision: string }) | undefined> {
   const lock = forUpdate ? sql` FOR UPDATE` : sql``;
-  const rows = await q.execute<StoredDecision & { clientId: string }>(sql`
-    SELECT id, outcome, patient_id AS "patientId", task_id AS "taskId", pending, client_id AS "clientId" FROM match_decisions WHERE task_id = ${taskId}${lock}`);
+  const rows = await q.execute<StoredDecision & { clientId: string; decision: string }>(sql`
+    SELECT id, outcome, patient_id AS "patientId", task_id AS "taskId", pending, client_id AS "clientId", decision FROM match_decisions WHERE task_id = ${taskId}${lock}`);
   return rows[0];
 }
 

@@ -8,7 +8,9 @@ import { OWN_ORGANIZATION_ID } from '../../fhir/own-organization.ts';
  * Manual review (issue 5): a match the engine could not settle becomes a Task on hold for an
  * operator, naming the candidates and the stored decision. Its businessStatus follows the
  * request stages of DESIGN.md (manual-review); the operator's answer completes or rejects it.
- * The Task has no `for` while under review, so no partner sees the candidates.
+ * The Task names the stored decision, not the candidates: once approved it concerns the member
+ * (`for`) and the partner may read it and its history, which must not name other members.
+ * Operators read the candidates from the decision (GET /admin/match-decisions/{id}).
  */
 export const TASK_STAGE_SYSTEM = 'urn:baton:task-stage';
 export const REVIEW_TASK_CODE = { system: 'urn:baton:task-code', code: 'member-match-review', display: 'Manual review of a $member-match' };
@@ -18,7 +20,7 @@ export const stage = (code: string) => ({ coding: [{ system: TASK_STAGE_SYSTEM, 
 export async function createReviewTask(
   ctx: interactions.FhirContext,
   q: Queryable,
-  review: { decisionId: string; candidateIds: readonly string[]; requester?: Task['requester'] },
+  review: { decisionId: string; candidates: number; requester?: Task['requester'] },
 ): Promise<string> {
   const task: Task = {
     resourceType: 'Task',
@@ -31,7 +33,7 @@ export async function createReviewTask(
     ...(review.requester ? { requester: review.requester } : {}),
     input: [
       { type: { text: 'match-decision' }, valueString: review.decisionId },
-      ...review.candidateIds.map((id) => ({ type: { text: 'candidate' }, valueReference: { reference: `Patient/${id}` } })),
+      { type: { text: 'candidates' }, valueInteger: review.candidates },
     ],
   };
   const created = await interactions.create({ ...ctx, q, inTransaction: true, access: systemAccess }, 'Task', task);
