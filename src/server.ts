@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
 import { auditClientsFileChange } from './audit/registration-events.ts';
 import { startAuditArchiver } from './audit/archive.ts';
+import { runInBackground } from './audit/background.ts';
 import { startAuditSealer } from './audit/sealer.ts';
 import { registrationHint } from './auth/client-onboarding.ts';
 import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
@@ -15,6 +16,8 @@ import type { FhirContext } from './fhir/interactions.ts';
 import { ensureOwnOrganization } from './fhir/own-organization.ts';
 import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
 import { createLogger } from './logger.ts';
+import { catchUp } from './matching/index-store.ts';
+import { loadPolicyFiles } from './matching/policy-store.ts';
 import { seedDemoData } from './seed/demo.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
@@ -43,6 +46,17 @@ if (config.seed === 'demo') {
   if (seeded) logger.info({ resources: seeded }, 'demo data loaded');
 }
 
+// The matching policy versions shipped in config/matching/ that the database does not hold yet.
+for (const loaded of await loadPolicyFiles(db)) if (loaded.result !== 'unchanged') logger.info(loaded, 'matching policy file');
+// Keeps the $member-match blocking index up with Patient and Coverage writes (each match also catches up first).
+const indexer = runInBackground(async () => {
+  try {
+    const indexed = await catchUp(db);
+    if (indexed > 0) logger.debug({ indexed }, 'matching index caught up');
+  } catch (error) {
+    logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'matching index catch-up failed');
+  }
+}, 1000);
 // Chains, checkpoints and publishes audit events for FHIR search, in the background.
 const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
@@ -61,7 +75,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await Promise.all([sealer.stop(), archiver.stop()]);
+  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop()]);
   await db.close();
   process.exit(0);
 }
