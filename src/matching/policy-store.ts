@@ -81,7 +81,8 @@ export async function loadPolicyFiles(db: Database, options: LoadPolicyOptions =
         return 'inserted';
       }
       const [stored] = await tx.execute<{ body: string }>(sql`SELECT body FROM matching_policies WHERE id = ${policy.id} AND version = ${policy.version}`);
-      return canonicalize(JSON.parse(stored.body)) === canonicalize(policy) ? 'unchanged' : 'kept-stored';
+      // Both sides parsed: settings a later release defaults are filled in on each alike.
+      return canonicalize(parsePolicy(JSON.parse(stored.body))) === canonicalize(policy) ? 'unchanged' : 'kept-stored';
     });
     results.push({ file, id: policy.id, version: policy.version, result });
   }
@@ -150,22 +151,23 @@ export async function latestVersion(q: Queryable, id: string): Promise<number> {
 
 /**
  * Stores a new version: valid (PolicyError listing every problem), of policy `id`, and exactly
- * one above the latest stored (PolicyVersionConflict otherwise). The check and the insert are
- * one statement, so of two operators saving the same next version one wins and the other is
- * told, whatever the timing.
+ * one above the latest stored (PolicyVersionConflict otherwise). The insert checks the latest
+ * version again in the same statement, so of two operators saving the same next version one
+ * wins and the other is told, whatever the timing.
  */
 export async function savePolicy(q: Queryable, body: unknown, by: string, reason?: string, id: string = MEMBER_MATCH_POLICY_ID): Promise<StoredPolicyVersion> {
   const policy = parsePolicy(body);
-  if (policy.id !== id) throw new PolicyVersionConflict(`the policy's id is "${policy.id}"; this endpoint changes "${id}"`, await latestVersion(q, id));
+  const latest = await latestVersion(q, id);
+  if (policy.id !== id) throw new PolicyVersionConflict(`the policy's id is "${policy.id}"; this endpoint changes "${id}"`, latest);
+  const refuse = (stored: number) => new PolicyVersionConflict(`version ${policy.version} does not follow the latest stored version ${stored}: send version ${stored + 1}`, stored);
+  // Checked before the insert too: a version beyond the column's range would fail there as a server error.
+  if (policy.version !== latest + 1) throw refuse(latest);
   const rows = await q.execute<PolicyRow>(sql`INSERT INTO matching_policies (id, version, body, created_by, reason)
     SELECT ${id}, ${policy.version}, ${JSON.stringify(policy)}, ${by}, ${reason ?? null}
-    WHERE (SELECT coalesce(max(version), 0) FROM matching_policies WHERE id = ${id}) = ${policy.version - 1}
+    WHERE (SELECT coalesce(max(version), 0) FROM matching_policies WHERE id = ${id}) = ${latest}
     ON CONFLICT (id, version) DO NOTHING
     RETURNING ${POLICY_COLUMNS}`);
-  if (rows.length === 0) {
-    const latest = await latestVersion(q, id);
-    throw new PolicyVersionConflict(`version ${policy.version} does not follow the latest stored version ${latest}: send version ${latest + 1}`, latest);
-  }
+  if (rows.length === 0) throw refuse(await latestVersion(q, id));
   return toStoredVersion(rows[0]);
 }
 

@@ -88,6 +88,15 @@ describe('loadPolicyFiles', () => {
     expect(row.created_by).toBe('operator');
   });
 
+  it('finds a version unchanged when the stored body says the same in another key order and layout', async () => {
+    await clearPolicies();
+    const policy = version(1);
+    const reordered = Object.fromEntries(Object.entries(policy).reverse());
+    await db.execute(sql`INSERT INTO matching_policies (id, version, body, created_by) VALUES (${MEMBER_MATCH_POLICY_ID}, 1, ${JSON.stringify(reordered, null, 2)}, 'config')`);
+    const results = await loadPolicyFiles(db, { directory: policyDirectory({ 'policy-v1.json': policy }) });
+    expect(results.map((r) => r.result)).toEqual(['unchanged']);
+  });
+
   it('inserts nothing when the audit hook fails: the version and its audit record go together', async () => {
     await clearPolicies();
     const directory = policyDirectory({ 'policy-v1.json': version(1) });

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import policyV1 from '../../config/matching/policy-v1.json' with { type: 'json' };
 import type { MatchDecision } from '../../src/matching/decide.ts';
+import { parsePolicy } from '../../src/matching/policy.ts';
 import { listPolicies, loadPolicyFiles, policyInForce } from '../../src/matching/policy-store.ts';
 import { ADMIN_TOKEN, type AuthBaton, startAuthBaton } from '../auth/harness.ts';
 import { member, queryOf, resolve } from '../matching/members.ts';
@@ -103,7 +104,7 @@ describe('matching policy', () => {
 
     const v1 = await auth.request('/admin/matching/policies/1', { headers: admin });
     expect(v1.status).toBe(200);
-    expect(await v1.json()).toEqual(policyV1);
+    expect(await v1.json()).toEqual(parsePolicy(structuredClone(policyV1)));
   });
 
   it.each([
@@ -129,11 +130,11 @@ describe('matching policy', () => {
     expect(event.agent?.some((agent) => agent.who?.identifier?.value === 'operator')).toBe(true);
 
     const inForce = await json(await auth.request('/admin/matching/policy', { headers: admin }));
-    expect(inForce).toEqual(body);
+    expect(inForce).toEqual(parsePolicy(structuredClone(body)));
     const decidingPolicy = await policyInForce(auth.baton.db);
     expect(decidingPolicy.version).toBe(body.version);
     expect(decidingPolicy.useCases['coverage-check'].autoThreshold).toBe(31);
-    expect(await json(await auth.request(response.headers.get('location') as string, { headers: admin }))).toEqual(body);
+    expect(await json(await auth.request(response.headers.get('location') as string, { headers: admin }))).toEqual(inForce);
   });
 
   it('answers 422 listing every problem of an invalid policy, and keeps the version in force', async () => {
@@ -164,6 +165,7 @@ describe('matching policy', () => {
   it.each<[string, (next: number) => Mutable]>([
     ['the version in force', (next) => ({ ...structuredClone(policyV1), version: next - 1 })],
     ['a version that skips one', (next) => ({ ...structuredClone(policyV1), version: next + 1 })],
+    ['a version beyond any stored number', () => ({ ...structuredClone(policyV1), version: 2 ** 31 })],
     ['another policy id', (next) => ({ ...structuredClone(policyV1), version: next, id: 'other-policy' })],
   ])('answers 409 to %s', async (_, policyFor) => {
     const before = await latest();
