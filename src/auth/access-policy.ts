@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { AccessPolicy, Permission } from '../fhir/access.ts';
 import { patientCompartmentParams } from '../fhir/compartment.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
+import { searchParam } from '../fhir/search/parameters.ts';
 import { parseSearchRequest } from '../fhir/search/parse.ts';
 import { SearchSql } from '../fhir/search/sql.ts';
 import type { ClientKind } from './client-registration.ts';
@@ -119,19 +120,30 @@ export class ScopedAccess implements AccessPolicy {
     }
   }
 
-  /** The granted members themselves, or resources in a granted member's Patient compartment. */
+  /**
+   * The granted members themselves, or resources in a granted member's Patient compartment that
+   * one of the member's grants reaches. The Patient is never withheld by label: the partner
+   * already holds the member's demographics, and a grant without its member would be useless.
+   */
   private memberCondition(resourceType: string, alias: SQL): SQL | undefined {
     const client = this.principal.clientId;
     const active = sql`g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())`;
     if (resourceType === 'Patient') {
       return sql`${alias}.id IN (SELECT g.patient_id FROM access_grants g WHERE g.client_id = ${client} AND ${active})`;
     }
-    const params = patientCompartmentParams(resourceType);
+    const params = compartmentReferenceCodes(resourceType);
     if (!params) return undefined;
     const cr = sql.raw('cr');
+    // A grant from an HRex #regular consent does not reach data carrying one of its excluded
+    // security labels (meta.security, indexed as _security). The member's grants are OR-ed: a
+    // #sensitive grant for the same member (nothing excluded) shows what a #regular one hides.
+    // The label lookup runs only for grants with exclusions, on sp_token's (type, id, code) index.
+    const reaches = sql`(g.excluded_security IS NULL OR NOT EXISTS (SELECT 1 FROM sp_token sl
+      WHERE sl.resource_type = ${resourceType} AND sl.resource_id = ${cr}.resource_id AND sl.code = '_security'
+        AND sl.system || '|' || sl.value = ANY (g.excluded_security)))`;
     const inGrantedCompartment = sql`${alias}.id IN (SELECT ${cr}.resource_id FROM sp_reference ${cr} JOIN access_grants g ON g.patient_id = ${cr}.target_id
       WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.code IN ${params} AND ${cr}.target_type = 'Patient' AND ${this.sqlBuilder.local(cr)}
-        AND g.client_id = ${client} AND ${active})`;
+        AND g.client_id = ${client} AND ${active} AND ${reaches})`;
     if (resourceType !== 'Group') return inGrantedCompartment;
     // A Group lists members: it is shown only when every member in it is granted, or it would name the others.
     const gm = sql.raw('gm');
@@ -142,6 +154,18 @@ export class ScopedAccess implements AccessPolicy {
 }
 
 const PERMISSION_NAMES: Record<Permission, string> = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' };
+
+/**
+ * The sp_reference codes holding a type's Patient compartment references. A compartment parameter
+ * may be stored as another's rows (Condition's `patient` is its `subject` rows narrowed to
+ * Patients), so the codes are those of the rows each parameter reads; the query keeps Patient
+ * targets only.
+ */
+function compartmentReferenceCodes(resourceType: string): string[] | undefined {
+  const params = patientCompartmentParams(resourceType);
+  if (!params) return undefined;
+  return [...new Set(params.flatMap((code) => searchParam(resourceType, code)?.rows?.codes ?? [code]))];
+}
 
 /** Patients and the types of the Patient compartment: the data a member's consent governs. */
 function isMemberData(resourceType: string): boolean {
