@@ -1,6 +1,6 @@
 import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
-import { auditClientsFileChange } from './audit/registration-events.ts';
+import { auditClientsFileChange, auditPolicyFileChange } from './audit/registration-events.ts';
 import { startAuditArchiver } from './audit/archive.ts';
 import { runInBackground } from './audit/background.ts';
 import { startAuditSealer } from './audit/sealer.ts';
@@ -47,7 +47,7 @@ if (config.seed === 'demo') {
 }
 
 // The matching policy versions shipped in config/matching/ that the database does not hold yet.
-for (const loaded of await loadPolicyFiles(db)) if (loaded.result !== 'unchanged') logger.info(loaded, 'matching policy file');
+for (const loaded of await loadPolicyFiles(db, { onInsert: auditPolicyFileChange(config.baseUrl) })) if (loaded.result !== 'unchanged') logger.info(loaded, 'matching policy file');
 // Keeps the $member-match blocking index up with Patient and Coverage writes (each match also catches up first).
 const indexer = runInBackground(async () => {
   try {

@@ -1,3 +1,4 @@
+import { auditPolicyFileChange } from '../audit/registration-events.ts';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/connection.ts';
 import { serverSecret } from '../db/secrets.ts';
@@ -52,7 +53,7 @@ function memberMatchDeps(deps: OperationDeps) {
     settings: deps.memberMatch,
     metrics: deps.metrics,
     consent,
-    policyInForce: (ctx: FhirContext) => policyOrLoad(ctx.db),
+    policyInForce: (ctx: FhirContext) => policyOrLoad(ctx.db, ctx.baseUrl),
     guard: async (ctx: FhirContext, clientId: string, query: Parameters<typeof attemptKeys>[0]) => {
       guardKey ??= serverSecret(deps.db, 'member-match-attempts');
       const keys = attemptKeys(query, await guardKey);
@@ -62,12 +63,12 @@ function memberMatchDeps(deps: OperationDeps) {
 }
 
 /** The policy in force; a database no process has loaded the policy files into yet gets them now. */
-async function policyOrLoad(db: Database): Promise<MatchingPolicy> {
+async function policyOrLoad(db: Database, baseUrl: string): Promise<MatchingPolicy> {
   try {
     return await policyInForce(db);
   } catch (error) {
     if (!(error instanceof NoPolicyInForce)) throw error;
-    await loadPolicyFiles(db);
+    await loadPolicyFiles(db, { onInsert: auditPolicyFileChange(baseUrl) });
     return policyInForce(db);
   }
 }

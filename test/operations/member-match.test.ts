@@ -89,6 +89,9 @@ describe('a unique match with an acceptable consent', () => {
     expect(decision.candidates[0].candidateId).toBe('okafor');
     expect(decision.candidates[0].fields.map((f: { field: string }) => f.field)).toContain('birthDate');
     expect(row.policyVersion).toBeGreaterThanOrEqual(1);
+    // The policy versions this database got from config/matching/ on first use are in the audit trail.
+    const stored = await baton.db.execute(sql`SELECT 1 FROM audit_events WHERE content LIKE '%urn:baton:matching-policy-file%'`);
+    expect(stored.length).toBeGreaterThanOrEqual(1);
   });
 });
 
