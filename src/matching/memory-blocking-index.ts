@@ -1,0 +1,36 @@
+import { BLOCK_SIZE_LIMIT, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
+import type { CandidateRecord, MatchQuery } from './types.ts';
+
+/**
+ * The blocking index held in memory, answering as the database's does: every member filed under
+ * each of its keys; a query's candidates are the members of the blocks its keys name, a block
+ * larger than BLOCK_SIZE_LIMIT skipped. For evaluation and tests; the server uses the database.
+ */
+export class MemoryBlockingIndex {
+  private readonly blocks = new Map<string, number[]>();
+  private readonly members: CandidateRecord[] = [];
+
+  add(candidate: CandidateRecord): void {
+    const position = this.members.push(candidate) - 1;
+    for (const key of candidateBlockingKeys(candidate)) {
+      const block = this.blocks.get(key);
+      if (block) block.push(position);
+      else this.blocks.set(key, [position]);
+    }
+  }
+
+  /** The members sharing a key with `query`, each once, in the order they were added. */
+  candidates(query: MatchQuery): CandidateRecord[] {
+    const positions = new Set<number>();
+    for (const key of queryBlockingKeys(query)) {
+      const block = this.blocks.get(key);
+      if (!block || block.length > BLOCK_SIZE_LIMIT) continue;
+      for (const position of block) positions.add(position);
+    }
+    return [...positions].sort((a, b) => a - b).map((position) => this.members[position]);
+  }
+
+  get size(): number {
+    return this.members.length;
+  }
+}
