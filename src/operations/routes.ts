@@ -8,6 +8,7 @@ import { loadPolicyFiles, NoPolicyInForce, policyInForce } from '../matching/pol
 import type { MatchingPolicy } from '../matching/policy.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { auditVerifyOperation } from './audit-verify.ts';
+import { patientEverythingRoutes } from './everything.ts';
 import { type ConsentCheck, memberMatchOperation } from './member-match.ts';
 import { attemptKeys, guardMatchAttempt } from './member-match/brute-force.ts';
 import { evaluateConsent } from './member-match/consent.ts';
@@ -28,12 +29,13 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   return [
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
+    ...patientEverythingRoutes,
   ];
 }
 
 /** $member-match bound to its configuration: the consent rules, the brute-force guard and the policy in force. */
 function memberMatchDeps(deps: OperationDeps) {
-  const sensitiveData = deps.sensitiveData ?? loadSensitiveDataRule();
+  const sensitiveData = deps.sensitiveData ?? loadSensitiveDataRule(deps.memberMatch.sensitiveDataRule);
   let guardKey: Promise<Buffer> | undefined;
   const consent: ConsentCheck = (input, ctx) => {
     const verdict = evaluateConsent(input.consent, {
