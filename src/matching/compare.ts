@@ -171,7 +171,27 @@ function compareGiven(q: NormalizedName, c: NormalizedName, settings: Comparison
   // Known by the middle name: "Robert Michael" on one side, "Michael" on the other.
   if (q.middles.includes(c.first) || c.middles.includes(q.first)) return 'middle';
   if (sharePhoneticCode(q.firstPhonetic, c.firstPhonetic)) return 'phonetic';
-  return similarity >= settings.nameJaroWinklerMid ? 'jw-mid' : 'different';
+  // One keystroke apart counts as loosely similar whatever Jaro-Winkler says: in a short name
+  // (Tim / Tin, Anna / Snna) one slip drops the similarity below any band, and calling it
+  // different would let the twin veto refuse the member outright.
+  return similarity >= settings.nameJaroWinklerMid || oneKeystrokeApart(q.first, c.first) ? 'jw-mid' : 'different';
+}
+
+/** One letter inserted, deleted or replaced, or two neighbours exchanged (Amy / Ay, not Al / Ay). */
+export function oneKeystrokeApart(a: string, b: string): boolean {
+  if (a === b || Math.min(a.length, b.length) < 2 || Math.max(a.length, b.length) < 3 || Math.abs(a.length - b.length) > 1) return false;
+  let start = 0;
+  while (start < a.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  const restA = endA - start;
+  const restB = endB - start;
+  if (restA + restB <= 1 || (restA === 1 && restB === 1)) return true;
+  return restA === 2 && restB === 2 && a[start] === b[start + 1] && a[start + 1] === b[start];
 }
 
 function generationsConflict(queries: readonly NormalizedName[], candidates: readonly NormalizedName[]): boolean {

@@ -63,11 +63,34 @@ export function isDeterministic(fields: readonly FieldScore[]): boolean {
   return DETERMINISTIC_FIELDS.every((field) => level(field) === 'exact') && level('gender') !== 'different';
 }
 
+const levelOf = (candidate: ScoredCandidate, field: string) => candidate.fields.find((f) => f.field === field)?.level;
+const SHARED_CARD = new Set<string | undefined>(['exact', 'base', 'dependent-conflict', 'household']);
+const SHARED_HOME = new Set<string | undefined>(['exact', 'street']);
+const FIRST_NAME_AGREES = new Set<string | undefined>(['exact', 'nickname']);
+
+/**
+ * The `multiple-birth` veto (see vetoes.ts), which needs every candidate: when one candidate is a
+ * twin of the person asked about (the `twin` veto) and shares their card, home or phone, every
+ * other candidate born that day must agree on the first name exactly or as a nickname.
+ */
+export function multipleBirthVetoes(scored: readonly ScoredCandidate[]): ScoredCandidate[] {
+  const twinAtHome = scored.some(
+    (candidate) =>
+      candidate.vetoes.includes('twin') && (SHARED_CARD.has(levelOf(candidate, 'identifier')) || SHARED_HOME.has(levelOf(candidate, 'address')) || levelOf(candidate, 'phone') === 'exact'),
+  );
+  if (!twinAtHome) return [...scored];
+  return scored.map((candidate) =>
+    candidate.vetoes.includes('twin') || levelOf(candidate, 'birthDate') === 'different' || FIRST_NAME_AGREES.has(levelOf(candidate, 'given'))
+      ? candidate
+      : { ...candidate, vetoes: [...candidate.vetoes, 'multiple-birth'] },
+  );
+}
+
 export function decideMatch(scored: readonly ScoredCandidate[], policy: MatchingPolicy, useCase: string): MatchDecision {
   const settings = useCasePolicy(policy, useCase);
   const thresholds = { auto: settings.autoThreshold, review: settings.reviewThreshold, margin: settings.margin };
   const reasons: DecisionReason[] = [];
-  const assessments = [...scored]
+  const assessments = multipleBirthVetoes(scored)
     .sort((a, b) => b.score - a.score || a.candidateId.localeCompare(b.candidateId))
     .map((candidate): CandidateAssessment => {
       const vetoes = candidate.vetoes.map((rule) => ({ rule, effect: policy.vetoes[rule] }));

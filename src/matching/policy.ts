@@ -1,4 +1,4 @@
-import policyV1 from '../../config/matching/policy-v1.json' with { type: 'json' };
+import policyV2 from '../../config/matching/policy-v2.json' with { type: 'json' };
 import { FIELD_LEVELS, type FieldLevel, MATCH_FIELDS, type MatchField, TERM_FREQUENCY_FIELDS, type TermFrequencyField } from './fields.ts';
 import { VETO_RULES, type VetoRule } from './vetoes.ts';
 
@@ -102,7 +102,7 @@ export function parsePolicy(value: unknown): MatchingPolicy {
   checkUseCases(value.useCases, problem);
 
   if (problems.length > 0) throw new PolicyError(problems);
-  return value as unknown as MatchingPolicy;
+  return { ...value, vetoes: { ...LATER_VETO_DEFAULTS, ...(value.vetoes as object) } } as unknown as MatchingPolicy;
 }
 
 type Report = (path: string, message: string) => void;
@@ -172,11 +172,18 @@ function checkTermFrequency(termFrequency: unknown, problem: Report): void {
   }
 }
 
+/**
+ * Veto rules added after policy version 1, with the effect they take in a policy written before
+ * them: that policy stays valid, and the rule holds candidates for review.
+ */
+export const LATER_VETO_DEFAULTS: Partial<Record<VetoRule, VetoEffect>> = { 'multiple-birth': 'review' };
+
 function checkVetoes(vetoes: unknown, problem: Report): void {
   if (!isRecord(vetoes)) return problem('vetoes', 'must be an object');
   onlyKeys(vetoes, VETO_RULES, 'vetoes', problem);
   for (const rule of VETO_RULES) {
-    if (vetoes[rule] !== 'exclude' && vetoes[rule] !== 'review') problem(`vetoes.${rule}`, 'must be "exclude" or "review"');
+    const effect = vetoes[rule] ?? LATER_VETO_DEFAULTS[rule];
+    if (effect !== 'exclude' && effect !== 'review') problem(`vetoes.${rule}`, 'must be "exclude" or "review"');
   }
 }
 
@@ -214,5 +221,5 @@ function isProbability(value: unknown): value is number {
   return isNumber(value) && value > 0 && value <= 1;
 }
 
-/** The policy shipped in config/matching/policy-v1.json, validated at load. */
-export const defaultPolicy: MatchingPolicy = parsePolicy(policyV1);
+/** The latest policy shipped, config/matching/policy-v2.json, validated at load. */
+export const defaultPolicy: MatchingPolicy = parsePolicy(policyV2);

@@ -25,6 +25,11 @@ import type { CandidateComparison } from './compare.ts';
  *   often as another person, so never refused outright, never matched without a person.
  * - `dependent-conflict`: the same card with another dependent number: another member of the
  *   household unless the suffix was mistyped.
+ * - `multiple-birth` (set across candidates by decide.ts, see multipleBirthVetoes): another
+ *   candidate of the request's surname and birth date but another given name shares the card or
+ *   the home — a twin. Twins are told apart by their first names only, so a candidate whose first
+ *   name agrees less than exactly or as a nickname (a middle name, a close spelling, a sound-alike)
+ *   may be the twin's sibling who is not a member, or the other twin misspelt.
  */
 export const VETO_RULES = [
   'generational-suffix-conflict',
@@ -35,6 +40,7 @@ export const VETO_RULES = [
   'birth-date-conflict',
   'gender-conflict',
   'dependent-conflict',
+  'multiple-birth',
 ] as const;
 
 export type VetoRule = (typeof VETO_RULES)[number];

@@ -1,6 +1,6 @@
 import type { Patient } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { compareRecords } from '../../src/matching/compare.ts';
+import { compareRecords, oneKeystrokeApart } from '../../src/matching/compare.ts';
 import { candidateFromMember } from '../../src/matching/from-fhir.ts';
 import { normalizeRecord } from '../../src/matching/normalize.ts';
 import { defaultPolicy } from '../../src/matching/policy.ts';
@@ -31,6 +31,29 @@ describe('name levels', () => {
     const { fields } = compare(queryOf(margaret, names), margaret);
     expect(fields.family.level).toBe(family);
     expect(fields.given.level).toBe(given);
+  });
+
+  it.each([
+    ['Tim', 'Tin'],
+    ['Anna', 'Snna'],
+    ['Amy', 'Ay'],
+    ['Mia', 'Mis'],
+  ])('holds a short given name one keystroke off (%s / %s) as loosely similar, not different', (recorded, typed) => {
+    const candidate = member('c', name('Okafor', recorded));
+    expect(compare(queryOf(candidate, name('Okafor', typed)), candidate).fields.given.level).toBe('jw-mid');
+  });
+
+  it.each([
+    ['Tim', 'Tom', true],
+    ['Anna', 'Ann', true],
+    ['Ryan', 'Fyan', true],
+    ['John', 'Jhon', true],
+    ['Amy', 'Ay', true],
+    ['Al', 'Ay', false],
+    ['Anna', 'Nina', false],
+    ['Tim', 'Tim', false],
+  ])('%s and %s are one keystroke apart: %s', (a, b, apart) => {
+    expect(oneKeystrokeApart(a.toLowerCase(), b.toLowerCase())).toBe(apart);
   });
 
   it('matches a phonetic spelling of the surname', () => {

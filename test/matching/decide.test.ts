@@ -107,6 +107,37 @@ describe('vetoes', () => {
     expect(decision.candidates[0].vetoes).toEqual([{ rule: 'given-name-conflict', effect: 'review' }]);
   });
 
+  describe('multiple births', () => {
+    const familyCard = { memberIds: [{ value: 'W123456789' }], subscriberIds: [{ value: 'W123456789' }] };
+
+    it('holds for review a first name that is only the member’s middle name when her twin is on the card: it may be a third sibling', () => {
+      const decision = resolve(queryOf(margaret, { names: [{ family: 'Okafor', given: ['Ann'] }], ...familyCard }), [margaret, martha], 'clinical-history-release');
+      expect(levelOf(decision, 'margaret', 'given')).toBe('middle');
+      expect(decision).toMatchObject({ tier: 'review', reviewCandidateIds: ['margaret'] });
+      expect(decision.candidates.find((c) => c.candidateId === 'margaret')?.vetoes).toEqual([{ rule: 'multiple-birth', effect: 'review' }]);
+      expect(decision.candidates.find((c) => c.candidateId === 'martha')?.status).toBe('excluded');
+    });
+
+    it('matches the same request when no twin shares the card: she is known by her middle name', () => {
+      const decision = resolve(queryOf(margaret, { names: [{ family: 'Okafor', given: ['Ann'] }], ...familyCard }), [margaret], 'clinical-history-release');
+      expect(decision).toMatchObject({ tier: 'probabilistic', candidateId: 'margaret' });
+    });
+
+    it('holds a twin’s misspelt first name for review, and matches it spelt right', () => {
+      const misspelt = resolve(queryOf(martha, { names: [{ family: 'Okafor', given: ['Marhta'] }], ...familyCard }), [margaret, martha], 'clinical-history-release');
+      expect(levelOf(misspelt, 'martha', 'given')).toBe('jw-high');
+      expect(misspelt).toMatchObject({ tier: 'review', reviewCandidateIds: ['martha'] });
+      const right = resolve(queryOf(martha, familyCard), [margaret, martha], 'clinical-history-release');
+      expect(right).toMatchObject({ tier: 'probabilistic', candidateId: 'martha' });
+    });
+
+    it('leaves candidates born on another day alone', () => {
+      const mother = member('ngozi', { names: [{ family: 'Okafor', given: ['Ann'] }], birthDate: '1950-02-11', memberIds: [{ value: 'W123456789-00' }] });
+      const decision = resolve(queryOf(margaret, { names: [{ family: 'Okafor', given: ['Ann'] }], ...familyCard }), [margaret, martha, mother]);
+      expect(decision.candidates.find((c) => c.candidateId === 'ngozi')?.vetoes.map((v) => v.rule)).not.toContain('multiple-birth');
+    });
+  });
+
   it('holds a gender conflict for review instead of refusing or matching', () => {
     const decision = resolve(queryOf(margaret, { gender: 'male' }), [margaret]);
     expect(decision.candidates[0]).toMatchObject({ status: 'review', deterministic: false, vetoes: [{ rule: 'gender-conflict', effect: 'review' }] });

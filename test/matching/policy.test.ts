@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import policyV1 from '../../config/matching/policy-v1.json' with { type: 'json' };
+import policyV2 from '../../config/matching/policy-v2.json' with { type: 'json' };
 import { FIELD_LEVELS, MATCH_FIELDS } from '../../src/matching/fields.ts';
 import { defaultPolicy, levelWeight, parsePolicy, PolicyError, useCasePolicy } from '../../src/matching/policy.ts';
 import { VETO_RULES } from '../../src/matching/vetoes.ts';
 
 type Mutable = Record<string, any>;
 const mutated = (change: (policy: Mutable) => void): Mutable => {
-  const copy = structuredClone(policyV1) as Mutable;
+  const copy = structuredClone(policyV2) as Mutable;
   change(copy);
   return copy;
 };
@@ -21,10 +22,20 @@ function problemsOf(value: unknown): string[] {
   return [];
 }
 
-describe('policy v1', () => {
-  it('is valid, covers every field level and veto, and defines both use cases', () => {
+describe('shipped policies', () => {
+  it('keeps v1 valid: a veto added since (multiple-birth) takes its default effect', () => {
     expect(problemsOf(policyV1)).toEqual([]);
-    expect(defaultPolicy).toMatchObject({ id: 'baton-member-match', version: 1 });
+    expect(Object.keys(policyV1.vetoes)).not.toContain('multiple-birth');
+    expect(parsePolicy(policyV1).vetoes['multiple-birth']).toBe('review');
+  });
+
+  it('decides under v2 by default, which names every veto itself', () => {
+    expect(Object.keys(policyV2.vetoes).sort()).toEqual([...VETO_RULES].sort());
+  });
+
+  it('is valid, covers every field level and veto, and defines both use cases', () => {
+    expect(problemsOf(policyV2)).toEqual([]);
+    expect(defaultPolicy).toMatchObject({ id: 'baton-member-match', version: 2 });
     for (const field of MATCH_FIELDS) expect(Object.keys(defaultPolicy.fields[field].levels).sort()).toEqual([...FIELD_LEVELS[field]].sort());
     expect(Object.keys(defaultPolicy.vetoes).sort()).toEqual([...VETO_RULES].sort());
     expect(Object.keys(defaultPolicy.useCases).sort()).toEqual(['clinical-history-release', 'coverage-check']);
@@ -67,6 +78,7 @@ describe('policy validation', () => {
     ['a negative maxBoost', (p) => (p.termFrequency.given.maxBoost = -1), 'termFrequency.given.maxBoost: must be a number ≥ 0'],
     ['a veto switched off', (p) => (p.vetoes.twin = 'off'), 'vetoes.twin: must be "exclude" or "review"'],
     ['a veto missing', (p) => delete p.vetoes['gender-conflict'], 'vetoes.gender-conflict: must be "exclude" or "review"'],
+    ['a later veto switched off', (p) => (p.vetoes['multiple-birth'] = 'off'), 'vetoes.multiple-birth: must be "exclude" or "review"'],
     ['an unknown veto', (p) => (p.vetoes.zodiac = 'exclude'), 'vetoes.zodiac: is not a known setting'],
     ['no use cases', (p) => (p.useCases = {}), 'useCases: must define at least one use case'],
     ['review above auto', (p) => (p.useCases['coverage-check'].reviewThreshold = 40), 'useCases.coverage-check.reviewThreshold: must be below autoThreshold'],
