@@ -444,3 +444,97 @@ export const serverSecrets = pgTable('server_secrets', {
   secret: text('secret').notNull(),
   created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
 });
+
+/*
+ * Bulk Data export (src/export/, issue 6). A job is planned, not copied: the worker settles the
+ * export's transactionTime, resolves its members, and cuts each resource type's snapshot as of
+ * that instant into files of id ranges with their counts. A download streams its range from the
+ * database (resources, or resource_history for what changed since), so every process sharing
+ * the database serves every file, and nothing is written twice.
+ */
+export const exportJobs = pgTable(
+  'export_jobs',
+  {
+    id: text('id').primaryKey(),
+    /** The client that kicked the export off: only it sees the status and the files. */
+    clientId: text('client_id').notNull(),
+    /** Its kind and scopes at kick-off: the access policy every step and download rebuilds. */
+    clientKind: text('client_kind').notNull(),
+    scopes: text('scopes').array().notNull(),
+    /** system | patient | group */
+    kind: text('kind').notNull(),
+    groupId: text('group_id'),
+    /** The kick-off URL, for the manifest's `request`. */
+    requestUrl: text('request_url').notNull(),
+    /** The parsed request (src/export/request.ts ExportParameters) as JSON. */
+    parameters: jsonb('parameters').notNull(),
+    /** OperationOutcomes served as the manifest's error file (parameters ignored under handling=lenient, and the like). */
+    messages: jsonb('messages').notNull().default(sql`'[]'::jsonb`),
+    transactionTime: timestamp('transaction_time', { withTimezone: true, mode: 'string' }).notNull(),
+    /** queued | running | completed | failed | cancelled */
+    status: text('status').notNull().default('queued'),
+    /** The resource types to plan, in order, once resolved; `planned` of them are done. */
+    types: text('types').array(),
+    planned: integer('planned').notNull().default(0),
+    /** Why the job failed: {status, outcome}. */
+    error: jsonb('error'),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'string' }),
+    attempts: integer('attempts').notNull().default(0),
+    /** A job that failed a step waits until then before it is retried. */
+    notBefore: timestamp('not_before', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    updated: timestamp('updated', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    completed: timestamp('completed', { withTimezone: true, mode: 'string' }),
+    /** The files are served until then. */
+    expires: timestamp('expires', { withTimezone: true, mode: 'string' }),
+    /** The last status request answered: one sooner than Retry-After allows gets 429. */
+    lastPolled: timestamp('last_polled', { withTimezone: true, mode: 'string' }),
+  },
+  (t) => [index('export_jobs_status_idx').on(t.status, t.notBefore), index('export_jobs_client_idx').on(t.clientId, t.status)],
+);
+
+/** The files of a planned job: one resource type each, the snapshot's ids in (after_id, last_id], and how many resources that is. */
+export const exportFiles = pgTable(
+  'export_files',
+  {
+    jobId: text('job_id')
+      .notNull()
+      .references(() => exportJobs.id, { onDelete: 'cascade' }),
+    fileNo: integer('file_no').notNull(),
+    /** output | deleted | error */
+    kind: text('kind').notNull(),
+    resourceType: text('resource_type').notNull(),
+    /** Exclusive lower bound of the ids; null from the first id. */
+    afterId: text('after_id'),
+    /** Inclusive upper bound of the ids. */
+    lastId: text('last_id'),
+    count: integer('count').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.fileNo] })],
+);
+
+/** The members a Patient or Group export is about (the Group's members as of transactionTime, or the `patient` parameter's). */
+export const exportPatients = pgTable(
+  'export_patients',
+  {
+    jobId: text('job_id')
+      .notNull()
+      .references(() => exportJobs.id, { onDelete: 'cascade' }),
+    patientId: text('patient_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.patientId] })],
+);
+
+/** Resources outside the Patient compartment (Organization, Practitioner, Location, …) that the exported compartments reference. */
+export const exportReferences = pgTable(
+  'export_references',
+  {
+    jobId: text('job_id')
+      .notNull()
+      .references(() => exportJobs.id, { onDelete: 'cascade' }),
+    resourceType: text('resource_type').notNull(),
+    id: text('id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.resourceType, t.id] })],
+);
