@@ -37,10 +37,15 @@ export interface FhirRoutesDeps {
  * answers a resource (200) or a Response of its own (202 and the like).
  */
 export interface OperationRoute {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   /** Under the FHIR base, e.g. `/Patient/$member-match` or `/Group/:id/$export`. */
   path: string;
-  handle(ctx: interactions.FhirContext, request: { params: URLSearchParams; body: unknown; pathParams: Record<string, string> }): Promise<object | Response>;
+  /**
+   * Media types the operation answers besides FHIR JSON (a Bulk Data file is
+   * application/fhir+ndjson): an Accept naming one of them is not refused with 406.
+   */
+  produces?: readonly string[];
+  handle(ctx: interactions.FhirContext, request: { params: URLSearchParams; body: unknown; pathParams: Record<string, string>; headers: Headers }): Promise<object | Response>;
 }
 
 export type FhirEnv = { Variables: { access: AccessPolicy; audit: AuditSink } };
@@ -76,10 +81,6 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     if (c.req.method !== 'GET' || !/^\/fhir\/metadata\/?$/.test(c.req.path)) c.set('access', await deps.authenticate(c.req.header('authorization'), c.env));
     await next();
   });
-  app.use('*', async (c, next) => {
-    assertAcceptable(c.req.query('_format'), c.req.header('accept'));
-    await next();
-  });
   const limitBody = bodyLimit({
     maxSize: deps.maxBodyBytes,
     onError: () => {
@@ -89,6 +90,22 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
   // Only on methods that carry a body: looking for one makes @hono/node-server build a full
   // Request per call, which cost reads about a tenth of their throughput.
   app.on(['POST', 'PUT', 'PATCH'], '*', limitBody);
+
+  // Operations come before the FHIR JSON Accept check, so that one producing another media type
+  // (produces) can be asked for it; the others are checked as every FHIR request is.
+  for (const operation of deps.operations ?? []) {
+    app.on(operation.method, operation.path, async (c) => {
+      if (!acceptsOneOf(c.req.header('accept'), operation.produces)) assertAcceptable(c.req.query('_format'), c.req.header('accept'));
+      const body = operation.method === 'POST' ? await readJsonBody(c) : undefined;
+      const result = await operation.handle(context(c), { params: queryParams(c), body, pathParams: c.req.param() as Record<string, string>, headers: c.req.raw.headers });
+      return result instanceof Response ? result : jsonResponse(c, result);
+    });
+  }
+
+  app.use('*', async (c, next) => {
+    assertAcceptable(c.req.query('_format'), c.req.header('accept'));
+    await next();
+  });
 
   // SMART App Launch 2.2: browser-based clients read the CapabilityStatement cross-origin.
   app.get('/metadata', (c) => {
@@ -101,14 +118,6 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
     const options = responseOptions(c);
     return jsonResponse(c, await processBundle(context(c), await readJsonBody(c), { preferReturn: options.preferReturn }));
   });
-
-  for (const operation of deps.operations ?? []) {
-    app.on(operation.method, operation.path, async (c) => {
-      const body = operation.method === 'POST' ? await readJsonBody(c) : undefined;
-      const result = await operation.handle(context(c), { params: queryParams(c), body, pathParams: c.req.param() as Record<string, string> });
-      return result instanceof Response ? result : jsonResponse(c, result);
-    });
-  }
 
   app.get('/_history', async (c) => jsonResponse(c, await history(context(c), { params: queryParams(c), url: publicUrl(c) })));
 
@@ -220,6 +229,12 @@ function assertNotOperation(id: string): string {
 
 function queryParams(c: Context): URLSearchParams {
   return new URL(c.req.url).searchParams;
+}
+
+/** Whether the Accept header names one of the media types (parameters such as q ignored). */
+function acceptsOneOf(accept: string | undefined, mediaTypes: readonly string[] | undefined): boolean {
+  if (!accept || !mediaTypes?.length) return false;
+  return accept.split(',').some((range) => mediaTypes.includes(range.split(';')[0].trim().toLowerCase()));
 }
 
 function strictHandling(c: Context): boolean {
