@@ -21,6 +21,7 @@ import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
 import { matchingAdminRoutes } from './ops/admin-matching.ts';
 import { reviewRoutes } from './operations/member-match/review-api.ts';
+import type { SensitiveDataRule } from './operations/member-match/sensitive-data.ts';
 import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
@@ -32,6 +33,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Replaces bearer-token verification; only bench:auth uses it, to measure what verification costs. */
   authenticate?: Authenticate;
+  /** The sensitive data rule, loaded (and checked) at start; by default the one config names. */
+  sensitiveData?: SensitiveDataRule;
   /** false serves every request unaudited; only bench:audit uses it, to measure what auditing costs. */
   auditing?: false;
 }
@@ -93,7 +96,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch }) }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, operations: operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }) }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

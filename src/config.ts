@@ -82,6 +82,8 @@ export interface MemberMatchConfig {
   maxCards: number;
   /** …within this many seconds (BATON_MEMBER_MATCH_WINDOW_SECONDS). */
   windowSeconds: number;
+  /** Which security labels mark sensitive data, withheld under a `#regular` consent (BATON_SENSITIVE_DATA_RULE; default config/consent/sensitive-data.json). */
+  sensitiveDataRule: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -136,6 +138,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       useCase: env.BATON_MEMBER_MATCH_USE_CASE ?? 'clinical-history-release',
       maxCards: integer(env.BATON_MEMBER_MATCH_MAX_CARDS ?? '3', 'BATON_MEMBER_MATCH_MAX_CARDS', 1, 1000),
       windowSeconds: integer(env.BATON_MEMBER_MATCH_WINDOW_SECONDS ?? '3600', 'BATON_MEMBER_MATCH_WINDOW_SECONDS', 1, 86_400 * 30),
+      sensitiveDataRule: env.BATON_SENSITIVE_DATA_RULE ? resolve(env.BATON_SENSITIVE_DATA_RULE) : undefined,
     },
   };
 }

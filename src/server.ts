@@ -18,11 +18,12 @@ import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
 import { createLogger } from './logger.ts';
 import { catchUp } from './matching/index-store.ts';
 import { loadPolicyFiles } from './matching/policy-store.ts';
+import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
 function exitOnConfigurationError(error: unknown): never {
-  if (error instanceof ConfigError || error instanceof ProfilePackageError || error instanceof ClientsFileError) {
+  if (error instanceof ConfigError || error instanceof ProfilePackageError || error instanceof ClientsFileError || error instanceof SensitiveDataRuleError) {
     console.error(`Configuration error: ${error.message}`);
     process.exit(2);
   }
@@ -33,6 +34,7 @@ const config = await Promise.resolve().then(() => loadConfig()).catch(exitOnConf
 const logger = createLogger(config.logLevel);
 // Profiles load before the database so a bad package fails in a second, not after migrations.
 const validator = await createValidator(config.profilePackages, logger).catch(exitOnConfigurationError);
+const sensitiveData = await Promise.resolve().then(() => loadSensitiveDataRule(config.memberMatch.sensitiveDataRule)).catch(exitOnConfigurationError);
 const db = await connectDatabase(config);
 await migrateDatabase(db);
 if (config.clientsFile) {
@@ -61,7 +63,7 @@ const indexer = runInBackground(async () => {
 const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
-const app = createApp({ config, db, logger, validator });
+const app = createApp({ config, db, logger, validator, sensitiveData });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
   logger.info({ port: info.port, host: config.host, database: db.kind, tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'listening');

@@ -12,7 +12,7 @@ import { resolveMember } from '../matching/resolve.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { type DecisionOutcome, recordDecision, requestHash, reviewOfRequest } from './member-match/decisions.ts';
 import { parseMemberMatchInput } from './member-match/input.ts';
-import { existingMemberIdentifier, linkMatchedMember, type MatchLink } from './member-match/link.ts';
+import { linkMatchedMember, type MatchLink } from './member-match/link.ts';
 import { createReviewTask } from './member-match/review.ts';
 
 /**
@@ -65,10 +65,7 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
   const reviewed = await reviewOfRequest(ctx.q, clientId, hash);
   if (reviewed?.outcome === 'review') throw underReview(reviewed.taskId);
   if (reviewed?.outcome === 'rejected') throw refusal('not-found', 'no-match', 'No unique member matches the request');
-  if (reviewed?.outcome === 'approved' && reviewed.patientId) {
-    const identifier = await existingMemberIdentifier(ctx.q, reviewed.patientId);
-    if (identifier) return answer(identifier, deps.settings.memberId ? reviewed.patientId : undefined);
-  }
+  if (reviewed?.outcome === 'approved' && reviewed.patientId) return matched(ctx, deps, input, clientId, reviewed.patientId, consent.grant);
 
   // 4. Resolve identity
   await catchUp(ctx.db);
@@ -82,14 +79,7 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
 
   if ((decision.tier === 'deterministic' || decision.tier === 'probabilistic') && decision.candidateId) {
     const patientId = decision.candidateId;
-    const identifier = await ctx.db.transaction(async (q) => {
-      const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, consent.grant));
-      await record(q, 'matched', { patientId });
-      await ctx.audit.flush(q);
-      return linked;
-    });
-    ctx.audit.returned([{ resourceType: 'Patient', id: patientId, content: { resourceType: 'Patient', id: patientId } }]);
-    return answer(identifier, deps.settings.memberId ? patientId : undefined);
+    return matched(ctx, deps, input, clientId, patientId, consent.grant, (q) => record(q, 'matched', { patientId }));
   }
   if (decision.tier === 'review') {
     const taskId = await ctx.db.transaction(async (q) => {
@@ -105,6 +95,27 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
   await record(ctx.db, ambiguous ? 'ambiguous' : 'no-match');
   if (ambiguous) throw refusal('multiple-matches', 'multiple-matches', 'More than one member matches the request; none was chosen');
   throw refusal('not-found', 'no-match', 'No unique member matches the request');
+}
+
+/** Links the request to the member (in one transaction with the decision's record, when there is one) and answers. */
+async function matched(
+  ctx: FhirContext,
+  deps: MemberMatchDeps,
+  input: ReturnType<typeof parseMemberMatchInput>,
+  clientId: string,
+  patientId: string,
+  grant: MatchLink['grant'],
+  recordDecision?: (q: Queryable) => Promise<unknown>,
+): Promise<Parameters> {
+  const identifier = await ctx.db.transaction(async (q) => {
+    const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, grant));
+    await recordDecision?.(q);
+    await ctx.audit.flush(q);
+    return linked;
+  });
+  // The operation's AuditEvent names the member it resolved (BALP patient-specific pattern).
+  ctx.audit.returned([{ resourceType: 'Patient', id: patientId, content: { resourceType: 'Patient', id: patientId } }]);
+  return answer(identifier, deps.settings.memberId ? patientId : undefined);
 }
 
 /** Candidates that scored for a match but could not be told apart (HRex: several matches are no match). */

@@ -1,6 +1,7 @@
 import type { Consent, Parameters } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
 import { body, startBaton, type TestBaton } from '../support/baton.ts';
 import { consentFor, fixture, HAVE_FIXTURES, matchRequest, NEW_PAYER_NPI, OUR_NPI, putMember, registerPartner } from './member-match-support.ts';
 
@@ -73,10 +74,14 @@ describe('a unique match with an acceptable consent', () => {
     expect(new Date(grants[0].validUntil).getUTCFullYear()).toBe(new Date().getUTCFullYear() + 2);
   });
 
-  it('gives the same member identifier when asked again', async () => {
-    const response = await match(matchRequest({ ...OKAFOR, cardId: 'W123456789-01' }));
-    const parameters = await body<Parameters>(response);
+  it('gives the same member identifier when asked again, storing nothing twice', async () => {
+    const again = matchRequest({ ...OKAFOR, given: ['Margaret'], cardId: 'W123456789-01', line: '742 Evergreen Terrace' }, { coverageToLink: true });
+    const parameters = await body<Parameters>(await match(again));
     expect(parameters.parameter?.find((p) => p.name === 'MemberIdentifier')?.valueIdentifier?.value).toBe(value);
+    expect((await body(await baton.request('/fhir/Coverage?beneficiary=Patient/okafor'))).entry).toHaveLength(2);
+    expect((await body(await baton.request('/fhir/Consent?patient=Patient/okafor'))).entry).toHaveLength(1);
+    const grants = await baton.db.execute(sql`SELECT 1 FROM access_grants WHERE client_id = ${partner.clientId} AND patient_id = 'okafor'`);
+    expect(grants).toHaveLength(1);
   });
 
   it('stores the decision with its tier, score, policy version and candidates', async () => {
@@ -343,7 +348,7 @@ describe('manual review', () => {
 describe('without MemberId (HRex 1.0.0 clients)', () => {
   let other: TestBaton;
   beforeAll(async () => {
-    other = await startBaton({ config: { memberMatch: { consentRequired: true, memberId: false, useCase: 'clinical-history-release', maxCards: 3, windowSeconds: 3600 } } });
+    other = await startBaton({ config: { memberMatch: { ...loadConfig({}).memberMatch, memberId: false } } });
     await putMember(other, { id: 'okafor', ...OKAFOR, memberId: 'W123456789-01', subscriberId: 'W123456789', line: '742 Evergreen Terrace' });
   });
   afterAll(async () => {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Consent, Coverage, Identifier, Patient, Resource } from '@medplum/fhirtypes';
+import canonicalize from 'canonicalize';
+import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import { createGrant } from '../../auth/grants.ts';
 import { type AccessPolicy, systemAccess } from '../../fhir/access.ts';
@@ -39,15 +41,18 @@ export async function linkMatchedMember(ctx: interactions.FhirContext, q: Querya
   const member = `Patient/${link.patientId}`;
   // Minting the identifier is Baton's own act, not the partner's: no Provenance names the partner for it.
   const identifier = await uniqueMemberIdentifier({ ...writes, access: systemAccess }, q, link.patientId);
+  // A repeated request (a retry, a new answer after review) stores nothing twice.
   if (link.coverageToLink) {
-    await interactions.create(writes, 'Coverage', rebased(link.coverageToLink, link.requestPatientReference, member));
+    const coverage = rebased(link.coverageToLink, link.requestPatientReference, member);
+    if (!(await storedAlike(q, 'beneficiary', link.patientId, coverage))) await interactions.create(writes, 'Coverage', coverage);
   }
   let consentReference: string | undefined;
   if (link.consent) {
-    const stored = await interactions.create(writes, 'Consent', rebased(link.consent, link.requestPatientReference, member));
-    consentReference = `Consent/${stored.id}`;
+    const consent = rebased(link.consent, link.requestPatientReference, member);
+    const id = (await storedAlike(q, 'patient', link.patientId, consent)) ?? (await interactions.create(writes, 'Consent', consent)).id;
+    consentReference = `Consent/${id}`;
   }
-  if (link.grant) {
+  if (link.grant && !(await grantExists(q, link, consentReference))) {
     await createGrant(q, {
       clientId: link.clientId,
       patientId: link.patientId,
@@ -65,13 +70,6 @@ export async function linkMatchedMember(ctx: interactions.FhirContext, q: Querya
  * keeps one for good: the one already on the Patient, else one minted now and written to the
  * Patient, so `Patient?identifier=<value>` finds the member.
  */
-export async function existingMemberIdentifier(q: Queryable, patientId: string): Promise<Identifier | undefined> {
-  const stored = await readCurrent(q, 'Patient', patientId);
-  if (!stored || stored.deleted) return undefined;
-  const value = ((JSON.parse(stored.json) as Patient).identifier ?? []).find((id) => id.system === UMB_SYSTEM && id.value)?.value;
-  return value ? memberIdentifier(value) : undefined;
-}
-
 async function uniqueMemberIdentifier(ctx: interactions.FhirContext, q: Queryable, patientId: string): Promise<Identifier> {
   const stored = await readCurrent(q, 'Patient', patientId, true);
   if (!stored || stored.deleted) throw new Error('linkMatchedMember: the matched member is not stored');
@@ -94,6 +92,27 @@ function memberIdentifier(value: string): Identifier {
     system: UMB_SYSTEM,
     value,
   };
+}
+
+/** A current resource of the member's with the same content (id and meta aside), found through its reference to the member. */
+async function storedAlike(q: Queryable, code: string, patientId: string, resource: Resource): Promise<string | undefined> {
+  const rows = await q.execute<{ id: string; content: string }>(sql`
+    SELECT r.id, r.content FROM sp_reference cr JOIN resources r ON r.resource_type = cr.resource_type AND r.id = cr.resource_id AND NOT r.deleted
+    WHERE cr.resource_type = ${resource.resourceType} AND cr.code = ${code} AND cr.target_type = 'Patient' AND cr.target_id = ${patientId}`);
+  const wanted = canonicalize(resource);
+  return rows.find((row) => {
+    const { id: _id, meta: _meta, ...content } = JSON.parse(row.content) as Resource;
+    return canonicalize(content) === wanted;
+  })?.id;
+}
+
+async function grantExists(q: Queryable, link: MatchLink, consent: string | undefined): Promise<boolean> {
+  const grant = link.grant as NonNullable<MatchLink['grant']>;
+  const rows = await q.execute(sql`
+    SELECT 1 FROM access_grants WHERE client_id = ${link.clientId} AND patient_id = ${link.patientId} AND consent IS NOT DISTINCT FROM ${consent ?? null}
+      AND valid_from = ${grant.start}::timestamptz AND valid_until = ${grant.end}::timestamptz
+      AND coalesce(excluded_security, '{}') = ${sql.param(grant.excludedSecurity)}::text[]`);
+  return rows.length > 0;
 }
 
 /** The resource as stored here: a new id, and the request's Patient references pointing at the member. */
