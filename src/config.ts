@@ -32,6 +32,30 @@ export interface Config {
   /** How long the audit trail stays in the database, and where it goes after (issue 4). */
   auditRetention: AuditRetentionConfig;
   memberMatch: MemberMatchConfig;
+  /** Bulk Data export (issue 6). */
+  export: ExportConfig;
+}
+
+/** Bulk Data export jobs and files (src/export/). */
+export interface ExportConfig {
+  /** A file holds at most this many resources (BATON_EXPORT_FILE_RESOURCES). */
+  fileResources: number;
+  /** Exports one client may have queued or running at once; one more is refused with 429 (BATON_EXPORT_MAX_JOBS_PER_CLIENT). */
+  maxJobsPerClient: number;
+  /** How long the files of a finished export stay available, in seconds (BATON_EXPORT_TTL_SECONDS). */
+  ttlSeconds: number;
+  /** Retry-After of a status answer; a client polling sooner gets 429 (BATON_EXPORT_POLL_SECONDS). */
+  pollSeconds: number;
+  /** A worker's claim on a job lasts this long unless renewed; a crashed worker's job is taken over after it (BATON_EXPORT_LEASE_SECONDS). */
+  leaseSeconds: number;
+  /** A job is tried this many times before it fails for good (BATON_EXPORT_MAX_ATTEMPTS). */
+  maxAttempts: number;
+  /**
+   * The largest difference between the clocks of Baton processes and the database, in
+   * milliseconds (BATON_EXPORT_CLOCK_SKEW_MS): before planning, a job waits until every
+   * transaction that began before transactionTime plus this margin has ended.
+   */
+  clockSkewMs: number;
 }
 
 export interface AuditConfig {
@@ -139,6 +163,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxCards: integer(env.BATON_MEMBER_MATCH_MAX_CARDS ?? '3', 'BATON_MEMBER_MATCH_MAX_CARDS', 1, 1000),
       windowSeconds: integer(env.BATON_MEMBER_MATCH_WINDOW_SECONDS ?? '3600', 'BATON_MEMBER_MATCH_WINDOW_SECONDS', 1, 86_400 * 30),
       sensitiveDataRule: env.BATON_SENSITIVE_DATA_RULE ? resolve(env.BATON_SENSITIVE_DATA_RULE) : undefined,
+    },
+    export: {
+      fileResources: integer(env.BATON_EXPORT_FILE_RESOURCES ?? '50000', 'BATON_EXPORT_FILE_RESOURCES', 1, 10_000_000),
+      maxJobsPerClient: integer(env.BATON_EXPORT_MAX_JOBS_PER_CLIENT ?? '3', 'BATON_EXPORT_MAX_JOBS_PER_CLIENT', 1, 1000),
+      ttlSeconds: integer(env.BATON_EXPORT_TTL_SECONDS ?? '3600', 'BATON_EXPORT_TTL_SECONDS', 1, 86_400 * 30),
+      pollSeconds: integer(env.BATON_EXPORT_POLL_SECONDS ?? '2', 'BATON_EXPORT_POLL_SECONDS', 1, 3600),
+      leaseSeconds: integer(env.BATON_EXPORT_LEASE_SECONDS ?? '60', 'BATON_EXPORT_LEASE_SECONDS', 5, 3600),
+      maxAttempts: integer(env.BATON_EXPORT_MAX_ATTEMPTS ?? '3', 'BATON_EXPORT_MAX_ATTEMPTS', 1, 100),
+      clockSkewMs: integer(env.BATON_EXPORT_CLOCK_SKEW_MS ?? '1000', 'BATON_EXPORT_CLOCK_SKEW_MS', 0, 60_000),
     },
   };
 }
