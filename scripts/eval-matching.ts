@@ -11,17 +11,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { accuracyReport, type LabelledOutcome } from '../src/matching/evaluation.ts';
-import { candidateFromMember, queryFromMemberMatch } from '../src/matching/from-fhir.ts';
-import { MemoryBlockingIndex } from '../src/matching/memory-blocking-index.ts';
 import { defaultPolicy, type MatchingPolicy, parsePolicy, PolicyError, useCasePolicy } from '../src/matching/policy.ts';
-import { resolveMember } from '../src/matching/resolve.ts';
-import { termFrequenciesFrom } from '../src/matching/term-frequencies.ts';
-import type { CandidateRecord } from '../src/matching/types.ts';
-import { groundTruth } from '../src/seed/ground-truth.ts';
-import { generateMatchQueries, HARD_NEGATIVE_STRATA } from '../src/seed/match-queries.ts';
-import { memberCoverage, memberPatient } from '../src/seed/member-resources.ts';
-import { generateHouseholds, PopulationOptionsError, populationOptions } from '../src/seed/population.ts';
+import { evaluateMatching } from '../src/seed/match-evaluation.ts';
+import { PopulationOptionsError, populationOptions } from '../src/seed/population.ts';
 
 const USAGE = 'npm run eval:matching -- [--members N] [--queries N] [--seed S] [--use-case <name>] [--policy <file>]';
 
@@ -60,67 +52,15 @@ function settingsFrom(args: string[]) {
   }
   useCasePolicy(policy, values['use-case']);
   const population = populationOptions({ members: wholeNumber(values.members, '--members', 1), seed: wholeNumber(values.seed, '--seed', 0), clinical: false });
-  return { population, queries: wholeNumber(values.queries, '--queries', 1), useCase: values['use-case'], policy, policyFile: values.policy ?? 'default' };
+  return { population, queries: wholeNumber(values.queries, '--queries', 1), useCase: values['use-case'], policy, policyFile: values.policy ?? 'default (src/matching/policy.ts)' };
 }
-
-function evaluate(settings: ReturnType<typeof settingsFrom>) {
-  const { population, policy, useCase } = settings;
-  const started = performance.now();
-  const index = new MemoryBlockingIndex();
-  const candidates: CandidateRecord[] = [];
-  for (const household of generateHouseholds(population)) {
-    for (const member of household.members) {
-      const candidate = candidateFromMember(memberPatient(member), [memberCoverage(household, member, population.idPrefix)]);
-      candidates.push(candidate);
-      index.add(candidate);
-    }
-  }
-  const termFrequencies = termFrequenciesFrom(candidates);
-  const truth = [...groundTruth(population)];
-  const twinsOf = new Map(truth.map((m) => [m.patientId, m.relations.filter((r) => r.kind === 'twin').map((r) => r.patientId)]));
-  const queries = generateMatchQueries(truth, { queries: settings.queries, seed: population.seed, asOf: population.asOf });
-  const built = performance.now();
-  process.stderr.write(`population of ${index.size} members and ${queries.length} requests built in ${Math.round(built - started)} ms\n`);
-
-  const outcomes: LabelledOutcome[] = [];
-  let candidatesConsidered = 0;
-  let mostCandidates = 0;
-  for (const labelled of queries) {
-    const query = queryFromMemberMatch(labelled.memberPatient, labelled.coverageToMatch);
-    const found = index.candidates(query);
-    candidatesConsidered += found.length;
-    mostCandidates = Math.max(mostCandidates, found.length);
-    const decision = resolveMember(query, found, { policy, useCase, termFrequencies });
-    // The person's twins; for a request about a twin who is not a member, the member twin and that twin's own twins.
-    const twinDecoy = labelled.decoy?.kind === 'twin' ? [labelled.decoy.patientId, ...(twinsOf.get(labelled.decoy.patientId) ?? [])] : [];
-    const twins = [...(labelled.patientId ? (twinsOf.get(labelled.patientId) ?? []) : []), ...twinDecoy];
-    outcomes.push({
-      stratum: labelled.stratum,
-      ...(labelled.patientId ? { patientId: labelled.patientId } : {}),
-      twins,
-      decision,
-      blocked: labelled.patientId === undefined || found.some((c) => c.id === labelled.patientId),
-    });
-  }
-  const resolved = performance.now();
-  const report = accuracyReport(outcomes);
-  const hardNegatives = outcomes.filter((o) => (HARD_NEGATIVE_STRATA as readonly string[]).includes(o.stratum)).length;
-  return {
-    population: { members: index.size, seed: population.seed, asOf: population.asOf },
-    useCase,
-    policy: { id: policy.id, version: policy.version, file: settings.policyFile },
-    queries: { total: outcomes.length, hardNegativeShare: round(hardNegatives / outcomes.length), nonMemberShare: round(outcomes.filter((o) => !o.patientId).length / outcomes.length) },
-    blocking: { meanCandidates: round(candidatesConsidered / outcomes.length), maxCandidates: mostCandidates },
-    timing: { buildMs: Math.round(built - started), resolveMsPerQuery: round((resolved - built) / outcomes.length) },
-    ...report,
-  };
-}
-
-const round = (value: number) => Math.round(value * 1000) / 1000;
 
 try {
   const settings = settingsFrom(process.argv.slice(2));
-  process.stdout.write(`${JSON.stringify(evaluate(settings), null, 2)}\n`);
+  process.stderr.write(`eval:matching: ${settings.population.members} members, ${settings.queries} requests, ${settings.useCase}\n`);
+  const { policyFile, ...options } = settings;
+  const evaluation = evaluateMatching(options);
+  process.stdout.write(`${JSON.stringify({ ...evaluation, policy: { ...evaluation.policy, file: policyFile } }, null, 2)}\n`);
 } catch (error) {
   if (error instanceof UsageError || error instanceof PolicyError || error instanceof PopulationOptionsError) {
     process.stderr.write(`eval:matching: ${error.message}\nusage: ${USAGE}\n`);

@@ -23,7 +23,8 @@ export const FIELD_LEVELS = {
   /**
    * First given name: `exact`; `nickname` one nickname group (Bill / William); `swapped`; `jw-high`;
    * `middle` one side's first name is the other's middle name; `phonetic`; `initial` one side is
-   * an initial and it agrees; `jw-mid`; `different`.
+   * an initial and it agrees; `jw-mid` the lower Jaro-Winkler band, or one keystroke apart (Tim /
+   * Tin: short names fall below any band after one slip); `different`.
    */
   given: ['exact', 'nickname', 'swapped', 'jw-high', 'middle', 'phonetic', 'initial', 'jw-mid', 'different'],
   /**

@@ -261,7 +261,9 @@ const typoCorruption: Corruption = (p, { rng }) => {
     p.given[0] = typo(p.given[0], rng);
     return 'typo:family+given';
   }
-  p.family = typo(typo(p.family, rng), rng);
+  const original = p.family;
+  do p.family = typo(typo(original, rng), rng);
+  while (p.family.toLowerCase() === original.toLowerCase());
   return 'typo:family×2';
 };
 
@@ -386,10 +388,15 @@ const missingCard: Corruption = (p) => {
   return 'missing:card';
 };
 
-/** Missing fields: one or two of phone, address and card ids. */
+/** Missing fields: one or two of phone, address and card ids (those the request has). */
 const missingFields: Corruption = (p, ctx, member) => {
-  const [first, second] = ctx.rng.shuffle([missingPhone, missingAddress, missingCard]);
-  const done = [first(p, ctx, member), ...(ctx.rng.chance(0.35) ? [second(p, ctx, member)] : [])].filter((c) => c !== undefined);
+  const wanted = ctx.rng.chance(0.35) ? 2 : 1;
+  const done: string[] = [];
+  for (const leaveOut of ctx.rng.shuffle([missingPhone, missingAddress, missingCard])) {
+    if (done.length === wanted) break;
+    const applied = leaveOut(p, ctx, member);
+    if (applied) done.push(applied);
+  }
   return done.length > 0 ? done.join('+') : undefined;
 };
 
@@ -417,10 +424,12 @@ function applyCombined(p: Presented, ctx: Context, member: GroundTruthMember): s
 
 /** A light change on top of a hard negative, so telling people apart does not rest on perfect data. */
 const LIGHT: Corruption[] = [typoCorruption, nicknameCorruption, moved, missingPhone, missingCard, idFormat, birthDateTypo];
+/** The same, leaving the card alone where the card is what makes the request hard. */
+const LIGHT_DEMOGRAPHIC: Corruption[] = [typoCorruption, nicknameCorruption, moved, missingPhone, birthDateTypo];
 
-function maybeLight(p: Presented, ctx: Context, member: GroundTruthMember, probability: number): string[] {
+function maybeLight(p: Presented, ctx: Context, member: GroundTruthMember, probability: number, kinds = LIGHT): string[] {
   if (!ctx.rng.chance(probability)) return [];
-  const applied = ctx.rng.pick(LIGHT)(p, ctx, member);
+  const applied = ctx.rng.pick(kinds)(p, ctx, member);
   return applied ? [applied] : [];
 }
 
@@ -732,7 +741,7 @@ function buildRequest(stratum: MatchStratum, member: GroundTruthMember | undefin
       const holder = subscriber && rng.chance(0.7) ? subscriber : rng.pick(others);
       const p = presentMember(member, rng);
       p.card = { memberId: holder.memberId, ...(rng.chance(0.6) ? { subscriberId: holder.subscriberId } : {}), style: 'printed' };
-      return { presented: p, corruptions: maybeLight(p, ctx, member, 0.3), patientId: member.patientId, decoy: { patientId: holder.patientId, kind: 'household' } };
+      return { presented: p, corruptions: maybeLight(p, ctx, member, 0.3, LIGHT_DEMOGRAPHIC), patientId: member.patientId, decoy: { patientId: holder.patientId, kind: 'household' } };
     }
     case 'household-not-member':
       return { presented: absentRelative(ctx), corruptions: ['not-enrolled-relative'], decoy: { patientId: household[0].patientId, kind: 'household' } };
