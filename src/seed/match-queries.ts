@@ -143,7 +143,8 @@ interface Context {
 const RELATIONSHIP: Record<GroundTruthMember['role'], Presented['relationship']> = { subscriber: 'self', spouse: 'spouse', child: 'child' };
 
 /** The member as our records show them today. */
-function presentMember(member: GroundTruthMember, rng: Random): Presented {
+function presentMember(member: GroundTruthMember, ctx: Context): Presented {
+  const { rng, tables } = ctx;
   const name = member.names[0];
   const mobile = member.phones.find((p) => p.use === 'mobile');
   const home = member.phones.find((p) => p.use === 'home');
@@ -156,7 +157,8 @@ function presentMember(member: GroundTruthMember, rng: Random): Presented {
     gender: member.gender,
     birthDate: member.birthDate,
     address: member.addresses[0],
-    phones: phone && rng.chance(0.85) ? [phone.value] : [],
+    // The number we hold, one we do not (a new mobile), or none.
+    phones: phone && rng.chance(0.75) ? [phone.value] : rng.chance(0.4) ? [drawPhone(rng, cityOf(tables, member.addresses[0]) ?? tables.cities.draw(rng))] : [],
     card: {
       memberId: member.memberId,
       ...(rng.chance(0.6) ? { subscriberId: member.subscriberId } : {}),
@@ -309,6 +311,20 @@ const marriedName: Corruption = (p, { rng, tables, asOf }, member) => {
   return 'married-name';
 };
 
+/** Given and family name exchanged: a form that puts the surname first, filled in the other way (FEBRL's field swap). */
+const swappedNames: Corruption = (p) => {
+  [p.family, p.given] = [p.given[0], [p.family]];
+  return 'swapped-names';
+};
+
+/** One part of a compound or hyphenated surname (Garcia Lopez → Garcia, Smith-Jones → Jones). */
+const shortenedSurname: Corruption = (p, { rng }) => {
+  const parts = p.family.split(/[\s-]+/).filter((part) => part.length > 1);
+  if (parts.length < 2) return undefined;
+  p.family = rng.pick(parts);
+  return 'shortened-surname';
+};
+
 /** The requester still knows the member by an earlier name (maiden, or before a divorce). */
 const earlierName: Corruption = (p, _ctx, member) => {
   const earlier = member.names.slice(1).find((name) => name.family !== p.family);
@@ -402,7 +418,7 @@ const missingFields: Corruption = (p, ctx, member) => {
 
 /** What `combined` draws two or three of (one of each kind). */
 const COMBINABLE: Corruption[][] = [
-  [typoCorruption],
+  [typoCorruption, typoCorruption, swappedNames, shortenedSurname],
   [nicknameCorruption],
   [marriedName, earlierName],
   [moved],
@@ -493,7 +509,7 @@ function familyCard(rng: Random, subscriber: GroundTruthMember): Card {
 /** A twin of `member` who is not a member here: the twin's record with another first name (and at times the other sex). */
 function absentTwin(ctx: Context, member: GroundTruthMember): Presented {
   const { rng } = ctx;
-  const p = presentMember(member, rng);
+  const p = presentMember(member, ctx);
   const gender: Gender = rng.chance(RATES.sameSexTwins) ? member.gender : member.gender === 'male' ? 'female' : 'male';
   const initial = rng.chance(RATES.twinsSameInitial) ? member.names[0].given[0][0] : undefined;
   p.given = siblingGivenNames(ctx, gender, yearOf(dayOf(member.birthDate)), ctx.household.map((m) => m.names[0].given[0]), initial);
@@ -719,7 +735,7 @@ function buildRequest(stratum: MatchStratum, member: GroundTruthMember | undefin
     case 'twin': {
       // A request about one twin; the other, on the same card, must not be taken for them.
       const twin = relative((r) => r.kind === 'twin');
-      const p = presentMember(member, rng);
+      const p = presentMember(member, ctx);
       const card = rng.next();
       if (card < 0.5) p.card = { subscriberId: member.subscriberId, memberId: member.subscriberId, style: 'printed' };
       else if (card < 0.6) delete p.card;
@@ -729,7 +745,7 @@ function buildRequest(stratum: MatchStratum, member: GroundTruthMember | undefin
       return { presented: absentTwin(ctx, member), corruptions: ['other-first-name'], decoy: { patientId: member.patientId, kind: 'twin' } };
     case 'namesake': {
       const namesake = relative((r) => r.namesake === true);
-      const p = presentMember(member, rng);
+      const p = presentMember(member, ctx);
       if (rng.chance(0.5)) delete p.suffix;
       if (rng.chance(0.5)) p.card = { memberId: member.subscriberId, subscriberId: member.subscriberId, style: 'printed' };
       return { presented: p, corruptions: maybeLight(p, ctx, member, 0.3), patientId: member.patientId, decoy: { patientId: namesake.patientId, kind: 'namesake' } };
@@ -739,7 +755,7 @@ function buildRequest(stratum: MatchStratum, member: GroundTruthMember | undefin
       const others = household.filter((m) => m.patientId !== member.patientId);
       const subscriber = others.find((m) => m.role === 'subscriber');
       const holder = subscriber && rng.chance(0.7) ? subscriber : rng.pick(others);
-      const p = presentMember(member, rng);
+      const p = presentMember(member, ctx);
       p.card = { memberId: holder.memberId, ...(rng.chance(0.6) ? { subscriberId: holder.subscriberId } : {}), style: 'printed' };
       return { presented: p, corruptions: maybeLight(p, ctx, member, 0.3, LIGHT_DEMOGRAPHIC), patientId: member.patientId, decoy: { patientId: holder.patientId, kind: 'household' } };
     }
@@ -748,11 +764,11 @@ function buildRequest(stratum: MatchStratum, member: GroundTruthMember | undefin
     case 'common-name':
       return { presented: commonNameStranger(ctx, member), corruptions: ['same-name-stranger'], decoy: { patientId: member.patientId, kind: 'common-name' } };
     case 'combined': {
-      const p = presentMember(member, rng);
+      const p = presentMember(member, ctx);
       return { presented: p, corruptions: applyCombined(p, ctx, member), patientId: member.patientId };
     }
     default: {
-      const p = presentMember(member, rng);
+      const p = presentMember(member, ctx);
       const corruption = OWN_REQUEST[stratum];
       const applied = corruption?.(p, ctx, member);
       return { presented: p, corruptions: applied ? [applied] : [], patientId: member.patientId };
