@@ -14,8 +14,9 @@ import type { Cursor, EverythingInput } from './parameters.ts';
  * resource: rank 0 the Patient itself, rank 1 its record (the resources of its Patient
  * compartment), rank 2 the resources those reference that belong to no patient (Organization,
  * Practitioner, PractitionerRole, Location, Medication, Device, …); within a rank by type and id.
- * A page is one SQL statement: the ids come from the reference and date indexes, narrowed by the
- * caller's visibility type by type, and only the page's content is read.
+ * A page is two SQL statements: which record types the member has, then the page itself, whose
+ * ids come from the reference and date indexes, narrowed by the caller's visibility type by type;
+ * only the page's content is read.
  */
 export interface EverythingEntry {
   rank: number;
@@ -86,7 +87,12 @@ export async function everythingPage(q: Queryable, access: AccessPolicy, baseUrl
   const readable = (type: string) => access.mayRead(type);
   const directory = referencedTypes().filter((type) => wanted(type) && readable(type));
   // The record is read in full only when it is needed as the source of references.
-  const record = [...recordTypes().keys()].filter((type) => readable(type) && (directory.length > 0 || wanted(type)));
+  const record = await recordTypesPresent(
+    q,
+    builder,
+    patientId,
+    [...recordTypes().keys()].filter((type) => readable(type) && (directory.length > 0 || wanted(type))),
+  );
   const since = input.since ? sql` AND last_updated >= ${input.since}` : sql``;
 
   const recordBranches = record.map((type) => recordBranch(type, patientId, input, access, builder));
@@ -139,6 +145,21 @@ export function cursorAfter(entry: EverythingEntry): Cursor {
 const EMPTY = sql`SELECT NULL::text AS resource_type, NULL::text AS id, NULL::timestamptz AS last_updated WHERE FALSE`;
 const r = sql.raw('r');
 const x = sql.raw('x');
+
+/**
+ * Of `candidates`, the types the member has resources of. A statement's planning time grows with
+ * its branches (a branch per record type cost more to plan than to run), so the page's statement
+ * gets a branch only for the few types a member's record actually holds.
+ */
+async function recordTypesPresent(q: Queryable, builder: SearchSql, patientId: string, candidates: string[]): Promise<string[]> {
+  if (candidates.length === 0) return [];
+  const pairs = candidates.flatMap((type) => (recordTypes().get(type) as string[]).map((code) => sql`(${type}::text, ${code}::text)`));
+  const pr = sql.raw('pr');
+  const rows = await q.execute<{ resource_type: string }>(sql`SELECT DISTINCT c.resource_type FROM (VALUES ${sql.join(pairs, sql`, `)}) AS c(resource_type, code)
+    WHERE EXISTS (SELECT 1 FROM sp_reference ${pr}
+      WHERE ${pr}.resource_type = c.resource_type AND ${pr}.code = c.code AND ${pr}.target_type = 'Patient' AND ${pr}.target_id = ${patientId} AND ${builder.local(pr)})`);
+  return rows.map((row) => row.resource_type).sort();
+}
 
 /** The member's current resources of one record type that the caller may see, within the care dates. */
 function recordBranch(type: string, patientId: string, input: EverythingInput, access: AccessPolicy, builder: SearchSql): SQL {
