@@ -37,8 +37,10 @@ export async function patientEverything(ctx: FhirContext, patientId: string, par
   // 1. Parse the inputs
   const input = parseEverythingParameters(params);
 
-  // 2. The Patient. Read on every page, so that a page is served only while the member is still
-  // visible; the page's AuditEvent then names the member whatever else the page holds.
+  // 2. The Patient, read as GET Patient/[id] reads it (403 without read on Patient, 404 for one
+  // the caller may not see, 410 once deleted). On every page: a page is served only while the
+  // member is still visible to the caller, and its AuditEvent names the member as the patient
+  // even when the page holds only directory resources.
   await read(ctx, 'Patient', patientId);
 
   // 3. Select the page

@@ -300,6 +300,28 @@ describe('access', () => {
   });
 });
 
+describe('audit', () => {
+  it("records each page as an operation on the member's record, naming the member, the partner and the operation", async () => {
+    const token = await partnerToken(partner);
+    const first = await everythingOf('?_type=Organization&_count=1', token);
+    const next = first.link?.find((l) => l.relation === 'next')?.url as string;
+    // The second page holds only Organizations, which belong to no patient.
+    const second = await body<Bundle>(await baton.request(next.replace(BASE_URL, '/fhir'), { token }));
+    expect(keysOf(second).every((k) => k.startsWith('Organization/'))).toBe(true);
+    await baton.sealAudit();
+    const auditor = await baton.token({ clientId: 'auditor', scopes: ['system/AuditEvent.rs'] });
+    const events = await body<Bundle>(await baton.request(`/fhir/AuditEvent?patient=Patient/m1&agent:identifier=http://baton.test|${partner}&_count=50`, { token: auditor }));
+    type Event = { subtype?: { code?: string }[]; outcome?: string; entity?: { query?: string }[] };
+    const queryOf = (e: Event) => Buffer.from(e.entity?.find((x) => x.query)?.query ?? '', 'base64').toString();
+    const pages = (events.entry ?? []).map((e) => e.resource as Event).filter((e) => queryOf(e).includes('$everything?_type=Organization'));
+    expect(pages).toHaveLength(2);
+    for (const event of pages) {
+      expect(event.subtype?.map((c) => c.code)).toContain('http://hl7.org/fhir/OperationDefinition/Patient-everything');
+      expect(event.outcome).toBe('0');
+    }
+  });
+});
+
 describe('Inferno PDex fixture', () => {
   const fixture = `${FIXTURES}/spec-everything-response.json`;
   const present = existsSync(fixture);
