@@ -56,6 +56,11 @@ export interface ExportConfig {
    * transaction that began before transactionTime plus this margin has ended.
    */
   clockSkewMs: number;
+  /**
+   * Whether this process plans exports (BATON_EXPORT_WORKER, on by default): off, it accepts
+   * kick-offs and serves status and files while processes where it is on do the planning.
+   */
+  worker: boolean;
 }
 
 export interface AuditConfig {
@@ -172,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       leaseSeconds: integer(env.BATON_EXPORT_LEASE_SECONDS ?? '60', 'BATON_EXPORT_LEASE_SECONDS', 5, 3600),
       maxAttempts: integer(env.BATON_EXPORT_MAX_ATTEMPTS ?? '3', 'BATON_EXPORT_MAX_ATTEMPTS', 1, 100),
       clockSkewMs: integer(env.BATON_EXPORT_CLOCK_SKEW_MS ?? '1000', 'BATON_EXPORT_CLOCK_SKEW_MS', 0, 60_000),
+      worker: choice(env.BATON_EXPORT_WORKER ?? 'on', 'BATON_EXPORT_WORKER', ['on', 'off']) === 'on',
     },
   };
 }

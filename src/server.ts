@@ -20,6 +20,7 @@ import { catchUp } from './matching/index-store.ts';
 import { loadPolicyFiles } from './matching/policy-store.ts';
 import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
+import { startExportWorker } from './export/worker.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
 function exitOnConfigurationError(error: unknown): never {
@@ -63,6 +64,8 @@ const indexer = runInBackground(async () => {
 const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
+// Plans Bulk Data exports: jobs kicked off anywhere, retried, or left by a process that crashed.
+const exporter = config.export.worker ? startExportWorker({ db, baseUrl: config.baseUrl, config: config.export, logger }, 2000) : undefined;
 const app = createApp({ config, db, logger, validator, sensitiveData });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
@@ -77,7 +80,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop()]);
+  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop()]);
   await db.close();
   process.exit(0);
 }

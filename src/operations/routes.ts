@@ -1,5 +1,5 @@
 import { auditPolicyFileChange } from '../audit/registration-events.ts';
-import type { Config } from '../config.ts';
+import type { Config, ExportConfig } from '../config.ts';
 import type { Database } from '../db/connection.ts';
 import { serverSecret } from '../db/secrets.ts';
 import type { FhirContext } from '../fhir/interactions.ts';
@@ -7,7 +7,10 @@ import type { OperationRoute } from '../fhir/http/routes.ts';
 import { loadPolicyFiles, NoPolicyInForce, policyInForce } from '../matching/policy-store.ts';
 import type { MatchingPolicy } from '../matching/policy.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { ExportEngine } from '../export/engine.ts';
+import type { Logger } from '../logger.ts';
 import { auditVerifyOperation } from './audit-verify.ts';
+import { exportRoutes } from './export.ts';
 import { patientEverythingRoutes } from './everything.ts';
 import { type ConsentCheck, memberMatchOperation } from './member-match.ts';
 import { attemptKeys, guardMatchAttempt } from './member-match/brute-force.ts';
@@ -21,6 +24,10 @@ export interface OperationDeps {
   payer: Config['payer'];
   memberMatch: Config['memberMatch'];
   sensitiveData?: SensitiveDataRule;
+  /** The public FHIR base URL (status and file URLs of exports are absolute). */
+  baseUrl: string;
+  export: ExportConfig;
+  logger?: Logger;
 }
 
 /** Every FHIR operation Baton serves, mounted under /fhir by the REST routes. */
@@ -30,6 +37,7 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
     ...patientEverythingRoutes,
+    ...exportRoutes(new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger })),
   ];
 }
 

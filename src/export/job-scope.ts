@@ -1,0 +1,97 @@
+import type { Resource } from '@medplum/fhirtypes';
+import { type SQL, sql } from 'drizzle-orm';
+import type { ScopedAccess } from '../auth/access-policy.ts';
+import type { Queryable } from '../db/connection.ts';
+import { patientsOf } from '../fhir/compartment.ts';
+import { callerPolicy } from './caller.ts';
+import type { ExportJob } from './jobs.ts';
+import { ExportSelection, isCompartmentType } from './selection.ts';
+import { readSnapshotPage, type SnapshotRange, type SnapshotRow, type SnapshotWindow } from './snapshot.ts';
+
+/**
+ * A job's export as the worker plans it and a download streams it: the caller's policy rebuilt
+ * from the job (grants read now), the selection over its members and references, and the
+ * snapshot window. Planning and downloads build it the same way, so they select the same rows.
+ */
+export interface JobScope {
+  policy: ScopedAccess;
+  selection: ExportSelection;
+  window: SnapshotWindow;
+  /** A subquery of the job's members, when it has members. */
+  members: SQL | undefined;
+}
+
+export function jobScope(job: ExportJob, baseUrl: string): JobScope {
+  const policy = callerPolicy(job.caller, baseUrl);
+  const members = hasMembers(job) ? sql`SELECT m.patient_id FROM export_patients m WHERE m.job_id = ${job.id}` : undefined;
+  const selection = new ExportSelection(
+    {
+      kind: job.kind,
+      members,
+      references: (resourceType) => sql`SELECT x.id FROM export_references x WHERE x.job_id = ${job.id} AND x.resource_type = ${resourceType}`,
+      typeFilters: job.parameters.typeFilters ?? [],
+      associatedProvenance: job.parameters.associatedProvenance,
+      types: job.types ?? [],
+    },
+    policy,
+    baseUrl,
+  );
+  const { since, until } = job.parameters;
+  return { policy, selection, members, window: { at: job.transactionTime, ...(since ? { since } : {}), ...(until ? { until } : {}) } };
+}
+
+/** A Group export is about its members (none, if the Group has none); a Patient export only when the `patient` parameter names them. */
+export function hasMembers(job: ExportJob): boolean {
+  return job.kind === 'group' || (job.kind === 'patient' && job.parameters.patients !== undefined);
+}
+
+/**
+ * The deleted resources (tombstones as of transactionTime) the export reports: the search index
+ * no longer holds them, so their place is read from their last content. A system export by a
+ * caller who sees every row reports every deletion of its types; otherwise a deletion is
+ * reported when the resource was in the compartment of a Patient the export is about (a member,
+ * or any Patient of a Patient export) that the caller may see; deletions outside the
+ * compartment are reported by unrestricted system exports only. `_typeFilter` is not applied
+ * (a deleted resource can no longer be searched): a client may hear of a deletion it never
+ * downloaded, never miss one.
+ */
+export async function reportedDeletions(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, rows: SnapshotRow[], baseUrl: string): Promise<SnapshotRow[]> {
+  if (job.kind === 'system' && !scope.policy.filtersRows) return rows;
+  if (resourceType !== 'Patient' && !isCompartmentType(resourceType)) return [];
+  const patientsByRow = rows.map((row) => (resourceType === 'Patient' ? [row.id] : patientsOf(JSON.parse(row.content) as Resource, baseUrl)));
+  const candidates = [...new Set(patientsByRow.flat())];
+  if (candidates.length === 0) return [];
+  const r = sql.raw('r');
+  const conditions = [sql`${r}.resource_type = 'Patient'`, sql`${r}.id IN ${candidates}`];
+  if (scope.members) conditions.push(sql`${r}.id IN (${scope.members})`);
+  const visible = scope.policy.visibility('Patient', r, 's');
+  if (visible) conditions.push(visible);
+  const allowed = new Set((await q.execute<{ id: string }>(sql`SELECT ${r}.id FROM resources ${r} WHERE ${sql.join(conditions, sql` AND `)}`)).map((row) => row.id));
+  return rows.filter((_, i) => patientsByRow[i].some((patient) => allowed.has(patient)));
+}
+
+/** Rows per query when a file is streamed or deletions are counted. */
+export const PAGE_ROWS = 1000;
+
+/**
+ * The snapshot rows of a file's range (after, upTo], page by page: the live resources the
+ * selection holds, or the deletions the export reports.
+ */
+export async function* snapshotPages(
+  q: Queryable,
+  job: ExportJob,
+  scope: JobScope,
+  resourceType: string,
+  state: 'live' | 'deleted',
+  range: SnapshotRange,
+  baseUrl: string,
+): AsyncGenerator<SnapshotRow[]> {
+  const includes = state === 'live' ? scope.selection.includes(resourceType, sql.raw('r')) : sql`TRUE`;
+  let after = range.after ?? null;
+  for (;;) {
+    const rows = await readSnapshotPage(q, resourceType, scope.window, state, includes, { after, upTo: range.upTo ?? null }, PAGE_ROWS);
+    yield state === 'live' ? rows : await reportedDeletions(q, job, scope, resourceType, rows, baseUrl);
+    if (rows.length < PAGE_ROWS) return;
+    after = rows[rows.length - 1].id;
+  }
+}

@@ -1,0 +1,101 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Queryable } from '../db/connection.ts';
+
+/**
+ * The database as of an export's transactionTime, read in id order. Every resource has its row
+ * in `resources` (a deleted one keeps a tombstone row), so the version as of T is that row when
+ * it was last written at or before T, and otherwise the latest version at or before T in
+ * resource_history, which is append-only: what was true at T stays readable, however long the
+ * download takes. Resources created after T have no such version and are not there.
+ *
+ * The two cases are two index scans in id order merged into one, so a file is streamed in
+ * keyset pages (`after` … `upTo`) without sorting, and planning counts with the same query.
+ */
+export interface SnapshotWindow {
+  /** transactionTime, ISO. */
+  at: string;
+  /** Only versions written after this instant (`_since`). */
+  since?: string;
+  /** Only versions written at or before this instant (`_until`). */
+  until?: string;
+}
+
+export interface SnapshotRow {
+  id: string;
+  /** The version's JSON as stored (for a deletion, the last content before it). */
+  content: string;
+  /** When the version was written, epoch milliseconds. */
+  lastUpdatedMs: number;
+}
+
+export interface SnapshotRange {
+  /** Ids after this one (exclusive). */
+  after?: string | null;
+  /** Ids up to this one (inclusive). */
+  upTo?: string | null;
+}
+
+/**
+ * The resources of a type as of T: `live` ones passing `includes` (a condition on the current
+ * row `r`, ExportSelection.includes), or the `deleted` ones (the deletion being their version
+ * as of T). `columns` selects from the version (`r` itself, or the `v` found in history).
+ */
+function versionsAsOf(resourceType: string, window: SnapshotWindow, state: 'live' | 'deleted', includes: SQL, range: SnapshotRange, columns: (version: SQL) => SQL): SQL {
+  const r = sql.raw('r');
+  const v = sql.raw('v');
+  const bounds: SQL[] = [];
+  if (range.after) bounds.push(sql` AND ${r}.id > ${range.after}`);
+  if (range.upTo) bounds.push(sql` AND ${r}.id <= ${range.upTo}`);
+  const within = (version: SQL): SQL => {
+    const parts: SQL[] = [];
+    if (window.since) parts.push(sql` AND ${version}.last_updated > ${window.since}::timestamptz`);
+    if (window.until) parts.push(sql` AND ${version}.last_updated <= ${window.until}::timestamptz`);
+    return sql.join(parts, sql``);
+  };
+  const deleted = state === 'deleted' ? sql`` : sql`NOT `;
+  const at = sql`${window.at}::timestamptz`;
+  const idRange = sql.join(bounds, sql``);
+  return sql`SELECT ${columns(r)} FROM resources ${r}
+      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated <= ${at} AND ${deleted}${r}.deleted${idRange}${within(r)} AND ${includes}
+    UNION ALL
+    SELECT ${columns(v)} FROM resources ${r}, LATERAL (
+        SELECT h.id, h.content, h.last_updated, h.deleted FROM resource_history h
+        WHERE h.resource_type = ${r}.resource_type AND h.id = ${r}.id AND h.last_updated <= ${at}
+        ORDER BY h.version_id DESC LIMIT 1) ${v}
+      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated > ${at} AND ${deleted}${v}.deleted${idRange}${within(v)} AND ${includes}`;
+}
+
+/** One page of the snapshot's rows of a type, in id order. */
+export async function readSnapshotPage(
+  q: Queryable,
+  resourceType: string,
+  window: SnapshotWindow,
+  state: 'live' | 'deleted',
+  includes: SQL,
+  range: SnapshotRange,
+  limit: number,
+): Promise<SnapshotRow[]> {
+  const columns = (version: SQL) => sql`${version}.id, ${version}.content, (extract(epoch FROM ${version}.last_updated) * 1000)::float8 AS "lastUpdatedMs"`;
+  return q.execute<SnapshotRow>(sql`SELECT * FROM (${versionsAsOf(resourceType, window, state, includes, range, columns)}) s ORDER BY s.id LIMIT ${limit}`);
+}
+
+/** Where files of `perFile` resources end: the id closing each file and the running count, the last (partial) file included. */
+export interface FileBoundary {
+  lastId: string;
+  /** Resources up to and including lastId. */
+  n: number;
+}
+
+/**
+ * Cuts the live snapshot of a type into files of `perFile` resources in one pass over the ids
+ * (the content is not read): every perFile-th id, and the last one.
+ */
+export async function fileBoundaries(q: Queryable, resourceType: string, window: SnapshotWindow, includes: SQL, perFile: number): Promise<FileBoundary[]> {
+  const rows = await q.execute<{ id: string; n: string | number }>(sql`SELECT id, n FROM (
+      SELECT s.id, row_number() OVER w AS n, lead(s.id) OVER w IS NULL AS last
+      FROM (${versionsAsOf(resourceType, window, 'live', includes, {}, (version) => sql`${version}.id`)}) s
+      WINDOW w AS (ORDER BY s.id)) numbered
+    WHERE n % ${perFile} = 0 OR last
+    ORDER BY n`);
+  return rows.map((row) => ({ lastId: row.id, n: Number(row.n) }));
+}

@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { runInBackground } from '../audit/background.ts';
+import { FhirError, outcome } from '../fhir/errors.ts';
+import type { Logger } from '../logger.ts';
+import { claimJob, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, renewLease } from './jobs.ts';
+import { completeJob, type PlanDeps, planNextType, resolveJob } from './plan.ts';
+
+/**
+ * Runs export jobs; one runs in every Baton process (server.ts), and the process that accepts a
+ * kick-off kicks its own at once. Jobs are claimed from the database with a lease, so several
+ * workers share them, a crashed worker's job is taken over when its lease runs out, and no
+ * state outside the database matters. A worker renews the lease of the job it works on while
+ * it works; a step that keeps failing is retried with a growing delay, and after maxAttempts
+ * the job fails with an OperationOutcome instead of answering 202 forever.
+ */
+export interface ExportWorkerDeps extends PlanDeps {
+  logger?: Logger;
+}
+
+/** What one step of a job led to. */
+export type StepResult = { next: ExportJob } | { done: true } | { lost: true };
+
+export class ExportWorker {
+  /** This worker's name in lease_owner. */
+  readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private running: Promise<void> | undefined;
+  private kicked = false;
+
+  constructor(private readonly deps: ExportWorkerDeps) {}
+
+  /** Runs jobs until none is due (or stopping() says so); returns how many it took on. */
+  async runPending(stopping: () => boolean = () => false): Promise<number> {
+    const { db, config } = this.deps;
+    await failAbandoned(db, config.maxAttempts, config.ttlSeconds);
+    await purgeJobs(db);
+    let taken = 0;
+    while (!stopping()) {
+      const job = await this.claim();
+      if (!job) break;
+      taken += 1;
+      await this.process(job);
+    }
+    return taken;
+  }
+
+  /** Starts a run now, in the background, or another one right after the run in progress. */
+  kick(): void {
+    if (this.running) {
+      this.kicked = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.kicked = false;
+        await this.runPending().catch((error: unknown) => this.logFailure(undefined, error));
+      } while (this.kicked);
+    })().finally(() => (this.running = undefined));
+  }
+
+  /** Resolves when the run in progress (if any) has ended. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  claim(): Promise<ExportJob | undefined> {
+    return claimJob(this.deps.db, this.owner, this.deps.config.leaseSeconds, this.deps.config.maxAttempts);
+  }
+
+  /** Works on a claimed job step by step until it completes, fails, or is no longer this worker's. */
+  async process(job: ExportJob): Promise<void> {
+    const { db, config } = this.deps;
+    const heartbeat = setInterval(() => {
+      renewLease(db, job.id, this.owner, config.leaseSeconds).catch((error: unknown) => this.logFailure(job, error));
+    }, (config.leaseSeconds * 1000) / 3);
+    heartbeat.unref();
+    let current = job;
+    try {
+      for (;;) {
+        const result = await this.step(current);
+        if (!('next' in result)) return;
+        current = result.next;
+      }
+    } catch (error) {
+      const failure = jobError(error);
+      // A refusal (a Group gone by transactionTime) will not change on retry: it fails at once.
+      const attempts = error instanceof FhirError ? config.maxAttempts : current.attempts;
+      const result = await failStep(db, { ...current, attempts }, this.owner, failure, config.maxAttempts, config.ttlSeconds);
+      this.logFailure(current, error, result);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** One step of the job: resolve, plan one type, or complete. */
+  async step(job: ExportJob): Promise<StepResult> {
+    try {
+      if (job.types === null) return { next: await resolveJob(this.deps, job, this.owner) };
+      if (job.planned < job.types.length) return { next: await planNextType(this.deps, job, this.owner) };
+      await completeJob(this.deps, job, this.owner);
+      return { done: true };
+    } catch (error) {
+      if (error instanceof LostLease) return { lost: true };
+      throw error;
+    }
+  }
+
+  private logFailure(job: ExportJob | undefined, error: unknown, result?: string): void {
+    // Class and SQLSTATE only: a driver's message can quote the data it was reading.
+    const code = (error as { code?: string } | undefined)?.code;
+    this.deps.logger?.error({ job: job?.id, error: (error as Error)?.constructor?.name ?? typeof error, code, result }, 'export job step failed');
+  }
+}
+
+/** How a failed job answers: a refusal as it was raised, anything else as a 500 naming no internals. */
+function jobError(error: unknown): JobError {
+  if (error instanceof FhirError) return { status: error.status, outcome: error.outcome };
+  return { status: 500, outcome: outcome('error', 'exception', 'The export failed on the server; the job id identifies it in the logs') };
+}
+
+/** The worker of a Baton process: a run every intervalMs (jobs left by crashed workers, retries), stopped on shutdown. */
+export function startExportWorker(deps: ExportWorkerDeps, intervalMs: number): { worker: ExportWorker; stop(): Promise<void> } {
+  const worker = new ExportWorker(deps);
+  const background = runInBackground(async (stopping) => {
+    try {
+      await worker.runPending(stopping);
+    } catch (error) {
+      deps.logger?.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: (error as { code?: string }).code }, 'export worker run failed; retrying');
+    }
+  }, intervalMs);
+  return { worker, stop: () => background.stop() };
+}
