@@ -17,6 +17,9 @@ const OPERATION_CANONICALS: Record<string, string> = {
   'bulk-member-match': 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch',
   'davinci-data-export': 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/GroupExport',
   export: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export',
+  // The Bulk Data export's status URL (poll, cancel) and its files: steps of the async export, not operations of their own.
+  'export-status': 'urn:baton:operation:export-status',
+  'export-file': 'urn:baton:operation:export-file',
   everything: 'http://hl7.org/fhir/OperationDefinition/Patient-everything',
   verify: 'urn:baton:operation:audit-verify',
 };
@@ -32,7 +35,10 @@ export function classifyRequest(method: string, path: string): RequestKind {
     const name = operation.slice(1);
     const type = new RegExp(`^${TYPE}$`).test(parts[0]) ? parts[0] : undefined;
     const id = parts.length === 3 && new RegExp(`^${ID}$`).test(parts[1]) ? parts[1] : undefined;
-    return { interaction: 'operation', action: 'E', resourceType: type, id, operation: OPERATION_CANONICALS[name] ?? `urn:baton:operation:${name.slice(0, 64)}` };
+    // Bulk Data names the Patient and Group levels of $export by OperationDefinitions of their own.
+    const level = name === 'export' && (type === 'Patient' || type === 'Group') ? `http://hl7.org/fhir/uv/bulkdata/OperationDefinition/${type.toLowerCase()}-export` : undefined;
+    const action = name === 'export-status' && method === 'DELETE' ? 'D' : name === 'export-file' ? 'R' : 'E';
+    return { interaction: 'operation', action, resourceType: type, id, operation: level ?? (Object.hasOwn(OPERATION_CANONICALS, name) ? OPERATION_CANONICALS[name] : `urn:baton:operation:${name.slice(0, 64)}`) };
   }
   const [type, second, third, fourth] = parts;
   const isType = type !== undefined && new RegExp(`^${TYPE}$`).test(type);

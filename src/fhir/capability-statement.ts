@@ -3,6 +3,7 @@ import type {
   CapabilityStatement,
   CapabilityStatementImplementation,
   CapabilityStatementRestResource,
+  CapabilityStatementRestResourceOperation,
   CapabilityStatementRestResourceSearchParam,
   CapabilityStatementRestSecurity,
   ResourceType,
@@ -33,6 +34,18 @@ function readRepositoryJson<T>(path: string): T {
   return JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')) as T;
 }
 
+/**
+ * The operations Baton serves that a client discovers here: Bulk Data Access 2.0.0 export at the
+ * system level and on Patient and Group (the server's operations, named as the IG's
+ * CapabilityStatement names them).
+ */
+const BULK_DATA = 'http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data';
+const SYSTEM_OPERATIONS: CapabilityStatementRestResourceOperation[] = [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }];
+const TYPE_OPERATIONS: Record<string, CapabilityStatementRestResourceOperation[]> = {
+  Patient: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' }],
+  Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
+};
+
 function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security: CapabilityStatementRestSecurity | undefined): CapabilityStatement {
   const base = readRepositoryJson<CapabilityStatement>('conformance/capability-statement.base.json');
   const perType = readRepositoryJson<Omit<CapabilityStatementRestResource, 'type'>>('conformance/capability-statement.resource.json');
@@ -44,8 +57,17 @@ function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureD
     ...base,
     date: new Date().toISOString(),
     software: { name: software.name, version: software.version },
+    instantiates: [BULK_DATA],
     implementation: { ...(base.implementation as CapabilityStatementImplementation), url: baseUrl },
-    rest: [{ ...rest, ...(security ? { security } : {}), resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)) }, ...others],
+    rest: [
+      {
+        ...rest,
+        ...(security ? { security } : {}),
+        resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)),
+        operation: SYSTEM_OPERATIONS,
+      },
+      ...others,
+    ],
   };
 }
 
@@ -64,6 +86,7 @@ function resourceCapabilities(
   if (searchInclude.length) resource.searchInclude = searchInclude.sort();
   const searchRevInclude = revIncludes.get(type) ?? [];
   if (searchRevInclude.length) resource.searchRevInclude = [...searchRevInclude].sort();
+  if (TYPE_OPERATIONS[type]) resource.operation = TYPE_OPERATIONS[type];
   const searchParam = searchParams(type, definitions);
   if (searchParam.length) resource.searchParam = searchParam.sort((a, b) => a.name.localeCompare(b.name));
   return resource;

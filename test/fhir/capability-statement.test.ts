@@ -50,12 +50,16 @@ describe('GET /fhir/metadata', () => {
     expect(JSON.stringify([statement.format, statement.patchFormat])).not.toMatch(/xml/i);
   });
 
-  it('claims no operations, messaging or documents, none of which exist yet', () => {
+  it('claims Bulk Data export (system, Patient, Group) as the IG names it, and no messaging or documents', () => {
     expect(statement.rest).toHaveLength(1);
     const rest = statement.rest?.[0];
     expect(rest?.mode).toBe('server');
-    expect(rest?.operation).toBeUndefined();
-    expect(rest?.resource?.filter((r) => r.operation)).toEqual([]);
+    expect(statement.instantiates).toEqual(['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data']);
+    expect(rest?.operation).toEqual([{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }]);
+    expect(rest?.resource?.filter((r) => r.operation).map((r) => [r.type, r.operation])).toEqual([
+      ['Group', [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }]],
+      ['Patient', [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' }]],
+    ]);
     expect(statement.messaging).toBeUndefined();
     expect(statement.document).toBeUndefined();
   });
