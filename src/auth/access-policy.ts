@@ -1,8 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { AccessPolicy, Permission } from '../fhir/access.ts';
-import { patientCompartmentParams } from '../fhir/compartment.ts';
+import { compartmentReferenceCodes, patientCompartmentParams } from '../fhir/compartment.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
-import { searchParam } from '../fhir/search/parameters.ts';
 import { parseSearchRequest } from '../fhir/search/parse.ts';
 import { SearchSql } from '../fhir/search/sql.ts';
 import type { ClientKind } from './client-registration.ts';
@@ -154,18 +153,6 @@ export class ScopedAccess implements AccessPolicy {
 }
 
 const PERMISSION_NAMES: Record<Permission, string> = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' };
-
-/**
- * The sp_reference codes holding a type's Patient compartment references. A compartment parameter
- * may be stored as another's rows (Condition's `patient` is its `subject` rows narrowed to
- * Patients), so the codes are those of the rows each parameter reads; the query keeps Patient
- * targets only.
- */
-function compartmentReferenceCodes(resourceType: string): string[] | undefined {
-  const params = patientCompartmentParams(resourceType);
-  if (!params) return undefined;
-  return [...new Set(params.flatMap((code) => searchParam(resourceType, code)?.rows?.codes ?? [code]))];
-}
 
 /** Patients and the types of the Patient compartment: the data a member's consent governs. */
 function isMemberData(resourceType: string): boolean {

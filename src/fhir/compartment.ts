@@ -18,6 +18,22 @@ export function patientCompartmentParams(resourceType: string): readonly string[
 }
 
 /**
+ * The sp_reference codes holding the references of these search parameters of a type. A
+ * parameter may be stored as another's rows (Condition's `patient` is its `subject` rows narrowed
+ * to Patients), so the codes are those of the rows each parameter reads; a query over them keeps
+ * Patient targets only.
+ */
+export function referenceRowCodes(resourceType: string, params: readonly string[]): string[] {
+  return [...new Set(params.flatMap((code) => searchParam(resourceType, code)?.rows?.codes ?? [code]))];
+}
+
+/** The sp_reference codes holding a type's Patient compartment references; undefined outside the compartment. */
+export function compartmentReferenceCodes(resourceType: string): string[] | undefined {
+  const params = patientCompartmentParams(resourceType);
+  return params ? referenceRowCodes(resourceType, params) : undefined;
+}
+
+/**
  * The ids of the Patients whose compartment holds `resource` (this server's Patients only:
  * relative references, or absolute ones under `baseUrl`). A Patient is in its own.
  */

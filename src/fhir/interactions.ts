@@ -32,6 +32,8 @@ export interface FhirContext {
   provenance?: Provenance;
   /** Inside a transaction Bundle: rows locked up front and versions buffered (store.ts). */
   writes?: WriteBuffer;
+  /** The request's X-Request-Id, as the audit trail records it: records of its own (match decisions) name it too. */
+  requestId?: string;
 }
 
 /** What an interaction answers; the HTTP layer and the Bundle processor each render it. */

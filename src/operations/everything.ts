@@ -3,6 +3,7 @@ import type { OperationRoute } from '../fhir/http/routes.ts';
 import { type FhirContext, read } from '../fhir/interactions.ts';
 import { cursorAfter, type EverythingPage, everythingPage } from './everything/contents.ts';
 import { type EverythingInput, everythingQuery, parseEverythingParameters, withParametersBody } from './everything/parameters.ts';
+import { preferredHandling } from '../fhir/http/negotiation.ts';
 
 /**
  * GET [base]/Patient/[id]/$everything (FHIR R4 OperationDefinition Patient-everything; SHALL in
@@ -29,13 +30,19 @@ import { type EverythingInput, everythingQuery, parseEverythingParameters, withP
 export const PATIENT_EVERYTHING = 'http://hl7.org/fhir/OperationDefinition/Patient-everything';
 
 export const patientEverythingRoutes: OperationRoute[] = [
-  { method: 'GET', path: '/Patient/:id/$everything', handle: (ctx, { params, pathParams }) => patientEverything(ctx, pathParams.id, params) },
-  { method: 'POST', path: '/Patient/:id/$everything', handle: (ctx, { params, body, pathParams }) => patientEverything(ctx, pathParams.id, withParametersBody(params, body)) },
+  { method: 'GET', path: '/Patient/:id/$everything', handle: (ctx, { params, pathParams, headers }) => patientEverything(ctx, pathParams.id, params, lenient(headers)) },
+  {
+    method: 'POST',
+    path: '/Patient/:id/$everything',
+    handle: (ctx, { params, body, pathParams, headers }) => patientEverything(ctx, pathParams.id, withParametersBody(params, body), lenient(headers)),
+  },
 ];
 
-export async function patientEverything(ctx: FhirContext, patientId: string, params: URLSearchParams): Promise<Bundle> {
+const lenient = (headers: Headers) => preferredHandling(headers.get('prefer')) === 'lenient';
+
+export async function patientEverything(ctx: FhirContext, patientId: string, params: URLSearchParams, lenientHandling = false): Promise<Bundle> {
   // 1. Parse the inputs
-  const input = parseEverythingParameters(params);
+  const input = parseEverythingParameters(params, lenientHandling);
 
   // 2. The Patient, read as GET Patient/[id] reads it (403 without read on Patient, 404 for one
   // the caller may not see, 410 once deleted). On every page: a page is served only while the

@@ -40,7 +40,6 @@ export interface MemberMatchDeps {
   /** Consent evaluation and the brute-force guard, bound to their configuration. */
   consent: ConsentCheck;
   guard: (ctx: FhirContext, clientId: string, query: ReturnType<typeof queryFromMemberMatch>) => Promise<void>;
-  requestId?: (ctx: FhirContext) => string | undefined;
 }
 
 export type ConsentCheck = (input: ReturnType<typeof parseMemberMatchInput>, ctx: FhirContext) => { ok: true; grant?: MatchLink['grant'] } | { ok: false; code: string; diagnostics: string; expression: string[] };
@@ -73,7 +72,7 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
   const decision = resolveMember(query, blocking.candidates, { policy, useCase: deps.settings.useCase, termFrequencies });
 
   // 5. Act, and 6. answer
-  const requestId = deps.requestId?.(ctx);
+  const requestId = ctx.requestId;
   const record = (q: Queryable, outcome: DecisionOutcome, extra: { patientId?: string; taskId?: string; pending?: unknown } = {}) =>
     recordDecision(q, { clientId, requestHash: hash, decision, outcome, ...(requestId ? { requestId } : {}), ...extra });
 

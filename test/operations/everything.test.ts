@@ -253,6 +253,12 @@ describe('inputs', () => {
     expect(outcome.issue[0].expression).toContain(name);
   });
 
+  it('ignores an unknown parameter under Prefer: handling=lenient, not a bad value', async () => {
+    const lenient = { headers: { prefer: 'handling=lenient' } };
+    expect((await baton.request('/fhir/Patient/m1/$everything?foo=1', lenient)).status).toBe(200);
+    expect((await baton.request('/fhir/Patient/m1/$everything?_count=-1', lenient)).status).toBe(400);
+  });
+
   it('refuses a POST body that is not Parameters', async () => {
     const response = await baton.request('/fhir/Patient/m1/$everything', { method: 'POST', json: { resourceType: 'Patient' } });
     expect(response.status).toBe(400);

@@ -100,6 +100,24 @@ describe('a unique match with an acceptable consent', () => {
   });
 });
 
+describe('explainability', () => {
+  it('links the stored decision and the AuditEvent of the request by its request id', async () => {
+    const response = await baton.request('/fhir/Patient/$member-match', {
+      method: 'POST',
+      json: matchRequest({ ...OKAFOR, cardId: 'W123456789-01' }),
+      token: await partner.token(),
+      headers: { 'x-request-id': 'member-match-explained-1' },
+    });
+    expect(response.status).toBe(200);
+    const [decision] = await baton.db.execute<{ id: string; outcome: string }>(sql`SELECT id, outcome FROM match_decisions WHERE request_id = 'member-match-explained-1'`);
+    expect(decision.outcome).toBe('matched');
+    const events = await baton.db.execute<{ content: string }>(sql`SELECT content FROM audit_events WHERE content LIKE '%member-match-explained-1%'`);
+    expect(events.map((e) => e.content).join()).toContain('http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match');
+    const explained = await body(await admin(`/admin/match-decisions/${decision.id}`));
+    expect(explained.outcome).toBe('matched');
+  });
+});
+
 describe('refusals', () => {
   it('answers 422 no-match for a stranger, saying nothing about anyone', async () => {
     const response = await match(matchRequest({ family: 'Nobody', given: ['Quentin'], birthDate: '1990-01-01', cardId: 'Z00000001' }));

@@ -74,3 +74,9 @@ export async function readJsonBody(c: Context, allowed: readonly string[] = []):
   assertContentType(c.req.header('content-type'), allowed);
   return parseJsonBody(await c.req.text());
 }
+
+/** The `handling` preference of a Prefer header (http.html#prefer: strict or lenient), if it states one. */
+export function preferredHandling(prefer: string | null | undefined): 'strict' | 'lenient' | undefined {
+  const match = /(?:^|[,;\s])handling=(strict|lenient)(?:$|[,;\s])/.exec(prefer ?? '');
+  return match ? (match[1] as 'strict' | 'lenient') : undefined;
+}

@@ -12,7 +12,7 @@ import { parseProvenanceHeader } from '../provenance.ts';
 import * as interactions from '../interactions.ts';
 import { searchResources } from '../search/search.ts';
 import type { ResourceValidator } from '../validation.ts';
-import { assertAcceptable, readJsonBody } from './negotiation.ts';
+import { assertAcceptable, preferredHandling, readJsonBody } from './negotiation.ts';
 import { interactionResponse, resourceResponse, responseOptions, serialize } from './respond.ts';
 
 export interface FhirRoutesDeps {
@@ -48,7 +48,8 @@ export interface OperationRoute {
   handle(ctx: interactions.FhirContext, request: { params: URLSearchParams; body: unknown; pathParams: Record<string, string>; headers: Headers }): Promise<object | Response>;
 }
 
-export type FhirEnv = { Variables: { access: AccessPolicy; audit: AuditSink } };
+/** requestId is set by the app's first middleware, before these routes. */
+export type FhirEnv = { Variables: { access: AccessPolicy; audit: AuditSink; requestId?: string } };
 
 const JSON_PATCH = 'application/json-patch+json';
 const FORM = 'application/x-www-form-urlencoded';
@@ -56,15 +57,19 @@ const FORM = 'application/x-www-form-urlencoded';
 /** The FHIR REST API under /fhir (http.html): every interaction, plus 404/405 for the rest. */
 export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
   const app = new Hono<FhirEnv>();
-  const context = (c: Context<FhirEnv>): interactions.FhirContext => ({
-    db: deps.db,
-    q: deps.db,
-    inTransaction: false,
-    baseUrl: deps.baseUrl,
-    validator: deps.validator,
-    access: c.get('access'),
-    audit: c.get('audit'),
-  });
+  const context = (c: Context<FhirEnv>): interactions.FhirContext => {
+    const requestId = c.get('requestId');
+    return {
+      db: deps.db,
+      q: deps.db,
+      inTransaction: false,
+      baseUrl: deps.baseUrl,
+      validator: deps.validator,
+      access: c.get('access'),
+      audit: c.get('audit'),
+      ...(requestId ? { requestId } : {}),
+    };
+  };
   // Creates and updates may carry the client's Provenance (X-Provenance).
   const writeContext = (c: Context<FhirEnv>): interactions.FhirContext => {
     const provenance = parseProvenanceHeader(c.req.header('x-provenance'));
@@ -238,7 +243,7 @@ function acceptsOneOf(accept: string | undefined, mediaTypes: readonly string[] 
 }
 
 function strictHandling(c: Context): boolean {
-  return /(?:^|[,;\s])handling=strict/.test(c.req.header('prefer') ?? '');
+  return preferredHandling(c.req.header('prefer')) === 'strict';
 }
 
 function jsonResponse(c: Context, body: object): Response {

@@ -2,9 +2,9 @@ import type { Resource } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import type { AccessPolicy } from '../../fhir/access.ts';
-import { patientCompartmentParams } from '../../fhir/compartment.ts';
+import { patientCompartmentParams, referenceRowCodes } from '../../fhir/compartment.ts';
 import { getResourceTypes, isResourceType } from '../../fhir/definitions.ts';
-import { searchParam, searchParamsOf } from '../../fhir/search/parameters.ts';
+import { searchParamsOf } from '../../fhir/search/parameters.ts';
 import { SearchSql } from '../../fhir/search/sql.ts';
 import { careDateCodes } from './care-dates.ts';
 import type { Cursor, EverythingInput } from './parameters.ts';
@@ -57,9 +57,7 @@ function recordTypes(): Map<string, string[]> {
       if (NOT_RECORD.has(type)) continue;
       const params = patientCompartmentParams(type) ?? ALSO_RECORD[type];
       if (!params) continue;
-      // A compartment parameter may read another's rows (Condition's `patient` is `subject`
-      // narrowed to Patients); the query keeps Patient targets, so the rows' own codes serve.
-      recordCodes.set(type, [...new Set(params.flatMap((code) => searchParam(type, code)?.rows?.codes ?? [code]))]);
+      recordCodes.set(type, referenceRowCodes(type, params));
     }
   }
   return recordCodes;

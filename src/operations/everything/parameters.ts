@@ -46,8 +46,10 @@ const KNOWN = new Set([...SINGLE, '_type', '_format', '_pretty']);
 const DATE = /^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/;
 const CURSOR = /^([0-2])\.([A-Z][A-Za-z]+)\.([A-Za-z0-9\-.]{1,64})$/;
 
-export function parseEverythingParameters(params: URLSearchParams): EverythingInput {
+/** Unknown parameters are a 400, or ignored under `Prefer: handling=lenient`. */
+export function parseEverythingParameters(params: URLSearchParams, lenient = false): EverythingInput {
   for (const name of new Set(params.keys())) {
+    if (!KNOWN.has(name) && lenient) continue;
     if (!KNOWN.has(name)) throw badRequest(`Patient/$everything has no parameter "${name.slice(0, 64)}"; it takes start, end, _since, _type and _count`, [name.slice(0, 64)]);
     if (SINGLE.includes(name) && params.getAll(name).length > 1) throw badRequest(`${name} may be given once`, [name]);
   }
