@@ -1,6 +1,6 @@
 /**
  * npm run matching:em -- --pairs <file.ndjson> [--random <file.ndjson>] [--exclude <field,…>]
- *                        [--policy config/matching/policy-v1.json] [--prior 0.05] [--max-iterations 200] [--out <file>]
+ *                        [--policy config/matching/policy-v2.json] [--prior 0.05] [--max-iterations 200] [--out <file>]
  *   Estimates the policy's m and u with EM from unlabelled candidate pairs and writes the next
  *   policy version (stdout, or --out). Each line of a pairs file is either
  *   {"query": MatchQuery, "candidate": CandidateRecord} or {"levels": {"family": "exact", …}}
@@ -48,7 +48,7 @@ function main(): void {
   const { values } = parseArgs({
     options: {
       pairs: { type: 'string' },
-      policy: { type: 'string', default: 'config/matching/policy-v1.json' },
+      policy: { type: 'string', default: 'config/matching/policy-v2.json' },
       prior: { type: 'string', default: '0.05' },
       random: { type: 'string' },
       exclude: { type: 'string', default: '' },

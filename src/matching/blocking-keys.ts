@@ -15,17 +15,18 @@ import type { CandidateRecord, MatchQuery } from './types.ts';
  * | `fy:<family phonetic>:<year>`  | a wrong day or month, new card, move             |
  * | `fd:<family phonetic>:<MM-DD>` | a wrong birth year, new card, move               |
  * | `gd:<given phonetic>:<date>`   | new surname, new card, move (narrower than dob)  |
+ * | `gm:<given phonetic>:<MM-DD>`  | a wrong birth year with a new surname, new card  |
  * | `zy:<zip5>:<year>`             | new surname, new card, a wrong day or month      |
  * | `ph:<e164>`                    | everything but the phone                         |
  *
- * Queries also look up `dob:`, `fd:` and `gd:` under the day/month swap of their birth date.
+ * Queries also look up `dob:`, `fd:`, `gd:` and `gm:` under the day/month swap of their birth date.
  * Members are filed under every name, address, phone and id they ever had (identity drift). The adapter
  * may skip a key whose block is larger than it wants to score (`dob:` at tens of millions of
  * members), since `gd:` and the others still cover it.
  *
  * Keys hold personal data: store them as the member's index rows, never log them.
  */
-export const BLOCKING_KEY_VERSION = 1;
+export const BLOCKING_KEY_VERSION = 2;
 
 /** A key shared by more members than this is skipped: the other keys of the query still find the member. */
 export const BLOCK_SIZE_LIMIT = 500;
@@ -52,7 +53,10 @@ function blockingKeys(record: NormalizedRecord, withSwap: boolean): string[] {
       keys.add(`dob:${text}`);
       for (const name of record.names) {
         for (const code of name.familyPhonetic) keys.add(`fd:${code}:${text.slice(5)}`);
-        for (const code of name.firstPhonetic) keys.add(`gd:${code}:${text}`);
+        for (const code of name.firstPhonetic) {
+          keys.add(`gd:${code}:${text}`);
+          keys.add(`gm:${code}:${text.slice(5)}`);
+        }
       }
     }
   }
