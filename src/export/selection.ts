@@ -66,37 +66,49 @@ export class ExportSelection {
 
   /**
    * The ids of the non-compartment `types` that the export's compartment resources reference,
-   * as (resource_type, id) rows: one pass over the references, run once when a job is planned.
+   * as (target_type, target_id) rows: run once when a job is resolved. With members (a Group's,
+   * the `patient` parameter's, or a partner's granted members), it walks from the members to
+   * their compartment resources and on to what those reference, so its cost follows the
+   * members' data, not the database's size; without, it is one pass over the references.
    */
   referencedIds(types: readonly string[]): SQL {
     const ref = sql.raw('ref');
-    const sources = [...compartmentTypes(), 'Patient'];
-    const conditions = [sql`${ref}.target_type IN ${types}`, sql`${ref}.target_id IS NOT NULL`, this.search.local(ref), sql`${ref}.resource_type IN ${sources}`];
-    if (this.scope.members) {
-      const cr = this.alias('cr');
-      const pairs = sql.join(
-        compartmentTypes().flatMap((type) => compartmentCodes(type).map((code) => sql`(${type}, ${code})`)),
-        sql`, `,
-      );
-      conditions.push(sql`((${ref}.resource_type = 'Patient' AND ${ref}.resource_id IN (${this.scope.members}))
-        OR EXISTS (SELECT 1 FROM sp_reference ${cr} WHERE ${cr}.resource_type = ${ref}.resource_type AND ${cr}.resource_id = ${ref}.resource_id
-          AND (${cr}.resource_type, ${cr}.code) IN (VALUES ${pairs}) AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)} AND ${cr}.target_id IN (${this.scope.members})))`);
+    const target = sql`${ref}.target_type IN ${types} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)}`;
+    const members = this.scope.members ?? (this.access.isolated ? this.visiblePatients() : undefined);
+    if (!members) {
+      // Every compartment resource the caller may see (this caller sees them all, or through scope constraints).
+      const src = sql.raw('src');
+      const visibleSources = [...compartmentTypes(), 'Patient'].map((type) => {
+        const visible = this.access.visibility(type, src, 's');
+        return visible ? sql`(${ref}.resource_type = ${type} AND ${visible})` : sql`${ref}.resource_type = ${type}`;
+      });
+      const join = this.access.filtersRows ? sql` JOIN resources ${src} ON ${src}.resource_type = ${ref}.resource_type AND ${src}.id = ${ref}.resource_id` : sql``;
+      return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM sp_reference ${ref}${join} WHERE ${target} AND ${any(visibleSources)}`;
     }
     // What the caller may not see of the referencing resources (a partner's other members, data
     // its consent withholds) must not reveal, through what it references, who saw whom.
-    const src = sql.raw('src');
-    const unrestricted: string[] = [];
-    const restricted: SQL[] = [];
-    for (const type of sources) {
+    const patient = this.alias('p');
+    const visiblePatient = this.access.visibility('Patient', patient, 's');
+    const patientJoin = visiblePatient ? sql` JOIN resources ${patient} ON ${patient}.resource_type = 'Patient' AND ${patient}.id = m.id AND ${visiblePatient}` : sql``;
+    const sources = [sql`SELECT 'Patient' AS resource_type, m.id AS resource_id FROM (${members}) m(id)${patientJoin}`];
+    for (const type of compartmentTypes()) {
+      const cr = this.alias('cr');
+      const src = this.alias('src');
       const visible = this.access.visibility(type, src, 's');
-      if (visible) restricted.push(sql`(${ref}.resource_type = ${type} AND ${visible})`);
-      else unrestricted.push(type);
+      const join = visible ? sql` JOIN resources ${src} ON ${src}.resource_type = ${cr}.resource_type AND ${src}.id = ${cr}.resource_id AND ${visible}` : sql``;
+      sources.push(sql`SELECT ${cr}.resource_type, ${cr}.resource_id FROM sp_reference ${cr}${join}
+        WHERE ${cr}.resource_type = ${type} AND ${cr}.code IN ${compartmentCodes(type)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)} AND ${cr}.target_id IN (${members})`);
     }
-    if (restricted.length === 0) return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM sp_reference ${ref} WHERE ${all(conditions)}`;
-    const visibleSource = any([...(unrestricted.length ? [sql`${ref}.resource_type IN ${unrestricted}`] : []), ...restricted]);
-    return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM sp_reference ${ref}
-      JOIN resources ${src} ON ${src}.resource_type = ${ref}.resource_type AND ${src}.id = ${ref}.resource_id
-      WHERE ${all(conditions)} AND ${visibleSource}`;
+    return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM (${sql.join(sources, sql` UNION `)}) s
+      JOIN sp_reference ${ref} ON ${ref}.resource_type = s.resource_type AND ${ref}.resource_id = s.resource_id
+      WHERE ${target}`;
+  }
+
+  /** The Patients the caller may see (a partner's granted members). */
+  private visiblePatients(): SQL {
+    const p = this.alias('p');
+    const visible = this.access.visibility('Patient', p, 's');
+    return sql`SELECT ${p}.id FROM resources ${p} WHERE ${p}.resource_type = 'Patient' AND NOT ${p}.deleted${visible ? sql` AND ${visible}` : sql``}`;
   }
 
   /** The export's scope: compartments, members, referenced resources, associated Provenance. */

@@ -8,8 +8,9 @@ import type { Queryable } from '../db/connection.ts';
  * resource_history, which is append-only: what was true at T stays readable, however long the
  * download takes. Resources created after T have no such version and are not there.
  *
- * The two cases are two index scans in id order merged into one, so a file is streamed in
- * keyset pages (`after` … `upTo`) without sorting, and planning counts with the same query.
+ * The two cases are two scans in id order merged into one (each case ordered and limited on its
+ * own, or PostgreSQL may read and sort a type's whole remainder for every page), so a file is
+ * streamed in keyset pages (`after` … `upTo`), and planning counts with the same conditions.
  */
 export interface SnapshotWindow {
   /** transactionTime, ISO. */
@@ -40,7 +41,15 @@ export interface SnapshotRange {
  * row `r`, ExportSelection.includes), or the `deleted` ones (the deletion being their version
  * as of T). `columns` selects from the version (`r` itself, or the `v` found in history).
  */
-function versionsAsOf(resourceType: string, window: SnapshotWindow, state: 'live' | 'deleted', includes: SQL, range: SnapshotRange, columns: (version: SQL) => SQL): SQL {
+function versionsAsOf(
+  resourceType: string,
+  window: SnapshotWindow,
+  state: 'live' | 'deleted',
+  includes: SQL,
+  range: SnapshotRange,
+  columns: (version: SQL) => SQL,
+  limit?: number,
+): SQL {
   const r = sql.raw('r');
   const v = sql.raw('v');
   const bounds: SQL[] = [];
@@ -55,14 +64,15 @@ function versionsAsOf(resourceType: string, window: SnapshotWindow, state: 'live
   const deleted = state === 'deleted' ? sql`` : sql`NOT `;
   const at = sql`${window.at}::timestamptz`;
   const idRange = sql.join(bounds, sql``);
-  return sql`SELECT ${columns(r)} FROM resources ${r}
-      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated <= ${at} AND ${deleted}${r}.deleted${idRange}${within(r)} AND ${includes}
+  const first = limit === undefined ? sql` ORDER BY ${r}.id` : sql` ORDER BY ${r}.id LIMIT ${limit}`;
+  return sql`(SELECT ${columns(r)} FROM resources ${r}
+      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated <= ${at} AND ${deleted}${r}.deleted${idRange}${within(r)} AND ${includes}${first})
     UNION ALL
-    SELECT ${columns(v)} FROM resources ${r}, LATERAL (
+    (SELECT ${columns(v)} FROM resources ${r}, LATERAL (
         SELECT h.id, h.content, h.last_updated, h.deleted FROM resource_history h
         WHERE h.resource_type = ${r}.resource_type AND h.id = ${r}.id AND h.last_updated <= ${at}
         ORDER BY h.version_id DESC LIMIT 1) ${v}
-      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated > ${at} AND ${deleted}${v}.deleted${idRange}${within(v)} AND ${includes}`;
+      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated > ${at} AND ${deleted}${v}.deleted${idRange}${within(v)} AND ${includes}${first})`;
 }
 
 /** One page of the snapshot's rows of a type, in id order. */
@@ -76,7 +86,7 @@ export async function readSnapshotPage(
   limit: number,
 ): Promise<SnapshotRow[]> {
   const columns = (version: SQL) => sql`${version}.id, ${version}.content, (extract(epoch FROM ${version}.last_updated) * 1000)::float8 AS "lastUpdatedMs"`;
-  return q.execute<SnapshotRow>(sql`SELECT * FROM (${versionsAsOf(resourceType, window, state, includes, range, columns)}) s ORDER BY s.id LIMIT ${limit}`);
+  return q.execute<SnapshotRow>(sql`SELECT * FROM (${versionsAsOf(resourceType, window, state, includes, range, columns, limit)}) s ORDER BY s.id LIMIT ${limit}`);
 }
 
 /** Where files of `perFile` resources end: the id closing each file and the running count, the last (partial) file included. */
