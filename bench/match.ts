@@ -14,15 +14,17 @@ import { populationOptions } from '../src/seed/population.ts';
 import { NEW_PAYER_NPI } from '../test/operations/member-match-support.ts';
 import { tokenMinter } from '../test/support/baton.ts';
 import { round } from './load.ts';
+import { cpuPerRequest, cpuSnapshot } from './match-cpu.ts';
 import { prepareDatabase } from './match-database.ts';
 import { type BenchRequest, buildRequests, sampleMembers } from './match-requests.ts';
 import { startBatonProcess } from './servers.ts';
 
 /*
- * npm run bench:match [-- --members N --requests N --warmup N --concurrency N --query-seed N
+ * npm run bench:match [-- --members N --requests N --warmup N --serial N --concurrency N --query-seed N
  *                         --sample N --max-cards N --database NAME --fresh --reindex]
  * (or BENCH_MATCH_MEMBERS; defaults 1,000,000 members, 3,000 measured requests after 300 of
- * warm-up, 8 concurrent clients, a sample of ~20,000 members to build requests from)
+ * warm-up and 200 from one client, 8 concurrent clients, a sample of ~20,000 members to build
+ * requests from, BATON_MEMBER_MATCH_MAX_CARDS 1000 for the server)
  *
  * Issue 5's $member-match figures on PostgreSQL, in one run:
  * - a population of N members (Patient and Coverage, no clinical data) and the blocking index
@@ -31,10 +33,12 @@ import { startBatonProcess } from './servers.ts';
  * - Baton (src/server.ts as a child process) answering POST /fhir/Patient/$member-match from
  *   a registered partner client: labelled requests (bench/match-requests.ts), each with its
  *   Consent and CoverageToLink, sent once each by `concurrency` closed-loop clients over
- *   keep-alive connections, after a warm-up on other requests; latency per request (client
- *   side, from write to last byte), throughput, statuses, and latency by outcome: a match writes
- *   (Patient identifier on a member's first match, Coverage, Consent, grant, decision, audit),
- *   a no-match writes only its decision and attempt row, so their difference is mostly writes;
+ *   keep-alive connections, after a warm-up on other requests and a run from one client (latency
+ *   without queueing); latency per request (client side, from write to last byte), throughput,
+ *   CPU per request of Baton and of the database's backends (/proc), statuses, and latency by
+ *   outcome: a match writes (Patient identifier on a member's first match, Coverage, Consent,
+ *   grant, decision, audit), a no-match writes only its decision and attempt row, so their
+ *   difference is mostly writes;
  * - on the same requests and at the same concurrency, straight on the database: the blocking
  *   query (findCandidates) and the term-frequency query (termFrequenciesFor); and the engine
  *   (resolveMember on the candidates found) in this process, one request at a time.
@@ -55,6 +59,7 @@ const { values: flags } = parseArgs({
     'query-seed': { type: 'string' },
     sample: { type: 'string' },
     'max-cards': { type: 'string' },
+    serial: { type: 'string' },
     database: { type: 'string', default: 'baton_bench_match' },
     fresh: { type: 'boolean', default: false },
     reindex: { type: 'boolean', default: false },
@@ -75,7 +80,9 @@ const settings = {
   concurrency: count(flags.concurrency, undefined, 8, 1, 'concurrency'),
   querySeed: count(flags['query-seed'], undefined, 1 + Math.floor(Math.random() * 1_000_000_000), 0, 'query-seed'),
   sample: count(flags.sample, undefined, 20_000, 100, 'sample'),
-  maxCards: flags['max-cards'] === undefined ? undefined : count(flags['max-cards'], undefined, 3, 1, 'max-cards'),
+  serial: count(flags.serial, undefined, 200, 0, 'serial'),
+  // Requests are different people, yet twins and relatives share the demographics the guard keys on (3 of 3,000 were throttled at its default of 3).
+  maxCards: count(flags['max-cards'], undefined, 1000, 1, 'max-cards'),
 };
 if (!/^[a-z_][a-z0-9_]{0,62}$/.test(flags.database)) throw new Error('--database must be a plain lower-case PostgreSQL name');
 const TARGET_P95_MS = 25;
@@ -170,6 +177,12 @@ function readAnswer(status: number, text: string): Answer {
   return { status, outcome: `http-${status}` };
 }
 
+function statusesOf(results: { result: Answer }[]): Record<string, number> {
+  const statuses: Record<string, number> = {};
+  for (const { result } of results) statuses[result.status] = (statuses[result.status] ?? 0) + 1;
+  return statuses;
+}
+
 // --- the run -------------------------------------------------------------------------------
 
 async function registerPartner(db: Database): Promise<string> {
@@ -184,7 +197,7 @@ async function registerPartner(db: Database): Promise<string> {
 async function main(): Promise<void> {
   const startedAt = performance.now();
   const loadAtStart = load1m();
-  if (settings.maxCards !== undefined) process.env.BATON_MEMBER_MATCH_MAX_CARDS = String(settings.maxCards);
+  process.env.BATON_MEMBER_MATCH_MAX_CARDS = String(settings.maxCards);
   // The child server reads the same environment: the same payer, use case and guard.
   const config = loadConfig();
   const population = populationOptions({ members: settings.members, seed: 1, idPrefix: 'bench', clinical: false });
@@ -196,8 +209,10 @@ async function main(): Promise<void> {
   const households = Math.ceil(settings.members / 2.3);
   const stride = Math.max(1, Math.floor(settings.members / settings.sample));
   const sample = sampleMembers(population, stride, settings.querySeed % stride);
-  const requests = buildRequests(sample, { count: settings.warmup + settings.requests, seed: settings.querySeed, asOf: population.asOf });
-  const [warmup, measured] = [requests.slice(0, settings.warmup), requests.slice(settings.warmup)];
+  const requests = buildRequests(sample, { count: settings.warmup + settings.serial + settings.requests, seed: settings.querySeed, asOf: population.asOf });
+  const warmup = requests.slice(0, settings.warmup);
+  const serial = requests.slice(settings.warmup, settings.warmup + settings.serial);
+  const measured = requests.slice(settings.warmup + settings.serial);
   log(`built ${requests.length} requests from ${sample.length} members (every ${stride}th of ~${households} households) in ${round((performance.now() - started) / 1000, 1)} s`);
 
   const db = await connectDatabase({ databaseUrl: prepared.url, dataDir: 'memory://', maxConnections: settings.concurrency });
@@ -222,17 +237,22 @@ async function main(): Promise<void> {
 
     log(`warm-up: ${warmup.length} requests at ${settings.concurrency} concurrent`);
     await closedLoop(warmup, settings.concurrency, send);
+    log(`one client: ${serial.length} requests`);
+    let cpuBefore = cpuSnapshot(flags.database);
+    const oneClient = await closedLoop(serial, 1, send);
+    const oneClientCpu = cpuPerRequest(cpuBefore, cpuSnapshot(flags.database), serial.length);
     log(`measuring: ${measured.length} requests at ${settings.concurrency} concurrent (load average ${load1m()})`);
     const loadBeforeHttp = load1m();
+    cpuBefore = cpuSnapshot(flags.database);
     const http = await closedLoop(measured, settings.concurrency, send);
+    const httpCpu = cpuPerRequest(cpuBefore, cpuSnapshot(flags.database), measured.length);
     const loadAfterHttp = load1m();
     agent.destroy();
 
     const byOutcome = new Map<string, number[]>();
-    const statuses: Record<string, number> = {};
+    const statuses = statusesOf(http.results);
     const accuracy = { matched_right: 0, matched_wrong: 0, matched_non_member: 0, missed_member: 0, refused_non_member: 0 };
     for (const { item, ms, result } of http.results) {
-      statuses[result.status] = (statuses[result.status] ?? 0) + 1;
       byOutcome.set(result.outcome, [...(byOutcome.get(result.outcome) ?? []), ms]);
       if (result.outcome === 'matched') {
         if (!item.patientId) accuracy.matched_non_member++;
@@ -248,9 +268,13 @@ async function main(): Promise<void> {
 
     // The database alone: the same queries, at the same concurrency.
     log('blocking query on the database');
+    cpuBefore = cpuSnapshot(flags.database);
     const blocking = await closedLoop(measured, settings.concurrency, (request) => findCandidates(db, request.query));
+    const blockingCpu = cpuPerRequest(cpuBefore, cpuSnapshot(flags.database), measured.length);
     log('term-frequency query on the database');
+    cpuBefore = cpuSnapshot(flags.database);
     const frequencies = await closedLoop(measured, settings.concurrency, (request) => termFrequenciesFor(db, request.query));
+    const frequencyCpu = cpuPerRequest(cpuBefore, cpuSnapshot(flags.database), measured.length);
     const candidates = new Map<BenchRequest, BlockingResult>(blocking.results.map((r) => [r.item, r.result]));
     const shares = new Map<BenchRequest, TermFrequencies>(frequencies.results.map((r) => [r.item, r.result]));
 
@@ -262,8 +286,8 @@ async function main(): Promise<void> {
       resolveMember(request.query, (candidates.get(request) as BlockingResult).candidates, { policy, useCase: config.memberMatch.useCase, termFrequencies: shares.get(request) });
       engineMs.push(performance.now() - t0);
     }
-    const blockingFigures = { ...latencies(blocking.results.map((r) => r.ms)), per_s: blocking.per_s };
-    const frequencyFigures = { ...latencies(frequencies.results.map((r) => r.ms)), per_s: frequencies.per_s };
+    const blockingFigures = { ...latencies(blocking.results.map((r) => r.ms)), per_s: blocking.per_s, cpu_per_query: blockingCpu };
+    const frequencyFigures = { ...latencies(frequencies.results.map((r) => r.ms)), per_s: frequencies.per_s, cpu_per_query: frequencyCpu };
     const engineFigures = latencies(engineMs);
     const sizes = (pick: (r: BlockingResult) => number) => distribution(blocking.results.map((r) => pick(r.result)));
 
@@ -277,7 +301,7 @@ async function main(): Promise<void> {
         ...settings,
         population: { members: settings.members, seed: population.seed, id_prefix: population.idPrefix, as_of: population.asOf, clinical: false },
         requests_from: `${sample.length} members of every ${stride}th household; strata of src/seed/match-queries.ts; each with CoverageToLink and a current Consent`,
-        max_cards: config.memberMatch.maxCards,
+        max_cards: `${config.memberMatch.maxCards} (BATON_MEMBER_MATCH_MAX_CARDS; the default 3 throttled twins and relatives asked about with other cards)`,
         database: `${flags.database} on ${new URL(adminUrl).host}`,
         server: 'src/server.ts as a child process (LOG_LEVEL warn), one process',
         client: 'node:http keep-alive, latency from request write to last byte',
@@ -297,12 +321,14 @@ async function main(): Promise<void> {
         ...end2end,
         requests_per_s: http.per_s,
         seconds: http.seconds,
+        cpu_per_request: httpCpu,
         statuses,
         by_outcome: outcomes,
         strata: Object.fromEntries([...new Set(measured.map((r) => r.stratum))].map((s) => [s, measured.filter((r) => r.stratum === s).length])),
         accuracy,
         load_avg_1m: { before: loadBeforeHttp, after: loadAfterHttp },
       },
+      one_client: { ...latencies(oneClient.results.map((r) => r.ms)), requests_per_s: oneClient.per_s, cpu_per_request: oneClientCpu, statuses: statusesOf(oneClient.results) },
       database_alone: {
         blocking_query: blockingFigures,
         blocking_candidates: sizes((r) => r.candidates.length),
