@@ -526,9 +526,15 @@ export const exportPatients = pgTable(
   (t) => [primaryKey({ columns: [t.jobId, t.patientId] })],
 );
 
-/** Resources outside the Patient compartment (Organization, Practitioner, Location, …) that the exported compartments reference. */
-export const exportReferences = pgTable(
-  'export_references',
+/**
+ * The resources an export is limited to, by type: for an export about members (a Group's, the
+ * `patient` parameter's, a partner's granted members) every resource of their compartments and
+ * what those reference outside the compartment; for a Patient export of everyone, the resources
+ * outside the compartment that the compartments reference. Recorded when the job is resolved,
+ * so planning and downloads walk these ids instead of searching the compartments again.
+ */
+export const exportItems = pgTable(
+  'export_items',
   {
     jobId: text('job_id')
       .notNull()

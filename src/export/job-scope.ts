@@ -5,7 +5,7 @@ import type { Queryable } from '../db/connection.ts';
 import { patientsOf } from '../fhir/compartment.ts';
 import { callerPolicy } from './caller.ts';
 import type { ExportJob } from './jobs.ts';
-import { ExportSelection, isCompartmentType } from './selection.ts';
+import { ExportSelection, isOutsideCompartment } from './selection.ts';
 import { readSnapshotPage, type SnapshotRange, type SnapshotRow, type SnapshotWindow } from './snapshot.ts';
 
 /**
@@ -28,7 +28,8 @@ export function jobScope(job: ExportJob, baseUrl: string): JobScope {
     {
       kind: job.kind,
       members,
-      references: (resourceType) => sql`SELECT x.id FROM export_references x WHERE x.job_id = ${job.id} AND x.resource_type = ${resourceType}`,
+      items: (resourceType) => sql`SELECT x.id FROM export_items x WHERE x.job_id = ${job.id} AND x.resource_type = ${resourceType}`,
+      allItems: sql`SELECT x.resource_type, x.id FROM export_items x WHERE x.job_id = ${job.id}`,
       typeFilters: job.parameters.typeFilters ?? [],
       associatedProvenance: job.parameters.associatedProvenance,
       types: job.types ?? [],
@@ -57,7 +58,7 @@ export function hasMembers(job: ExportJob): boolean {
  */
 export async function reportedDeletions(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, rows: SnapshotRow[], baseUrl: string): Promise<SnapshotRow[]> {
   if (job.kind === 'system' && !scope.policy.filtersRows) return rows;
-  if (resourceType !== 'Patient' && !isCompartmentType(resourceType)) return [];
+  if (isOutsideCompartment(resourceType)) return [];
   const patientsByRow = rows.map((row) => (resourceType === 'Patient' ? [row.id] : patientsOf(JSON.parse(row.content) as Resource, baseUrl)));
   const candidates = [...new Set(patientsByRow.flat())];
   if (candidates.length === 0) return [];

@@ -5,7 +5,6 @@ import type { Database, Queryable } from '../db/connection.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import { completedSet, type ExportFile, type ExportJob, insertFiles, recordStep } from './jobs.ts';
 import { hasMembers, jobScope, snapshotPages } from './job-scope.ts';
-import { isCompartmentType } from './selection.ts';
 import { fileBoundaries, readSnapshotPage } from './snapshot.ts';
 
 /**
@@ -13,8 +12,8 @@ import { fileBoundaries, readSnapshotPage } from './snapshot.ts';
  * that dies loses at most the step it was on and another one carries on from there:
  *
  * 1. resolve: wait until transactionTime has settled, then record the members (the Group's as
- *    of transactionTime, or the `patient` parameter's), the types to plan, and the resources
- *    outside the compartment that the exported compartments reference;
+ *    of transactionTime, or the `patient` parameter's), the types to plan, and the export's
+ *    items (selection.ts);
  * 2. plan, once per type: cut the type's snapshot into files of at most fileResources
  *    resources (and, with `_since`, its deletions into files of DELETE Bundles);
  * 3. complete: the error file of the messages, and the job completes.
@@ -36,14 +35,11 @@ export async function resolveJob(deps: PlanDeps, job: ExportJob, owner: string):
   const scope = jobScope(job, deps.baseUrl);
   const members = job.kind === 'group' ? await groupMembers(deps, job) : job.parameters.patients;
   const types = await exportTypes(deps.db, job, scope.policy);
-  const outside = types.filter((type) => type !== 'Patient' && !isCompartmentType(type));
   await deps.db.transaction(async (tx) => {
     if (hasMembers(job) && members?.length) {
       await tx.execute(sql`INSERT INTO export_patients (job_id, patient_id) SELECT ${job.id}, p FROM unnest(${sql.param(members)}::text[]) AS p ON CONFLICT DO NOTHING`);
     }
-    if (scope.selection.referencedOnly && outside.length > 0) {
-      await tx.execute(sql`INSERT INTO export_references (job_id, resource_type, id) SELECT ${job.id}, t.target_type, t.target_id FROM (${scope.selection.referencedIds(outside)}) t`);
-    }
+    for (const statement of scope.selection.itemStatements(job.id, types)) await tx.execute(statement);
     await recordStep(tx, job, owner, deps.config.leaseSeconds, sql`types = ${sql.param(types)}::text[], messages = messages || ${JSON.stringify(messages)}::jsonb`);
   });
   return { ...job, types, messages: [...job.messages, ...messages] };

@@ -14,25 +14,31 @@ import type { AssociatedProvenance, ExportKind, TypeFilter } from './request.ts'
  * download streams, unless a grant has expired in between (then the member's data is left out).
  *
  * - A system export holds every type; a Patient or Group export holds the Patient compartments
- *   (of the members when there are members: the Group's, or the `patient` parameter's) and the
- *   resources outside the compartment (Organization, Practitioner, Location, Medication, …)
- *   that those compartments reference. A partner's system export is its members' export: its
- *   grants decide the compartments, and directory data comes only as far as they reference it.
+ *   and the resources outside the compartment (Organization, Practitioner, Location,
+ *   Medication, …) that those compartments reference, and the Provenance of what it holds.
+ * - An export about members (a Group's, the `patient` parameter's, or a partner's: its
+ *   granted members) is itemized: the ids of everything it may hold are recorded in
+ *   export_items once, when the job is resolved, walking from the members to their
+ *   compartments and what those reference, so its cost follows the members' data, not the
+ *   database's size. A Patient export of everyone records only what it references outside the
+ *   compartment.
  * - `_typeFilter` searches narrow their type (several on one type are alternatives).
- * - The caller's access policy decides the rest (scopes, a partner's grants and their labels).
- * - Provenance goes with what it targets (Bulk Data includeAssociatedData).
+ * - The caller's access policy decides the rest (scopes, a partner's grants and their labels),
+ *   when items are recorded and again at every download.
  *
- * Membership is read from the search index, which follows current versions: a resource whose
- * compartment reference changed after transactionTime is selected by its current references,
- * and one deleted since has no index rows left, so only a system export (no compartment, no
- * filter, no partner) still holds it.
+ * Compartments, references and filters are read from the search index, which follows current
+ * versions: a resource whose references changed after transactionTime is selected by its
+ * current ones, and one deleted since has no index rows left, so only a system export (no
+ * compartment, no filter, no partner) still holds it.
  */
 export interface SelectionScope {
   kind: ExportKind;
-  /** A subquery of the member Patient ids when the export is limited to members. */
+  /** A subquery of the member Patient ids when the export is about members. */
   members?: SQL;
-  /** A subquery of the ids of a type outside the compartment that the export's compartments reference (export_references). */
-  references: (resourceType: string) => SQL;
+  /** A subquery of the ids of a type the export is limited to (export_items). */
+  items: (resourceType: string) => SQL;
+  /** A subquery of every (resource_type, id) the export is limited to. */
+  allItems: SQL;
   typeFilters: readonly TypeFilter[];
   associatedProvenance?: AssociatedProvenance;
   /** The exported types: the Provenance that goes with them targets these. */
@@ -51,92 +57,106 @@ export class ExportSelection {
     this.search = new SearchSql({ baseUrl });
   }
 
-  /** Whether non-compartment types are limited to what the exported compartments reference. */
-  get referencedOnly(): boolean {
-    return this.scope.kind !== 'system' || this.access.isolated;
+  /** Whether the export holds only the ids recorded for it: it is about members (a partner's are its granted ones). */
+  get itemized(): boolean {
+    return this.scope.members !== undefined || this.access.isolated;
   }
 
   /** The condition on `row` (a current `resources` row of the type) for being in the export. */
   includes(resourceType: string, row: SQL): SQL {
-    const conditions = [...this.scoped(resourceType, row), ...this.filtered(resourceType, row)];
+    const conditions = this.itemized ? this.recorded(resourceType, row) : this.scoped(resourceType, row);
+    conditions.push(...this.filtered(resourceType, row));
     const visible = this.access.visibility(resourceType, row, 's');
     if (visible) conditions.push(visible);
     return all(conditions);
   }
 
   /**
-   * The ids of the non-compartment `types` that the export's compartment resources reference,
-   * as (target_type, target_id) rows: run once when a job is resolved. With members (a Group's,
-   * the `patient` parameter's, or a partner's granted members), it walks from the members to
-   * their compartment resources and on to what those reference, so its cost follows the
-   * members' data, not the database's size; without, it is one pass over the references.
+   * The statements recording the export's items (export_items) for `jobId`, run in order when
+   * the job is resolved, after its members are recorded.
    */
-  referencedIds(types: readonly string[]): SQL {
+  itemStatements(jobId: string, types: readonly string[]): SQL[] {
+    const outside = types.filter(isOutsideCompartment);
+    if (!this.itemized) {
+      return this.scope.kind === 'patient' && outside.length > 0 ? [sql`INSERT INTO export_items (job_id, resource_type, id) SELECT ${jobId}, t.target_type, t.target_id FROM (${this.referencedByAll(outside)}) t`] : [];
+    }
+    const members = this.scope.members ?? this.visiblePatients();
+    const kept = types.filter((type) => type !== 'Provenance' && !isOutsideCompartment(type));
+    // One statement: the members' compartment resources (of every type: what they reference
+    // counts even when their own type is not exported) are read once for both inserts.
     const ref = sql.raw('ref');
-    const target = sql`${ref}.target_type IN ${types} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)}`;
-    const members = this.scope.members ?? (this.access.isolated ? this.visiblePatients() : undefined);
-    if (!members) {
-      // Every compartment resource the caller may see (this caller sees them all, or through scope constraints).
-      const src = sql.raw('src');
-      const visibleSources = [...compartmentTypes(), 'Patient'].map((type) => {
-        const visible = this.access.visibility(type, src, 's');
-        return visible ? sql`(${ref}.resource_type = ${type} AND ${visible})` : sql`${ref}.resource_type = ${type}`;
-      });
-      const join = this.access.filtersRows ? sql` JOIN resources ${src} ON ${src}.resource_type = ${ref}.resource_type AND ${src}.id = ${ref}.resource_id` : sql``;
-      return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM sp_reference ${ref}${join} WHERE ${target} AND ${any(visibleSources)}`;
+    const inserts: SQL[] = [];
+    if (kept.length > 0) inserts.push(sql`SELECT ${jobId}, s.resource_type, s.resource_id FROM sources s WHERE s.resource_type IN ${kept}`);
+    if (outside.length > 0) {
+      inserts.push(sql`SELECT DISTINCT ${jobId}, ${ref}.target_type, ${ref}.target_id FROM sources s
+        JOIN sp_reference ${ref} ON ${ref}.resource_type = s.resource_type AND ${ref}.resource_id = s.resource_id
+        WHERE ${ref}.target_type IN ${outside} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)}`);
     }
-    // What the caller may not see of the referencing resources (a partner's other members, data
-    // its consent withholds) must not reveal, through what it references, who saw whom.
-    const patient = this.alias('p');
-    const visiblePatient = this.access.visibility('Patient', patient, 's');
-    const patientJoin = visiblePatient ? sql` JOIN resources ${patient} ON ${patient}.resource_type = 'Patient' AND ${patient}.id = m.id AND ${visiblePatient}` : sql``;
-    const sources = [sql`SELECT 'Patient' AS resource_type, m.id AS resource_id FROM (${members}) m(id)${patientJoin}`];
-    for (const type of compartmentTypes()) {
-      const cr = this.alias('cr');
-      const src = this.alias('src');
-      const visible = this.access.visibility(type, src, 's');
-      const join = visible ? sql` JOIN resources ${src} ON ${src}.resource_type = ${cr}.resource_type AND ${src}.id = ${cr}.resource_id AND ${visible}` : sql``;
-      sources.push(sql`SELECT ${cr}.resource_type, ${cr}.resource_id FROM sp_reference ${cr}${join}
-        WHERE ${cr}.resource_type = ${type} AND ${cr}.code IN ${compartmentCodes(type)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)} AND ${cr}.target_id IN (${members})`);
+    const statements: SQL[] = [];
+    if (inserts.length > 0) {
+      statements.push(sql`WITH sources AS MATERIALIZED (${this.memberSources(members)})
+        INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)} ON CONFLICT DO NOTHING`);
     }
-    return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM (${sql.join(sources, sql` UNION `)}) s
-      JOIN sp_reference ${ref} ON ${ref}.resource_type = s.resource_type AND ${ref}.resource_id = s.resource_id
-      WHERE ${target}`;
+    if (types.includes('Provenance')) statements.push(this.provenanceItems(jobId, members));
+    return statements;
   }
 
-  /** The Patients the caller may see (a partner's granted members). */
-  private visiblePatients(): SQL {
-    const p = this.alias('p');
-    const visible = this.access.visibility('Patient', p, 's');
-    return sql`SELECT ${p}.id FROM resources ${p} WHERE ${p}.resource_type = 'Patient' AND NOT ${p}.deleted${visible ? sql` AND ${visible}` : sql``}`;
+  /** An itemized export: the row is one of the recorded items; LatestProvenanceResources keeps a Provenance that nothing later supersedes. */
+  private recorded(resourceType: string, row: SQL): SQL[] {
+    const conditions = [sql`${row}.id IN (${this.scope.items(resourceType)})`];
+    if (resourceType === 'Provenance' && this.scope.associatedProvenance === 'latest') conditions.push(this.latestOf(row, sql`(${this.scope.allItems})`));
+    return conditions;
   }
 
-  /** The export's scope: compartments, members, referenced resources, associated Provenance. */
+  /**
+   * Provenance of an itemized export: that targeting what it holds (Bulk Data: a patient-level
+   * export holds the Provenance of every resource in the compartments), and, unless
+   * includeAssociatedData narrows it to that, the Provenance in the members' compartments.
+   */
+  private provenanceItems(jobId: string, members: SQL): SQL {
+    const pt = sql.raw('pt');
+    const targets = sql`SELECT ${pt}.resource_id FROM export_items i JOIN sp_reference ${pt}
+        ON ${pt}.resource_type = 'Provenance' AND ${pt}.code = 'target' AND ${pt}.target_type = i.resource_type AND ${pt}.target_id = i.id
+      WHERE i.job_id = ${jobId} AND i.resource_type <> 'Provenance' AND ${this.targetFilters(sql.raw('i'))}`;
+    const compartment = this.scope.associatedProvenance
+      ? sql``
+      : sql` UNION SELECT cr.resource_id FROM sp_reference cr WHERE cr.resource_type = 'Provenance' AND cr.code IN ${compartmentCodes('Provenance')}
+          AND cr.target_type = 'Patient' AND ${this.search.local(sql.raw('cr'))} AND cr.target_id IN (${members})`;
+    return sql`INSERT INTO export_items (job_id, resource_type, id) SELECT DISTINCT ${jobId}, 'Provenance', p.id FROM (${targets}${compartment}) p(id) ON CONFLICT DO NOTHING`;
+  }
+
+  /** An item `i` passes its type's `_typeFilter` (its Provenance is not associated with what the export leaves out). */
+  private targetFilters(item: SQL): SQL {
+    const filtered = [...new Set(this.scope.typeFilters.map((f) => f.type))];
+    if (filtered.length === 0) return sql`TRUE`;
+    const target = this.alias('tr');
+    const checks = filtered.map((type) => sql`(${item}.resource_type = ${type} AND EXISTS (SELECT 1 FROM resources ${target}
+      WHERE ${target}.resource_type = ${type} AND ${target}.id = ${item}.id AND ${all(this.filtered(type, target))}))`);
+    return sql`(${item}.resource_type NOT IN ${filtered} OR ${any(checks)})`;
+  }
+
+  /** An export of everyone, or of the whole server: compartments and references searched, not recorded. */
   private scoped(resourceType: string, row: SQL): SQL[] {
     if (resourceType === 'Provenance' && this.scope.associatedProvenance) return [this.associated(row, this.scope.associatedProvenance === 'latest')];
-    const outside = resourceType !== 'Patient' && !isCompartmentType(resourceType);
-    if (this.scope.kind === 'system') return this.referencedOnly && outside ? [sql`${row}.id IN (${this.scope.references(resourceType)})`] : [];
-    if (outside) return [sql`${row}.id IN (${this.scope.references(resourceType)})`];
-    const compartment = this.inCompartment(resourceType, row);
+    if (this.scope.kind === 'system') return [];
+    if (resourceType === 'Patient') return [];
+    if (isOutsideCompartment(resourceType)) return [sql`${row}.id IN (${this.scope.items(resourceType)})`];
+    const compartment = this.inSomeCompartment(resourceType, row);
     // Bulk Data 2.0 (includeAssociatedData): a patient-level export holds the Provenance of every
     // resource in the compartments, not only that whose target is the Patient itself.
-    if (resourceType === 'Provenance') return [sql`(${compartment} OR ${this.associated(row, false)})`];
-    return compartment === undefined ? [] : [compartment];
+    return resourceType === 'Provenance' ? [sql`(${compartment} OR ${this.associated(row, false)})`] : [compartment];
   }
 
-  /** The row is in a member's Patient compartment (any Patient's, when the export has no members); undefined: no condition. */
-  private inCompartment(resourceType: string, row: SQL): SQL | undefined {
-    const { members } = this.scope;
-    if (resourceType === 'Patient') return members ? sql`${row}.id IN (${members})` : undefined;
+  /** The row is in some Patient's compartment. */
+  private inSomeCompartment(resourceType: string, row: SQL): SQL {
     const cr = this.alias('cr');
-    const member = members ? sql` AND ${cr}.target_id IN (${members})` : sql``;
     return sql`EXISTS (SELECT 1 FROM sp_reference ${cr} WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.resource_id = ${row}.id
-      AND ${cr}.code IN ${compartmentCodes(resourceType)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)}${member})`;
+      AND ${cr}.code IN ${compartmentCodes(resourceType)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)})`;
   }
 
   /**
    * A Provenance (row) targeting a resource the export holds; `latest`: and no later Provenance
-   * targets that resource (by lastUpdated, then id).
+   * targets that resource. Exports that are not itemized only.
    */
   private associated(row: SQL, latest: boolean): SQL {
     const pt = this.alias('pt');
@@ -152,17 +172,26 @@ export class ExportSelection {
       else conditional.push(sql`(${pt}.target_type = ${type} AND ${all(conditions)})`);
     }
     const targets = any([...(simple.length ? [sql`${pt}.target_type IN ${simple}`] : []), ...conditional]);
-    let newest = sql``;
-    if (latest) {
-      const later = this.alias('pt');
-      const other = this.alias('p');
-      newest = sql` AND NOT EXISTS (SELECT 1 FROM sp_reference ${later} JOIN resources ${other} ON ${other}.resource_type = 'Provenance' AND ${other}.id = ${later}.resource_id
-        WHERE ${later}.resource_type = 'Provenance' AND ${later}.code = 'target' AND ${later}.target_type = ${pt}.target_type AND ${later}.target_id = ${pt}.target_id
-          AND NOT ${other}.deleted AND (${other}.last_updated, ${other}.id) > (${row}.last_updated, ${row}.id))`;
-    }
+    const newest = latest ? sql` AND ${this.notSuperseded(row, pt)}` : sql``;
     return sql`EXISTS (SELECT 1 FROM sp_reference ${pt} JOIN resources ${target} ON ${target}.resource_type = ${pt}.target_type AND ${target}.id = ${pt}.target_id
       WHERE ${pt}.resource_type = 'Provenance' AND ${pt}.resource_id = ${row}.id AND ${pt}.code = 'target' AND ${this.search.local(pt)}
         AND NOT ${target}.deleted AND ${targets}${newest})`;
+  }
+
+  /** A Provenance (row) that is the latest of some resource among `pairs` (resource_type, id) it targets. */
+  private latestOf(row: SQL, pairs: SQL): SQL {
+    const pt = this.alias('pt');
+    return sql`EXISTS (SELECT 1 FROM sp_reference ${pt} WHERE ${pt}.resource_type = 'Provenance' AND ${pt}.resource_id = ${row}.id AND ${pt}.code = 'target'
+      AND (${pt}.target_type, ${pt}.target_id) IN ${pairs} AND ${this.notSuperseded(row, pt)})`;
+  }
+
+  /** No other Provenance targeting what `pt` (a target row of `row`) points at is later (by lastUpdated, then id). */
+  private notSuperseded(row: SQL, pt: SQL): SQL {
+    const later = this.alias('pt');
+    const other = this.alias('p');
+    return sql`NOT EXISTS (SELECT 1 FROM sp_reference ${later} JOIN resources ${other} ON ${other}.resource_type = 'Provenance' AND ${other}.id = ${later}.resource_id
+      WHERE ${later}.resource_type = 'Provenance' AND ${later}.code = 'target' AND ${later}.target_type = ${pt}.target_type AND ${later}.target_id = ${pt}.target_id
+        AND NOT ${other}.deleted AND (${other}.last_updated, ${other}.id) > (${row}.last_updated, ${row}.id))`;
   }
 
   /** The type's `_typeFilter` searches, any of which admits the row. */
@@ -176,6 +205,48 @@ export class ExportSelection {
     return [any(matches)];
   }
 
+  /**
+   * The members and the resources of their compartments the caller may see, as (resource_type,
+   * resource_id), walking from the members through the compartment references. What the caller
+   * may not see (a partner's other members, data its consent withholds) is left out here, so
+   * what it references is not revealed either.
+   */
+  private memberSources(members: SQL): SQL {
+    const patient = this.alias('p');
+    const visiblePatient = this.access.visibility('Patient', patient, 's');
+    const patientJoin = visiblePatient ? sql` JOIN resources ${patient} ON ${patient}.resource_type = 'Patient' AND ${patient}.id = m.id AND ${visiblePatient}` : sql``;
+    const sources = [sql`SELECT 'Patient' AS resource_type, m.id AS resource_id FROM (${members}) m(id)${patientJoin}`];
+    for (const type of compartmentTypes()) {
+      const cr = this.alias('cr');
+      const src = this.alias('src');
+      const visible = this.access.visibility(type, src, 's');
+      const join = visible ? sql` JOIN resources ${src} ON ${src}.resource_type = ${cr}.resource_type AND ${src}.id = ${cr}.resource_id AND ${visible}` : sql``;
+      sources.push(sql`SELECT ${cr}.resource_type, ${cr}.resource_id FROM sp_reference ${cr}${join}
+        WHERE ${cr}.resource_type = ${type} AND ${cr}.code IN ${compartmentCodes(type)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)} AND ${cr}.target_id IN (${members})`);
+    }
+    return sql.join(sources, sql` UNION `);
+  }
+
+  /** The ids of the `types` (outside the compartment) that any compartment resource references: one pass over the references. */
+  private referencedByAll(types: readonly string[]): SQL {
+    const ref = sql.raw('ref');
+    const src = sql.raw('src');
+    const visibleSources = [...compartmentTypes(), 'Patient'].map((type) => {
+      const visible = this.access.visibility(type, src, 's');
+      return visible ? sql`(${ref}.resource_type = ${type} AND ${visible})` : sql`${ref}.resource_type = ${type}`;
+    });
+    const join = this.access.filtersRows ? sql` JOIN resources ${src} ON ${src}.resource_type = ${ref}.resource_type AND ${src}.id = ${ref}.resource_id` : sql``;
+    return sql`SELECT DISTINCT ${ref}.target_type, ${ref}.target_id FROM sp_reference ${ref}${join}
+      WHERE ${ref}.target_type IN ${types} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)} AND ${any(visibleSources)}`;
+  }
+
+  /** The Patients the caller may see (a partner's granted members). */
+  private visiblePatients(): SQL {
+    const p = this.alias('p');
+    const visible = this.access.visibility('Patient', p, 's');
+    return sql`SELECT ${p}.id FROM resources ${p} WHERE ${p}.resource_type = 'Patient' AND NOT ${p}.deleted${visible ? sql` AND ${visible}` : sql``}`;
+  }
+
   private alias(prefix: string): SQL {
     this.aliases += 1;
     return sql.raw(`${prefix}_${this.aliases}`);
@@ -185,6 +256,11 @@ export class ExportSelection {
 /** Types with a Patient compartment (Patient itself aside). */
 export function isCompartmentType(resourceType: string): boolean {
   return resourceType !== 'Patient' && patientCompartmentParams(resourceType) !== undefined;
+}
+
+/** Types neither Patient nor in its compartment: directory data (Organization, Practitioner, Location, Medication, …). */
+export function isOutsideCompartment(resourceType: string): boolean {
+  return resourceType !== 'Patient' && !isCompartmentType(resourceType);
 }
 
 let compartmentTypeList: string[] | undefined;
