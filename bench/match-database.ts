@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import type { Coverage, Patient, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import type { Config } from '../src/config.ts';
@@ -10,20 +11,23 @@ import { systemAccess } from '../src/fhir/access.ts';
 import { noAudit } from '../src/fhir/audit-sink.ts';
 import { ensureOwnOrganization } from '../src/fhir/own-organization.ts';
 import { createResourceValidator } from '../src/fhir/validation.ts';
-import { catchUp } from '../src/matching/index-store.ts';
+import { BLOCKING_KEY_VERSION, candidateBlockingKeys } from '../src/matching/blocking-keys.ts';
+import { candidateFromMember } from '../src/matching/from-fhir.ts';
+import { catchUp, keyHash } from '../src/matching/index-store.ts';
 import { loadPopulation } from '../src/seed/load.ts';
-import type { PopulationOptions } from '../src/seed/population.ts';
+import { generatePopulation, type PopulationOptions } from '../src/seed/population.ts';
 import { round } from './load.ts';
 
 /*
  * bench:match's database: a synthetic population (Patient and Coverage per member, no clinical
  * data) loaded with the seed loader, and the $member-match blocking index caught up over it.
  * Loading a million members takes a while, so the database is kept between runs. Its comment
- * holds two fingerprints with the figures measured when they were made:
- * - the population's: sizes and the code that generates and stores resources (the import
- *   closure of src/seed/load.ts); a mismatch (or --fresh) drops and loads the database again;
- * - the index's: the code that builds index rows (the import closure of
- *   src/matching/index-store.ts); a mismatch (or --reindex) empties the index, queues every
+ * holds two fingerprints with the figures measured when they were made, each taken from output
+ * rather than code (the checkout is shared: an unrelated edit must not cost a reload):
+ * - the population's: its options and the resources the generator makes for its first
+ *   households; a mismatch (or --fresh) drops and loads the database again;
+ * - the index's: the index rows (record and hashed keys) those members get, and the source of
+ *   src/matching/index-store.ts; a mismatch (or --reindex) empties the index, queues every
  *   member and catches up again, timed, so a change to the indexer is measured on the same data.
  * Migrations are applied forward to a kept database, as a deployment's would be.
  */
@@ -31,27 +35,44 @@ import { round } from './load.ts';
 const ROOT = new URL('..', import.meta.url);
 const COMMENT_PREFIX = 'baton-bench-match ';
 
-/** Every file of src reached from `entry` through relative imports: the code a fingerprint covers. */
-export function importClosure(entry: string): string[] {
-  const seen = new Set<string>();
-  const visit = (file: string) => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    const text = readFileSync(new URL(file, ROOT), 'utf8');
-    for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+\.(?:ts|json))'/g)) {
-      const target = new URL(spec, new URL(file, ROOT));
-      const relative = target.pathname.slice(ROOT.pathname.length);
-      if (existsSync(target)) visit(relative);
-    }
-  };
-  visit(entry);
-  return [...seen].sort();
+/** Households whose resources stand for the whole population in the fingerprints. */
+const SAMPLE_HOUSEHOLDS = 200;
+
+function sampleResources(options: PopulationOptions): Resource[] {
+  const resources: Resource[] = [];
+  let households = 0;
+  for (const chunk of generatePopulation(options)) {
+    resources.push(...chunk.resources);
+    if (chunk.household && ++households >= SAMPLE_HOUSEHOLDS) break;
+  }
+  return resources;
 }
 
-function fingerprint(parts: unknown, files: string[]): string {
-  const hash = createHash('sha256').update(JSON.stringify(parts));
-  for (const file of files) hash.update(file).update(readFileSync(new URL(file, ROOT)));
+const digest = (...parts: string[]): string => {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part).update('\u0000');
   return hash.digest('hex').slice(0, 32);
+};
+
+function populationFingerprint(options: PopulationOptions, payer: Config['payer'], sample: Resource[]): string {
+  return digest(JSON.stringify({ options, payer }), JSON.stringify(sample));
+}
+
+/** The index rows the sample's members get, as index-store.ts builds them, and that file itself (its SQL). */
+function indexFingerprint(sample: Resource[]): string {
+  const coverages = new Map<string, Coverage[]>();
+  for (const resource of sample) {
+    if (resource.resourceType !== 'Coverage') continue;
+    const member = resource.beneficiary?.reference?.replace(/^Patient\//, '') ?? '';
+    coverages.set(member, [...(coverages.get(member) ?? []), resource]);
+  }
+  const rows = sample
+    .filter((resource): resource is Patient => resource.resourceType === 'Patient')
+    .map((patient) => {
+      const candidate = candidateFromMember(patient, coverages.get(patient.id as string) ?? []);
+      return [JSON.stringify(candidate), candidateBlockingKeys(candidate).map(keyHash).sort().join(',')];
+    });
+  return digest(String(BLOCKING_KEY_VERSION), JSON.stringify(rows), readFileSync(new URL('src/matching/index-store.ts', ROOT), 'utf8'));
 }
 
 export interface LoadReport {
@@ -117,8 +138,9 @@ export async function prepareDatabase(options: PrepareOptions): Promise<Prepared
   const url = new URL(adminUrl);
   url.pathname = `/${database}`;
   const benchUrl = url.toString();
-  const populationPrint = fingerprint({ ...options.population, payer: options.payer }, importClosure('src/seed/load.ts'));
-  const indexPrint = fingerprint({}, importClosure('src/matching/index-store.ts'));
+  const sample = sampleResources(options.population);
+  const populationPrint = populationFingerprint(options.population, options.payer, sample);
+  const indexPrint = indexFingerprint(sample);
 
   const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
   const writeComment = (stored: Stored) =>
