@@ -36,13 +36,18 @@ function readRepositoryJson<T>(path: string): T {
 
 /**
  * The operations Baton serves that a client discovers here: Bulk Data Access 2.0.0 export at the
- * system level and on Patient and Group (the server's operations, named as the IG's
- * CapabilityStatement names them).
+ * system level and on Patient and Group (named as the IG's CapabilityStatement names them), HRex
+ * $member-match and Patient/$everything (PDex), and the audit trail's own $verify.
  */
 const BULK_DATA = 'http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data';
 const SYSTEM_OPERATIONS: CapabilityStatementRestResourceOperation[] = [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }];
 const TYPE_OPERATIONS: Record<string, CapabilityStatementRestResourceOperation[]> = {
-  Patient: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' }],
+  Patient: [
+    { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' },
+    { name: 'member-match', definition: 'http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match' },
+    { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
+  ],
+  AuditEvent: [{ name: 'verify', definition: 'urn:baton:operation:audit-verify' }],
   Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
 };
 

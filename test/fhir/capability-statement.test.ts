@@ -50,15 +50,23 @@ describe('GET /fhir/metadata', () => {
     expect(JSON.stringify([statement.format, statement.patchFormat])).not.toMatch(/xml/i);
   });
 
-  it('claims Bulk Data export (system, Patient, Group) as the IG names it, and no messaging or documents', () => {
+  it('claims Bulk Data export (system, Patient, Group) as the IG names it, $member-match, $everything and $verify, and no messaging or documents', () => {
     expect(statement.rest).toHaveLength(1);
     const rest = statement.rest?.[0];
     expect(rest?.mode).toBe('server');
     expect(statement.instantiates).toEqual(['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data']);
     expect(rest?.operation).toEqual([{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }]);
     expect(rest?.resource?.filter((r) => r.operation).map((r) => [r.type, r.operation])).toEqual([
+      ['AuditEvent', [{ name: 'verify', definition: 'urn:baton:operation:audit-verify' }]],
       ['Group', [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }]],
-      ['Patient', [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' }]],
+      [
+        'Patient',
+        [
+          { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' },
+          { name: 'member-match', definition: 'http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match' },
+          { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
+        ],
+      ],
     ]);
     expect(statement.messaging).toBeUndefined();
     expect(statement.document).toBeUndefined();
