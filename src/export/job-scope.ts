@@ -28,7 +28,11 @@ export function jobScope(job: ExportJob, baseUrl: string): JobScope {
     {
       kind: job.kind,
       members,
-      items: (resourceType) => sql`SELECT x.id FROM export_items x WHERE x.job_id = ${job.id} AND x.resource_type = ${resourceType}`,
+      items: (resourceType, range = {}) => {
+        const after = range.after ? sql` AND x.id > ${range.after}` : sql``;
+        const upTo = range.upTo ? sql` AND x.id <= ${range.upTo}` : sql``;
+        return sql`SELECT x.id FROM export_items x WHERE x.job_id = ${job.id} AND x.resource_type = ${resourceType}${after}${upTo}`;
+      },
       allItems: sql`SELECT x.resource_type, x.id FROM export_items x WHERE x.job_id = ${job.id}`,
       typeFilters: job.parameters.typeFilters ?? [],
       associatedProvenance: job.parameters.associatedProvenance,
@@ -87,10 +91,11 @@ export async function* snapshotPages(
   range: SnapshotRange,
   baseUrl: string,
 ): AsyncGenerator<SnapshotRow[]> {
-  const includes = state === 'live' ? scope.selection.includes(resourceType, sql.raw('r')) : sql`TRUE`;
   let after = range.after ?? null;
   for (;;) {
-    const rows = await readSnapshotPage(q, resourceType, scope.window, state, includes, { after, upTo: range.upTo ?? null }, PAGE_ROWS);
+    const page = { after, upTo: range.upTo ?? null };
+    const includes = state === 'live' ? scope.selection.includes(resourceType, sql.raw('r'), page) : sql`TRUE`;
+    const rows = await readSnapshotPage(q, resourceType, scope.window, state, includes, page, PAGE_ROWS);
     yield state === 'live' ? rows : await reportedDeletions(q, job, scope, resourceType, rows, baseUrl);
     if (rows.length < PAGE_ROWS) return;
     after = rows[rows.length - 1].id;

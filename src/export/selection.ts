@@ -6,6 +6,7 @@ import { searchParam } from '../fhir/search/parameters.ts';
 import { parseSearchRequest } from '../fhir/search/parse.ts';
 import { SearchSql } from '../fhir/search/sql.ts';
 import type { AssociatedProvenance, ExportKind, TypeFilter } from './request.ts';
+import type { SnapshotRange } from './snapshot.ts';
 
 /**
  * Which resources an export holds, as SQL over a row of `resources`: the part of the export
@@ -35,8 +36,8 @@ export interface SelectionScope {
   kind: ExportKind;
   /** A subquery of the member Patient ids when the export is about members. */
   members?: SQL;
-  /** A subquery of the ids of a type the export is limited to (export_items). */
-  items: (resourceType: string) => SQL;
+  /** A subquery of the ids of a type the export is limited to (export_items), within an id range. */
+  items: (resourceType: string, range?: SnapshotRange) => SQL;
   /** A subquery of every (resource_type, id) the export is limited to. */
   allItems: SQL;
   typeFilters: readonly TypeFilter[];
@@ -62,9 +63,13 @@ export class ExportSelection {
     return this.scope.members !== undefined || this.access.isolated;
   }
 
-  /** The condition on `row` (a current `resources` row of the type) for being in the export. */
-  includes(resourceType: string, row: SQL): SQL {
-    const conditions = this.itemized ? this.recorded(resourceType, row) : this.scoped(resourceType, row);
+  /**
+   * The condition on `row` (a current `resources` row of the type) for being in the export;
+   * `range` is the range of ids read, which bounds the walk of the recorded items too
+   * (PostgreSQL does not carry a range from one side of a join to the other).
+   */
+  includes(resourceType: string, row: SQL, range: SnapshotRange = {}): SQL {
+    const conditions = this.itemized ? this.recorded(resourceType, row, range) : this.scoped(resourceType, row);
     conditions.push(...this.filtered(resourceType, row));
     const visible = this.access.visibility(resourceType, row, 's');
     if (visible) conditions.push(visible);
@@ -102,8 +107,8 @@ export class ExportSelection {
   }
 
   /** An itemized export: the row is one of the recorded items; LatestProvenanceResources keeps a Provenance that nothing later supersedes. */
-  private recorded(resourceType: string, row: SQL): SQL[] {
-    const conditions = [sql`${row}.id IN (${this.scope.items(resourceType)})`];
+  private recorded(resourceType: string, row: SQL, range: SnapshotRange): SQL[] {
+    const conditions = [sql`${row}.id IN (${this.scope.items(resourceType, range)})`];
     if (resourceType === 'Provenance' && this.scope.associatedProvenance === 'latest') conditions.push(this.latestOf(row, sql`(${this.scope.allItems})`));
     return conditions;
   }
