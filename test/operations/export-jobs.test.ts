@@ -267,6 +267,19 @@ describe('workers', () => {
     await cancelAll();
   });
 
+  it('is fair between clients: the next job claimed is the oldest of a client with the fewest exports running', async () => {
+    await cancelAll();
+    const first = await started();
+    const second = await started();
+    const other = statusUrlOf(await kickOff(baton, '/fhir/$export?_type=Condition', { token: await baton.token({ clientId: 'another-client' }) }));
+    const idOf = (url: string) => url.split('/').pop();
+    expect((await worker(baton).claim())?.id).toBe(idOf(first));
+    // The first client has an export running, the other none: the other's newer job goes first.
+    expect((await worker(baton).claim())?.id).toBe(idOf(other));
+    expect((await worker(baton).claim())?.id).toBe(idOf(second));
+    await cancelAll();
+  });
+
   it('fails a job whose worker vanished on its last attempt, with a 500 OperationOutcome instead of 202 forever', async () => {
     await cancelAll();
     const url = await started();
