@@ -33,11 +33,13 @@ export interface OperationDeps {
 /** Every FHIR operation Baton serves, mounted under /fhir by the REST routes. */
 export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   const memberMatch = memberMatchDeps(deps);
+  // One export engine for every operation delivering NDJSON through async jobs ($export, …).
+  const exports = new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger });
   return [
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
     ...patientEverythingRoutes,
-    ...exportRoutes(new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger })),
+    ...exportRoutes(exports),
   ];
 }
 
