@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ScopedAccess } from '../../src/auth/access-policy.ts';
+import { ExportEngine } from '../../src/export/engine.ts';
 import { BASE_URL, body } from '../support/baton.ts';
 import { download, drain, exported, get, kickOff, type Manifest, runExport, startExportBaton } from './export-support.ts';
 
@@ -360,5 +362,23 @@ describe('includeAssociatedData (Provenance)', () => {
   it('without it, a _type leaving Provenance out exports none', async () => {
     const { manifest } = await runExport(baton, '/fhir/$export?_type=Observation');
     expect(manifest.output.map((o) => o.type)).toEqual(['Observation']);
+  });
+});
+
+describe('the engine API', () => {
+  it('starts a Group export with _until (as $davinci-data-export does): versions written after it are left out', async () => {
+    const engine = new ExportEngine({ db: baton.db, baseUrl: BASE_URL, config: baton.exportConfig });
+    const until = new Date().toISOString();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const later = await body(await baton.request('/fhir/Coverage/exp-coverage-1'));
+    await put({ ...later, status: 'cancelled' });
+    const access = new ScopedAccess({ clientId: 'test-harness', kind: 'internal', scopes: ['system/*.*'] }, BASE_URL);
+    const started = await engine.startExport({ ...baton.ctx, access }, { kind: 'group', groupId: 'cohort', types: ['Coverage'], until, requestUrl: `${BASE_URL}/Group/cohort/$davinci-data-export` });
+    expect(started.statusUrl).toBe(`${BASE_URL}/$export-status/${started.id}`);
+    await drain(baton);
+    const manifest = (await (await get(baton, started.statusUrl)).json()) as Manifest;
+    expect(manifest.request).toBe(`${BASE_URL}/Group/cohort/$davinci-data-export`);
+    const coverages = (await exported(baton, manifest)).byType.get('Coverage') ?? [];
+    expect(coverages.map((c) => c.id)).toEqual(['exp-coverage-2']);
   });
 });
