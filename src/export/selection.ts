@@ -23,7 +23,8 @@ import type { SnapshotRange } from './snapshot.ts';
  *   compartments and what those reference, so its cost follows the members' data, not the
  *   database's size. A Patient export of everyone records only what it references outside the
  *   compartment.
- * - `_typeFilter` searches narrow their type (several on one type are alternatives).
+ * - `_typeFilter` searches narrow their type (several on one type are alternatives); their
+ *   matches are recorded when the job is resolved too.
  * - The caller's access policy decides the rest (scopes, a partner's grants and their labels),
  *   when items are recorded and again at every download.
  *
@@ -69,11 +70,15 @@ export class ExportSelection {
    * (PostgreSQL does not carry a range from one side of a join to the other).
    */
   includes(resourceType: string, row: SQL, range: SnapshotRange = {}): SQL {
-    const conditions = this.itemized ? this.recorded(resourceType, row, range) : this.scoped(resourceType, row);
-    conditions.push(...this.filtered(resourceType, row));
+    const conditions = this.itemized ? this.recorded(resourceType, row, range) : this.searched(resourceType, row, range);
     const visible = this.access.visibility(resourceType, row, 's');
     if (visible) conditions.push(visible);
     return all(conditions);
+  }
+
+  /** A type whose `_typeFilter` matches are recorded (searched once, when the job is resolved). */
+  private isFiltered(resourceType: string): boolean {
+    return this.scope.typeFilters.some((f) => f.type === resourceType);
   }
 
   /**
@@ -82,27 +87,41 @@ export class ExportSelection {
    */
   itemStatements(jobId: string, types: readonly string[]): SQL[] {
     const outside = types.filter(isOutsideCompartment);
-    if (!this.itemized) {
-      return this.scope.kind === 'patient' && outside.length > 0 ? [sql`INSERT INTO export_items (job_id, resource_type, id) SELECT ${jobId}, t.target_type, t.target_id FROM (${this.referencedByAll(outside)}) t`] : [];
-    }
-    const members = this.scope.members ?? this.visiblePatients();
-    const kept = types.filter((type) => type !== 'Provenance' && !isOutsideCompartment(type));
-    // One statement: the members' compartment resources (of every type: what they reference
-    // counts even when their own type is not exported) are read once for both inserts.
-    const ref = sql.raw('ref');
-    const inserts: SQL[] = [];
-    if (kept.length > 0) inserts.push(sql`SELECT ${jobId}, s.resource_type, s.resource_id FROM sources s WHERE s.resource_type IN ${kept}`);
-    if (outside.length > 0) {
-      inserts.push(sql`SELECT DISTINCT ${jobId}, ${ref}.target_type, ${ref}.target_id FROM sources s
-        JOIN sp_reference ${ref} ON ${ref}.resource_type = s.resource_type AND ${ref}.resource_id = s.resource_id
-        WHERE ${ref}.target_type IN ${outside} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)}`);
-    }
     const statements: SQL[] = [];
-    if (inserts.length > 0) {
-      statements.push(sql`WITH sources AS MATERIALIZED (${this.memberSources(members)})
-        INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)} ON CONFLICT DO NOTHING`);
+    // Types with recorded items before their `_typeFilter` applies: those are narrowed to its matches, the others get them.
+    const based = new Set<string>();
+    if (!this.itemized) {
+      if (this.scope.kind === 'patient' && outside.length > 0) {
+        statements.push(sql`INSERT INTO export_items (job_id, resource_type, id) SELECT ${jobId}, t.target_type, t.target_id FROM (${this.referencedByAll(outside)}) t`);
+        for (const type of outside) based.add(type);
+      }
+    } else {
+      const members = this.scope.members ?? this.visiblePatients();
+      const kept = types.filter((type) => type !== 'Provenance' && !isOutsideCompartment(type));
+      for (const type of types) based.add(type);
+      // One statement: the members' compartment resources (of every type: what they reference
+      // counts even when their own type is not exported) are read once for both inserts.
+      const ref = sql.raw('ref');
+      const inserts: SQL[] = [];
+      if (kept.length > 0) inserts.push(sql`SELECT ${jobId}, s.resource_type, s.resource_id FROM sources s WHERE s.resource_type IN ${kept}`);
+      if (outside.length > 0) {
+        inserts.push(sql`SELECT DISTINCT ${jobId}, ${ref}.target_type, ${ref}.target_id FROM sources s
+          JOIN sp_reference ${ref} ON ${ref}.resource_type = s.resource_type AND ${ref}.resource_id = s.resource_id
+          WHERE ${ref}.target_type IN ${outside} AND ${ref}.target_id IS NOT NULL AND ${this.search.local(ref)}`);
+      }
+      if (inserts.length > 0) {
+        statements.push(sql`WITH sources AS MATERIALIZED (${this.memberSources(members)})
+          INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)} ON CONFLICT DO NOTHING`);
+      }
     }
-    if (types.includes('Provenance')) statements.push(this.provenanceItems(jobId, members));
+    const narrow = (type: string): SQL =>
+      based.has(type)
+        ? sql`DELETE FROM export_items WHERE job_id = ${jobId} AND resource_type = ${type} AND id NOT IN (${this.matches(type)})`
+        : sql`INSERT INTO export_items (job_id, resource_type, id) SELECT DISTINCT ${jobId}, ${type}, m.id FROM (${this.matches(type)}) m(id)`;
+    for (const type of types) if (type !== 'Provenance' && this.isFiltered(type)) statements.push(narrow(type));
+    // The Provenance of what is exported, once the other types are narrowed to what is.
+    if (this.itemized && types.includes('Provenance')) statements.push(this.provenanceItems(jobId, this.scope.members ?? this.visiblePatients()));
+    if (types.includes('Provenance') && this.isFiltered('Provenance')) statements.push(narrow('Provenance'));
     return statements;
   }
 
@@ -122,7 +141,7 @@ export class ExportSelection {
     const pt = sql.raw('pt');
     const targets = sql`SELECT ${pt}.resource_id FROM export_items i JOIN sp_reference ${pt}
         ON ${pt}.resource_type = 'Provenance' AND ${pt}.code = 'target' AND ${pt}.target_type = i.resource_type AND ${pt}.target_id = i.id
-      WHERE i.job_id = ${jobId} AND i.resource_type <> 'Provenance' AND ${this.targetFilters(sql.raw('i'))}`;
+      WHERE i.job_id = ${jobId} AND i.resource_type <> 'Provenance'`;
     const compartment = this.scope.associatedProvenance
       ? sql``
       : sql` UNION SELECT cr.resource_id FROM sp_reference cr WHERE cr.resource_type = 'Provenance' AND cr.code IN ${compartmentCodes('Provenance')}
@@ -130,33 +149,30 @@ export class ExportSelection {
     return sql`INSERT INTO export_items (job_id, resource_type, id) SELECT DISTINCT ${jobId}, 'Provenance', p.id FROM (${targets}${compartment}) p(id) ON CONFLICT DO NOTHING`;
   }
 
-  /** An item `i` passes its type's `_typeFilter` (its Provenance is not associated with what the export leaves out). */
-  private targetFilters(item: SQL): SQL {
-    const filtered = [...new Set(this.scope.typeFilters.map((f) => f.type))];
-    if (filtered.length === 0) return sql`TRUE`;
-    const target = this.alias('tr');
-    const checks = filtered.map((type) => sql`(${item}.resource_type = ${type} AND EXISTS (SELECT 1 FROM resources ${target}
-      WHERE ${target}.resource_type = ${type} AND ${target}.id = ${item}.id AND ${all(this.filtered(type, target))}))`);
-    return sql`(${item}.resource_type NOT IN ${filtered} OR ${any(checks)})`;
-  }
-
-  /** An export of everyone, or of the whole server: compartments and references searched, not recorded. */
-  private scoped(resourceType: string, row: SQL): SQL[] {
-    if (resourceType === 'Provenance' && this.scope.associatedProvenance) return [this.associated(row, this.scope.associatedProvenance === 'latest')];
-    if (this.scope.kind === 'system') return [];
-    if (resourceType === 'Patient') return [];
-    if (isOutsideCompartment(resourceType)) return [sql`${row}.id IN (${this.scope.items(resourceType)})`];
+  /**
+   * An export of everyone, or of the whole server: compartments searched row by row, the
+   * directory data referenced and the `_typeFilter` matches read from the recorded items.
+   */
+  private searched(resourceType: string, row: SQL, range: SnapshotRange): SQL[] {
+    const conditions: SQL[] = [];
+    if (this.isFiltered(resourceType) || (this.scope.kind === 'patient' && isOutsideCompartment(resourceType))) {
+      conditions.push(sql`${row}.id IN (${this.scope.items(resourceType, range)})`);
+    }
+    if (resourceType === 'Provenance' && this.scope.associatedProvenance) return [...conditions, this.associated(row, this.scope.associatedProvenance === 'latest')];
+    if (this.scope.kind === 'system' || resourceType === 'Patient' || isOutsideCompartment(resourceType)) return conditions;
     const compartment = this.inSomeCompartment(resourceType, row);
     // Bulk Data 2.0 (includeAssociatedData): a patient-level export holds the Provenance of every
     // resource in the compartments, not only that whose target is the Patient itself.
-    return resourceType === 'Provenance' ? [sql`(${compartment} OR ${this.associated(row, false)})`] : [compartment];
+    return [...conditions, resourceType === 'Provenance' ? sql`(${compartment} OR ${this.associated(row, false)})` : compartment];
   }
 
   /** The row is in some Patient's compartment. */
   private inSomeCompartment(resourceType: string, row: SQL): SQL {
     const cr = this.alias('cr');
-    return sql`EXISTS (SELECT 1 FROM sp_reference ${cr} WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.resource_id = ${row}.id
-      AND ${cr}.code IN ${compartmentCodes(resourceType)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)})`;
+    // A scalar subquery, probed row by row: as EXISTS, PostgreSQL would join every compartment
+    // reference of the type for each page of 1,000 rows.
+    return sql`(SELECT 1 FROM sp_reference ${cr} WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.resource_id = ${row}.id
+      AND ${cr}.code IN ${compartmentCodes(resourceType)} AND ${cr}.target_type = 'Patient' AND ${this.search.local(cr)} LIMIT 1) IS NOT NULL`;
   }
 
   /**
@@ -170,7 +186,7 @@ export class ExportSelection {
     const conditional: SQL[] = [];
     for (const type of this.scope.types) {
       if (type === 'Provenance') continue;
-      const conditions = [...this.scoped(type, target), ...this.filtered(type, target)];
+      const conditions = this.searched(type, target, {});
       const visible = this.access.visibility(type, target, 's');
       if (visible) conditions.push(visible);
       if (conditions.length === 0) simple.push(type);
@@ -199,15 +215,15 @@ export class ExportSelection {
         AND NOT ${other}.deleted AND (${other}.last_updated, ${other}.id) > (${row}.last_updated, ${row}.id))`;
   }
 
-  /** The type's `_typeFilter` searches, any of which admits the row. */
-  private filtered(resourceType: string, row: SQL): SQL[] {
-    const filters = this.scope.typeFilters.filter((f) => f.type === resourceType);
-    if (filters.length === 0) return [];
-    const matches = filters.map((filter) => {
-      const request = parseSearchRequest(resourceType, new URLSearchParams(filter.query), { strict: true, baseUrl: this.baseUrl });
-      return sql`${row}.id IN (SELECT r.id FROM resources r WHERE ${this.search.where(request)})`;
-    });
-    return [any(matches)];
+  /** The ids of the type's resources matching one of its `_typeFilter` searches. */
+  private matches(resourceType: string): SQL {
+    const searches = this.scope.typeFilters
+      .filter((f) => f.type === resourceType)
+      .map((filter) => {
+        const request = parseSearchRequest(resourceType, new URLSearchParams(filter.query), { strict: true, baseUrl: this.baseUrl });
+        return sql`SELECT r.id FROM resources r WHERE ${this.search.where(request)}`;
+      });
+    return sql.join(searches, sql` UNION `);
   }
 
   /**

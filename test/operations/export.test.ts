@@ -319,6 +319,16 @@ describe('Patient and Group exports', () => {
     expect(refs.filter((ref) => ref.startsWith('ExplanationOfBenefit/')).sort()).toEqual(expectedEobs);
   });
 
+  it("a Group export narrows its members' data and the directory data by _typeFilter", async () => {
+    const filter = ['Observation?code=http://loinc.org|2093-3', 'Organization?_id=baton-payer'].map(encodeURIComponent).join(',');
+    const { manifest } = await runExport(baton, `/fhir/Group/cohort/$export?_type=Observation,Organization&_typeFilter=${filter}`);
+    const { byType } = await exported(baton, manifest);
+    const expected = await body(await baton.request('/fhir/Observation?code=http://loinc.org|2093-3&subject=Patient/exp-patient-1,Patient/exp-patient-2&_count=100'));
+    expect((byType.get('Observation') ?? []).map((o) => o.id).sort()).toEqual(expected.entry.map((e: { resource: { id: string } }) => e.resource.id).sort());
+    expect(expected.entry.length).toBeGreaterThan(1);
+    expect((byType.get('Organization') ?? []).map((o) => o.id)).toEqual(['baton-payer']);
+  });
+
   it('a Group export honours _type for types outside the compartment', async () => {
     const { manifest } = await runExport(baton, '/fhir/Group/cohort/$export?_type=Organization');
     const { byType } = await exported(baton, manifest);
