@@ -17,6 +17,7 @@ import { ensureOwnOrganization } from './fhir/own-organization.ts';
 import { createValidator, ProfilePackageError } from './fhir/profiles.ts';
 import { createLogger } from './logger.ts';
 import { catchUp } from './matching/index-store.ts';
+import { queueStaleIndexEntries } from './matching/index-upgrade.ts';
 import { loadPolicyFiles } from './matching/policy-store.ts';
 import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
@@ -51,6 +52,8 @@ if (config.seed === 'demo') {
 
 // The matching policy versions shipped in config/matching/ that the database does not hold yet.
 for (const loaded of await loadPolicyFiles(db, { onInsert: auditPolicyFileChange(config.baseUrl) })) if (loaded.result !== 'unchanged') logger.info(loaded, 'matching policy file');
+const stale = await queueStaleIndexEntries(db);
+if (stale > 0) logger.info({ members: stale }, 'matching index: members queued for the current blocking keys');
 // Keeps the $member-match blocking index up with Patient and Coverage writes (each match also catches up first).
 const indexer = runInBackground(async () => {
   try {
