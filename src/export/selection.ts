@@ -1,8 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { AccessPolicy } from '../fhir/access.ts';
-import { patientCompartmentParams } from '../fhir/compartment.ts';
+import { compartmentReferenceCodes, patientCompartmentParams } from '../fhir/compartment.ts';
 import { getResourceTypes } from '../fhir/definitions.ts';
-import { searchParam } from '../fhir/search/parameters.ts';
 import { parseSearchRequest } from '../fhir/search/parse.ts';
 import { SearchSql } from '../fhir/search/sql.ts';
 import type { AssociatedProvenance, ExportKind, TypeFilter } from './request.ts';
@@ -291,14 +290,9 @@ function compartmentTypes(): string[] {
   return compartmentTypeList;
 }
 
-/**
- * The sp_reference codes holding a type's Patient compartment references: a compartment
- * parameter may be stored as another's rows (Condition's `patient` is its `subject` rows
- * narrowed to Patients), so the codes are those of the rows each parameter reads.
- */
+/** The sp_reference codes holding a type's Patient compartment references. */
 function compartmentCodes(resourceType: string): string[] {
-  const params = patientCompartmentParams(resourceType) ?? [];
-  return [...new Set(params.flatMap((code) => searchParam(resourceType, code)?.rows?.codes ?? [code]))];
+  return compartmentReferenceCodes(resourceType) ?? [];
 }
 
 function all(conditions: SQL[]): SQL {
