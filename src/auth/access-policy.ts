@@ -144,13 +144,26 @@ export class ScopedAccess implements AccessPolicy {
       WHERE ${cr}.resource_type = ${resourceType} AND ${cr}.code IN ${params} AND ${cr}.target_type = 'Patient' AND ${this.sqlBuilder.local(cr)}
         AND g.client_id = ${client} AND ${active} AND ${reaches})`;
     if (resourceType !== 'Group') return inGrantedCompartment;
+    // A Group made for one partner ($bulk-member-match result Groups, tagged with its client id)
+    // is that partner's alone, even with no local member (its unmatched members are contained
+    // copies of what the partner sent); any other Group is seen through its granted members.
+    const gt = sql.raw('gt');
+    const tagged = (which: SQL) => sql`${alias}.id IN (SELECT ${gt}.resource_id FROM sp_token ${gt}
+      WHERE ${gt}.resource_type = 'Group' AND ${gt}.code = '_tag' AND ${gt}.system = ${REQUESTING_CLIENT_TAG}${which})`;
+    const reachable = sql`(${tagged(sql` AND ${gt}.value = ${client}`)} OR (${inGrantedCompartment} AND NOT ${tagged(sql``)}))`;
     // A Group lists members: it is shown only when every member in it is granted, or it would name the others.
     const gm = sql.raw('gm');
-    return sql`${inGrantedCompartment} AND NOT EXISTS (SELECT 1 FROM sp_reference ${gm}
+    return sql`${reachable} AND NOT EXISTS (SELECT 1 FROM sp_reference ${gm}
       WHERE ${gm}.resource_type = 'Group' AND ${gm}.resource_id = ${alias}.id AND ${gm}.code = 'member' AND ${gm}.target_type = 'Patient'
         AND ${gm}.target_id NOT IN (SELECT g.patient_id FROM access_grants g WHERE g.client_id = ${client} AND ${active}))`;
   }
 }
+
+/**
+ * meta.tag system naming, by client id, the partner a Group was made for (the requester of a
+ * $bulk-member-match). Only Baton writes such Groups: a partner never writes Group (member data).
+ */
+export const REQUESTING_CLIENT_TAG = 'urn:baton:requesting-client';
 
 const PERMISSION_NAMES: Record<Permission, string> = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' };
 

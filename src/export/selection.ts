@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { REQUESTING_CLIENT_TAG } from '../auth/access-policy.ts';
 import type { AccessPolicy } from '../fhir/access.ts';
 import { compartmentReferenceCodes, patientCompartmentParams } from '../fhir/compartment.ts';
 import { getResourceTypes } from '../fhir/definitions.ts';
@@ -111,6 +112,12 @@ export class ExportSelection {
       if (inserts.length > 0) {
         statements.push(sql`WITH sources AS MATERIALIZED (${this.memberSources(members)})
           INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)} ON CONFLICT DO NOTHING`);
+      }
+      const client = this.access.isolated ? this.access.caller?.clientId : undefined;
+      if (client && types.includes('Group')) {
+        // A partner's own Groups ($bulk-member-match results, tagged with its client id) are in no granted member's compartment.
+        statements.push(sql`INSERT INTO export_items (job_id, resource_type, id) SELECT ${jobId}, 'Group', t.resource_id FROM sp_token t
+          WHERE t.resource_type = 'Group' AND t.code = '_tag' AND t.system = ${REQUESTING_CLIENT_TAG} AND t.value = ${client} ON CONFLICT DO NOTHING`);
       }
     }
     const narrow = (type: string): SQL =>

@@ -55,32 +55,81 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
   // 2. Throttle brute force
   await deps.guard(ctx, clientId, query);
 
-  // 3. Evaluate the consent
+  // 3. Evaluate the consent: a consent that cannot be honoured is refused before any matching.
   const consent = deps.consent(input, ctx);
   if (!consent.ok) throw refusal('consent', consent.code, 'The consent cannot be honoured: ' + consent.diagnostics, consent.expression);
 
+  // 4. Resolve identity, 5. act, and 6. answer
+  const resolved = await resolveAndLinkMember(ctx, deps, { input, query, clientId, consent });
+  switch (resolved.outcome) {
+    case 'matched':
+      return answer(resolved.identifier, deps.settings.memberId ? resolved.patientId : undefined);
+    case 'review':
+      throw underReview(resolved.taskId);
+    case 'ambiguous':
+      throw refusal('multiple-matches', 'multiple-matches', 'More than one member matches the request; none was chosen');
+    case 'consent-refused':
+      // Unreachable here (the consent was honoured above); kept so every outcome has its answer.
+      throw refusal('consent', resolved.refusal.code, 'The consent cannot be honoured: ' + resolved.refusal.diagnostics, resolved.refusal.expression);
+    case 'no-match':
+      throw refusal('not-found', 'no-match', 'No unique member matches the request');
+  }
+}
+
+/** What became of one member's request, as $member-match and $bulk-member-match report it. */
+export type MemberResolution =
+  | { outcome: 'matched'; patientId: string; identifier: Identifier }
+  /** In the review band: a review Task is open (or was, and is still undecided). */
+  | { outcome: 'review'; taskId: string | null }
+  | { outcome: 'ambiguous' }
+  | { outcome: 'no-match' }
+  /** The consent cannot be honoured; `patientId` when the member was matched all the same (nothing was linked or granted). */
+  | { outcome: 'consent-refused'; patientId?: string; refusal: Extract<ReturnType<ConsentCheck>, { ok: false }> };
+
+export interface MemberRequest {
+  input: ReturnType<typeof parseMemberMatchInput>;
+  query: ReturnType<typeof queryFromMemberMatch>;
+  clientId: string;
+  consent: ReturnType<ConsentCheck>;
+}
+
+/**
+ * The per-member core of $member-match and $bulk-member-match, after parsing, the brute-force
+ * guard and the consent's evaluation: an operator's answer to this request if there is one,
+ * else resolve the identity under the policy in force; on a match with an honoured consent link
+ * CoverageToLink, store the Consent and grant the partner the member; in the review band open
+ * a review Task; store the decision in every case. A refused consent is never linked or granted
+ * (and opens no review: no approval could release the data).
+ */
+export async function resolveAndLinkMember(ctx: FhirContext, deps: MemberMatchDeps, request: MemberRequest): Promise<MemberResolution> {
+  const { input, query, clientId, consent } = request;
   // A request an operator has reviewed, or is reviewing, gets that answer.
   const hash = requestHash(clientId, query);
   const reviewed = await reviewOfRequest(ctx.q, clientId, hash);
-  if (reviewed?.outcome === 'review') throw underReview(reviewed.taskId);
-  if (reviewed?.outcome === 'rejected') throw refusal('not-found', 'no-match', 'No unique member matches the request');
-  if (reviewed?.outcome === 'approved' && reviewed.patientId) return matched(ctx, deps, input, clientId, reviewed.patientId, consent.grant);
+  if (reviewed?.outcome === 'review') return { outcome: 'review', taskId: reviewed.taskId };
+  if (reviewed?.outcome === 'rejected') return { outcome: 'no-match' };
+  if (reviewed?.outcome === 'approved' && reviewed.patientId) {
+    if (!consent.ok) return { outcome: 'consent-refused', patientId: reviewed.patientId, refusal: consent };
+    return matched(ctx, input, clientId, reviewed.patientId, consent.grant);
+  }
 
-  // 4. Resolve identity
   await catchUp(ctx.db);
   const [policy, blocking, termFrequencies] = await Promise.all([deps.policyInForce(ctx), findCandidates(ctx.q, query), termFrequenciesFor(ctx.q, query)]);
   const decision = resolveMember(query, blocking.candidates, { policy, useCase: deps.settings.useCase, termFrequencies });
 
-  // 5. Act, and 6. answer
   const requestId = ctx.requestId;
   const record = (q: Queryable, outcome: DecisionOutcome, extra: { patientId?: string; taskId?: string; pending?: unknown } = {}) =>
     recordDecision(q, { clientId, requestHash: hash, decision, outcome, ...(requestId ? { requestId } : {}), ...extra });
 
   if ((decision.tier === 'deterministic' || decision.tier === 'probabilistic') && decision.candidateId) {
     const patientId = decision.candidateId;
-    return matched(ctx, deps, input, clientId, patientId, consent.grant, (q) => record(q, 'matched', { patientId }));
+    if (!consent.ok) {
+      await record(ctx.db, 'consent-refused', { patientId });
+      return { outcome: 'consent-refused', patientId, refusal: consent };
+    }
+    return matched(ctx, input, clientId, patientId, consent.grant, (q) => record(q, 'matched', { patientId }));
   }
-  if (decision.tier === 'review') {
+  if (decision.tier === 'review' && consent.ok) {
     const taskId = await ctx.db.transaction(async (q) => {
       const decisionId = randomUUID();
       const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
@@ -88,24 +137,26 @@ export async function memberMatchOperation(ctx: FhirContext, body: unknown, deps
       await ctx.audit.flush(q);
       return task;
     });
-    throw underReview(taskId);
+    return { outcome: 'review', taskId };
+  }
+  if (!consent.ok) {
+    await record(ctx.db, 'consent-refused');
+    return { outcome: 'consent-refused', refusal: consent };
   }
   const ambiguous = isAmbiguous(decision);
   await record(ctx.db, ambiguous ? 'ambiguous' : 'no-match');
-  if (ambiguous) throw refusal('multiple-matches', 'multiple-matches', 'More than one member matches the request; none was chosen');
-  throw refusal('not-found', 'no-match', 'No unique member matches the request');
+  return { outcome: ambiguous ? 'ambiguous' : 'no-match' };
 }
 
-/** Links the request to the member (in one transaction with the decision's record, when there is one) and answers. */
+/** Links the request to the member (in one transaction with the decision's record, when there is one). */
 async function matched(
   ctx: FhirContext,
-  deps: MemberMatchDeps,
   input: ReturnType<typeof parseMemberMatchInput>,
   clientId: string,
   patientId: string,
   grant: MatchLink['grant'],
   recordDecision?: (q: Queryable) => Promise<unknown>,
-): Promise<Parameters> {
+): Promise<MemberResolution> {
   const identifier = await ctx.db.transaction(async (q) => {
     const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, grant));
     await recordDecision?.(q);
@@ -114,7 +165,7 @@ async function matched(
   });
   // The operation's AuditEvent names the member it resolved (BALP patient-specific pattern).
   ctx.audit.returned([{ resourceType: 'Patient', id: patientId, content: { resourceType: 'Patient', id: patientId } }]);
-  return answer(identifier, deps.settings.memberId ? patientId : undefined);
+  return { outcome: 'matched', patientId, identifier };
 }
 
 /** Candidates that scored for a match but could not be told apart (HRex: several matches are no match). */

@@ -10,6 +10,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import { ExportEngine } from '../export/engine.ts';
 import type { Logger } from '../logger.ts';
 import { auditVerifyOperation } from './audit-verify.ts';
+import { bulkMemberMatchOperation } from './bulk-member-match.ts';
 import { exportRoutes } from './export.ts';
 import { patientEverythingRoutes } from './everything.ts';
 import { type ConsentCheck, memberMatchOperation } from './member-match.ts';
@@ -38,6 +39,7 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   return [
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
+    { method: 'POST', path: '/Group/$bulk-member-match', handle: (ctx, request) => bulkMemberMatchOperation(ctx, request, { memberMatch, engine: exports }) },
     ...patientEverythingRoutes,
     ...exportRoutes(exports),
   ];
