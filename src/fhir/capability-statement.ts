@@ -48,7 +48,10 @@ const TYPE_OPERATIONS: Record<string, CapabilityStatementRestResourceOperation[]
     { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
   ],
   AuditEvent: [{ name: 'verify', definition: 'urn:baton:operation:audit-verify' }],
-  Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
+  Group: [
+    { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' },
+    { name: 'bulk-member-match', definition: 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch' },
+  ],
 };
 
 function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security: CapabilityStatementRestSecurity | undefined): CapabilityStatement {

@@ -58,7 +58,13 @@ describe('GET /fhir/metadata', () => {
     expect(rest?.operation).toEqual([{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }]);
     expect(rest?.resource?.filter((r) => r.operation).map((r) => [r.type, r.operation])).toEqual([
       ['AuditEvent', [{ name: 'verify', definition: 'urn:baton:operation:audit-verify' }]],
-      ['Group', [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }]],
+      [
+        'Group',
+        [
+          { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' },
+          { name: 'bulk-member-match', definition: 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch' },
+        ],
+      ],
       [
         'Patient',
         [
