@@ -15,7 +15,7 @@ export interface RequestKind {
 const OPERATION_CANONICALS: Record<string, string> = {
   'member-match': 'http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match',
   'bulk-member-match': 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch',
-  'davinci-data-export': 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/GroupExport',
+  'davinci-data-export': 'http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export',
   export: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export',
   // The Bulk Data export's status URL (poll, cancel) and its files: steps of the async export, not operations of their own.
   'export-status': 'urn:baton:operation:export-status',

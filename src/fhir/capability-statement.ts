@@ -51,6 +51,7 @@ const TYPE_OPERATIONS: Record<string, CapabilityStatementRestResourceOperation[]
   Group: [
     { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' },
     { name: 'bulk-member-match', definition: 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch' },
+    { name: 'davinci-data-export', definition: 'http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export' },
   ],
 };
 

@@ -43,7 +43,7 @@ const OUTPUT_FORMATS = new Set(['application/fhir+ndjson', 'application/ndjson',
 const HTTP_PARAMETERS = new Set(['_format', '_pretty']);
 /** Bulk Data: search result parameters "SHALL NOT be used" in `_typeFilter`. */
 const RESULT_PARAMETERS = new Set(['_count', '_sort', '_include', '_revinclude', '_summary', '_elements', '_total', '_contained', '_containedType', '_offset']);
-const FHIR_INSTANT = /^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$/;
+export const FHIR_INSTANT = /^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$/;
 const ELEMENT = /^(?:([A-Z][A-Za-z]+)\.)?([a-z][A-Za-z0-9]*)$/;
 /** A `_typeFilter` list splits at commas that start the next `Type?` query (commas inside a query are search alternatives). */
 const NEXT_QUERY = /,(?=[A-Z][A-Za-z]+\?)/;
@@ -70,24 +70,32 @@ export function exportRoutes(engine: ExportEngine): OperationRoute[] {
   ];
 }
 
-interface KickOffRequest {
+export interface KickOffRequest {
   params: URLSearchParams;
   body: unknown;
   headers: Headers;
   groupId: string | undefined;
 }
 
-async function startExport(ctx: FhirContext, engine: ExportEngine, kind: ExportKind, path: string, request: KickOffRequest): Promise<Response> {
+/**
+ * An operation delivering through $export's kick-off with parameters of its own
+ * ($davinci-data-export's exportType and _until): `take` removes them from the input, checking
+ * them (400), and answers what they add to the export request.
+ */
+export type KickOffExtension = (input: KickOffInput) => Partial<ExportRequest>;
+
+export async function startExport(ctx: FhirContext, engine: ExportEngine, kind: ExportKind, path: string, request: KickOffRequest, extension?: KickOffExtension): Promise<Response> {
   const prefer = request.headers.get('prefer') ?? '';
   if (!/(?:^|[,;\s])respond-async(?:$|[,;\s])/.test(prefer)) {
-    throw badRequest('$export is asynchronous: send Prefer: respond-async, then poll the Content-Location of the 202');
+    throw badRequest(`${path.slice(path.lastIndexOf('$'))} is asynchronous: send Prefer: respond-async, then poll the Content-Location of the 202`);
   }
   const lenient = /(?:^|[,;\s])handling=lenient(?:$|[,;\s])/.test(prefer);
   const post = request.body !== undefined;
   const input = post ? parametersInput(request.body) : queryInput(request.params);
   const query = post ? '' : request.params.toString();
   const queryOnPost = post ? [...new Set(request.params.keys())].filter((name) => !HTTP_PARAMETERS.has(name)) : [];
-  const exportRequest = parseKickOff(kind, input, { lenient, post, baseUrl: ctx.baseUrl, queryOnPost });
+  const added = extension?.(input) ?? {};
+  const exportRequest = { ...parseKickOff(kind, input, { lenient, post, baseUrl: ctx.baseUrl, queryOnPost }), ...added };
   exportRequest.requestUrl = `${ctx.baseUrl}${path}${query ? `?${query}` : ''}`;
   if (request.groupId !== undefined) exportRequest.groupId = request.groupId;
   const started = await engine.startExport(ctx, exportRequest);
@@ -98,7 +106,7 @@ async function startExport(ctx: FhirContext, engine: ExportEngine, kind: ExportK
 }
 
 /** A kick-off's parameters by name, each value as given (a repeated parameter has several). */
-type KickOffInput = Map<string, { values: string[]; references: string[] }>;
+export type KickOffInput = Map<string, { values: string[]; references: string[] }>;
 
 function queryInput(params: URLSearchParams): KickOffInput {
   const input: KickOffInput = new Map();
@@ -128,7 +136,7 @@ function parametersInput(body: unknown): KickOffInput {
 }
 
 function stringValue(parameter: ParametersParameter, i: number): string {
-  const value = parameter.valueString ?? parameter.valueCode ?? parameter.valueInstant ?? parameter.valueDateTime ?? parameter.valueUri;
+  const value = parameter.valueString ?? parameter.valueCode ?? parameter.valueInstant ?? parameter.valueDateTime ?? parameter.valueUri ?? parameter.valueCanonical;
   if (typeof value !== 'string') throw badRequest(`Parameter ${parameter.name} must have a string value (valueString, valueCode or valueInstant)`, [`Parameters.parameter[${i}]`]);
   return value;
 }

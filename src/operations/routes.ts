@@ -11,6 +11,7 @@ import { ExportEngine } from '../export/engine.ts';
 import type { Logger } from '../logger.ts';
 import { auditVerifyOperation } from './audit-verify.ts';
 import { bulkMemberMatchOperation } from './bulk-member-match.ts';
+import { davinciDataExportRoutes } from './davinci-data-export.ts';
 import { exportRoutes } from './export.ts';
 import { patientEverythingRoutes } from './everything.ts';
 import { type ConsentCheck, memberMatchOperation } from './member-match.ts';
@@ -42,6 +43,7 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
     { method: 'POST', path: '/Group/$bulk-member-match', handle: (ctx, request) => bulkMemberMatchOperation(ctx, request, { memberMatch, engine: exports }) },
     ...patientEverythingRoutes,
     ...exportRoutes(exports),
+    ...davinciDataExportRoutes(exports),
   ];
 }
 
