@@ -61,6 +61,8 @@ function eob(id: string, use: 'claim' | 'preauthorization', created: string): Re
     use,
     patient: SUBJECT,
     created,
+    // CARIN and PDex date a claim's care by its billable period (service-date).
+    billablePeriod: { start: created, end: created },
     insurer: { reference: 'Organization/payer-org' },
     provider: { reference: 'Organization/clinic' },
     careTeam: [{ sequence: 1, provider: { reference: 'Practitioner/dr-a' } }],

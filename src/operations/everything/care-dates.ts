@@ -9,8 +9,9 @@ import { searchParam } from '../../fhir/search/parameters.ts';
  * always returned, as is a resource that has no value for its type's parameter: a record without
  * a care date cannot be said to fall outside the range.
  *
- * Claims are dated by `created`: R4 indexes no service date for them (CARIN BB's `service-date`
- * over billablePeriod and item.serviced[x] is not among the parameters Baton indexes).
+ * An ExplanationOfBenefit is dated by when its services were provided (PDex/CARIN `service-date`:
+ * billable period or item service dates); Claim and ClaimResponse, which R4 gives no service
+ * date parameter, by `created`.
  */
 const CARE_DATE_PARAMS: Record<string, string> = {
   AdverseEvent: 'date',
@@ -36,7 +37,7 @@ const CARE_DATE_PARAMS: Record<string, string> = {
   DocumentReference: 'period',
   Encounter: 'date',
   EpisodeOfCare: 'date',
-  ExplanationOfBenefit: 'created',
+  ExplanationOfBenefit: 'service-date',
   FamilyMemberHistory: 'date',
   Flag: 'date',
   Goal: 'start-date',
