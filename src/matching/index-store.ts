@@ -38,7 +38,7 @@ const textArray = (values: readonly string[]) => sql`${sql.param(values)}::text[
 export async function indexMembers(q: Queryable, patientIds: readonly string[]): Promise<void> {
   if (patientIds.length === 0) return;
   const ids = textArray(patientIds);
-  const [versions, coverages, previous] = await Promise.all([
+  const [versions, coverages, previous, previousKeys] = await Promise.all([
     q.execute<{ id: string; versionId: number; content: string; current: boolean }>(sql`
       SELECT h.id, h.version_id AS "versionId", h.content, (h.version_id = r.version_id) AS current
       FROM resource_history h JOIN resources r ON r.resource_type = 'Patient' AND r.id = h.id AND NOT r.deleted
@@ -48,7 +48,10 @@ export async function indexMembers(q: Queryable, patientIds: readonly string[]):
       JOIN resources c ON c.resource_type = 'Coverage' AND c.id = cr.resource_id AND NOT c.deleted
       WHERE cr.resource_type = 'Coverage' AND cr.code = 'beneficiary' AND cr.target_type = 'Patient' AND cr.target_id = ANY (${ids})
         AND strpos(cr.reference, ':') = 0`),
-    q.execute<{ families: string[]; givens: string[] }>(sql`SELECT families, givens FROM match_index_records WHERE patient_id = ANY (${ids})`),
+    q.execute<{ id: string; record: string; keyVersion: number; families: string[]; givens: string[] }>(
+      sql`SELECT patient_id AS id, record, key_version AS "keyVersion", families, givens FROM match_index_records WHERE patient_id = ANY (${ids})`,
+    ),
+    q.execute<{ hash: string; id: string }>(sql`SELECT key_hash::text AS hash, patient_id AS id FROM match_index_keys WHERE patient_id = ANY (${ids})`),
   ]);
   const byPatient = new Map<string, { current?: Patient; history: Patient[]; coverages: Coverage[] }>();
   const entry = (id: string) => byPatient.get(id) ?? byPatient.set(id, { history: [], coverages: [] }).get(id)!;
@@ -87,22 +90,46 @@ export async function indexMembers(q: Queryable, patientIds: readonly string[]):
   }
   const changed = [...deltas.values()].filter((delta) => delta.by !== 0);
 
+  // Only what changed is written: re-indexing a member after a match (a new card) rewrites one
+  // record and adds a key or two, instead of deleting and inserting a dozen index rows.
+  const keyOf = (row: { hash: string; id: string }) => `${row.hash} ${row.id}`;
+  const wanted = new Set(keyRows.map(keyOf));
+  const held = new Set(previousKeys.map(keyOf));
+  const staleKeys = previousKeys.filter((row) => !wanted.has(keyOf(row)));
+  const newKeys = keyRows.filter((row) => !held.has(keyOf(row)));
+  // A record filed under an earlier key version is rewritten even when it reads the same.
+  const stored = new Map(previous.filter((row) => Number(row.keyVersion) === BLOCKING_KEY_VERSION).map((row) => [row.id, row.record]));
+  const changedRecords = records.filter((r) => stored.get(r.id) !== r.record);
+  const indexed = new Set(records.map((r) => r.id));
+  const goneRecords = previous.filter((row) => !indexed.has(row.id)).map((row) => row.id);
+
   // Sent together: statements of one transaction run in order on its connection, so the writes
-  // cost one round trip instead of five (a match re-indexes its member on the next request's path).
-  const writes = [
-    q.execute(sql`DELETE FROM match_index_keys WHERE patient_id = ANY (${ids})`),
-    q.execute(sql`DELETE FROM match_index_records WHERE patient_id = ANY (${ids})`),
-  ];
-  if (records.length > 0) {
+  // cost one round trip. They touch disjoint rows, so their order does not matter.
+  const writes: Promise<unknown>[] = [];
+  if (staleKeys.length > 0) {
+    writes.push(
+      q.execute(sql`
+        DELETE FROM match_index_keys WHERE (key_hash, patient_id) IN (
+          SELECT hash::bigint, id FROM unnest(${textArray(staleKeys.map((k) => k.hash))}, ${textArray(staleKeys.map((k) => k.id))}) AS k(hash, id))`),
+    );
+  }
+  if (newKeys.length > 0) {
+    writes.push(
+      q.execute(sql`
+        INSERT INTO match_index_keys (key_hash, patient_id)
+        SELECT hash::bigint, id FROM unnest(${textArray(newKeys.map((k) => k.hash))}, ${textArray(newKeys.map((k) => k.id))}) AS k(hash, id)
+        ON CONFLICT DO NOTHING`),
+    );
+  }
+  if (goneRecords.length > 0) writes.push(q.execute(sql`DELETE FROM match_index_records WHERE patient_id = ANY (${textArray(goneRecords)})`));
+  if (changedRecords.length > 0) {
     writes.push(
       q.execute(sql`
         INSERT INTO match_index_records (patient_id, record, key_version, families, givens)
         SELECT id, record, ${BLOCKING_KEY_VERSION}, string_to_array(families, chr(31)), string_to_array(givens, chr(31))
-        FROM unnest(${textArray(records.map((r) => r.id))}, ${textArray(records.map((r) => r.record))},
-          ${textArray(records.map((r) => r.families.join('\u001f')))}, ${textArray(records.map((r) => r.givens.join('\u001f')))}) AS r(id, record, families, givens)`),
-      q.execute(sql`
-        INSERT INTO match_index_keys (key_hash, patient_id)
-        SELECT hash::bigint, id FROM unnest(${textArray(keyRows.map((k) => k.hash))}, ${textArray(keyRows.map((k) => k.id))}) AS k(hash, id)`),
+        FROM unnest(${textArray(changedRecords.map((r) => r.id))}, ${textArray(changedRecords.map((r) => r.record))},
+          ${textArray(changedRecords.map((r) => r.families.join('\u001f')))}, ${textArray(changedRecords.map((r) => r.givens.join('\u001f')))}) AS r(id, record, families, givens)
+        ON CONFLICT (patient_id) DO UPDATE SET record = excluded.record, key_version = excluded.key_version, families = excluded.families, givens = excluded.givens, indexed = now()`),
     );
   }
   if (changed.length > 0) {
@@ -148,10 +175,16 @@ export async function catchUp(db: Database, batchSize = 500): Promise<number> {
 
 async function indexQueuedBatch(db: Database, batchSize: number): Promise<number> {
   return db.transaction(async (q) => {
-    const taken = await q.execute<{ patientId: string }>(sql`
-      DELETE FROM match_index_queue WHERE patient_id IN (
-        SELECT patient_id FROM match_index_queue ORDER BY patient_id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
-      RETURNING patient_id AS "patientId"`);
+    // The commit need not wait for the disk: taking the queue rows and writing their index rows
+    // commit together, so a commit lost in a crash leaves the members queued, to be indexed again.
+    // Sent with the statement taking the rows: one round trip.
+    const [, taken] = await Promise.all([
+      db.kind === 'postgres' ? q.execute(sql`SET LOCAL synchronous_commit = off`) : undefined,
+      q.execute<{ patientId: string }>(sql`
+        DELETE FROM match_index_queue WHERE patient_id IN (
+          SELECT patient_id FROM match_index_queue ORDER BY patient_id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)
+        RETURNING patient_id AS "patientId"`),
+    ]);
     await indexMembers(q, taken.map((row) => row.patientId));
     return taken.length;
   });

@@ -2,7 +2,9 @@ import type { Patient } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryFromMemberMatch } from '../../src/matching/from-fhir.ts';
-import { catchUp, findCandidates, termFrequenciesFor } from '../../src/matching/index-store.ts';
+import { candidateBlockingKeys } from '../../src/matching/blocking-keys.ts';
+import { catchUp, findCandidates, keyHash, termFrequenciesFor } from '../../src/matching/index-store.ts';
+import type { CandidateRecord } from '../../src/matching/types.ts';
 import { groundTruth } from '../../src/seed/ground-truth.ts';
 import { loadPopulation } from '../../src/seed/load.ts';
 import { populationOptions } from '../../src/seed/population.ts';
@@ -75,6 +77,10 @@ describe('catching up the blocking index', () => {
     expect(counts).toEqual(await recount());
     expect(counts.get('family|quillfeather')).toBe(1);
     expect(counts.get('*|')).toBe(240);
+    // Its key rows are exactly the keys of its record now: the old name's stay (history), the new name's were added.
+    const [{ record }] = await baton.db.execute<{ record: string }>(sql`SELECT record FROM match_index_records WHERE patient_id = ${member.patientId}`);
+    const rows = await baton.db.execute<{ hash: string }>(sql`SELECT key_hash::text AS hash FROM match_index_keys WHERE patient_id = ${member.patientId}`);
+    expect(rows.map((row) => row.hash).sort()).toEqual([...new Set(candidateBlockingKeys(JSON.parse(record) as CandidateRecord).map(keyHash))].sort());
     const query = queryFromMemberMatch({ resourceType: 'Patient', id: '1', name: [{ family: 'Quillfeather', given: ['Odalys'] }], birthDate: member.birthDate }, { resourceType: 'Coverage', status: 'active', beneficiary: { reference: 'Patient/1' }, payor: [{ display: 'old plan' }] });
     expect((await findCandidates(baton.db, query)).candidates.map((c) => c.id)).toContain(member.patientId);
   });
