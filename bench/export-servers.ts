@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+/**
+ * Baton processes for bench:export: an API process and export worker processes on one
+ * database, each its own `node --import tsx src/server.ts` (so its pid is the server's own, and
+ * its memory can be read from /proc), sharing one public base URL, so the worker plans what the
+ * API serves. A worker can be killed with SIGKILL, as a crash would end it.
+ */
+export interface BatonProcess {
+  pid: number;
+  origin: string;
+  /** Resident set now and its peak over the process's life, in MB (/proc/<pid>/status). */
+  memory(): { rssMb: number; hwmMb: number } | undefined;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const ROOT = new URL('..', import.meta.url);
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+function memoryOf(pid: number): { rssMb: number; hwmMb: number } | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMb: Math.round(kb('VmRSS') / 1024), hwmMb: Math.round(kb('VmHWM') / 1024) };
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Starts `src/server.ts` with `env` on `port`; resolves once /readyz answers 200. */
+export async function startBaton(databaseUrl: string, port: number, env: Record<string, string>): Promise<BatonProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, BATON_SEED: 'none', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  child.on('exit', () => process.off('exit', killOnExit));
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Baton exited with code ${child.exitCode} before it was ready`);
+    const ready = await fetch(`${origin}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) break;
+    if (Date.now() > deadline) {
+      await stopChild(child, 'SIGKILL');
+      throw new Error('Baton was not ready within 180 s');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const pid = child.pid as number;
+  return {
+    pid,
+    origin,
+    memory: () => memoryOf(pid),
+    kill: () => stopChild(child, 'SIGKILL'),
+    stop: () => stopChild(child, 'SIGTERM'),
+  };
+}
+
+/** Samples the resident set of processes every intervalMs; peak() is the highest seen per process since start. */
+export function rssSampler(processes: Record<string, BatonProcess>, intervalMs = 100): { peak(): Record<string, number>; stop(): void } {
+  const peaks: Record<string, number> = {};
+  const sample = () => {
+    for (const [name, p] of Object.entries(processes)) {
+      const m = p.memory();
+      if (m) peaks[name] = Math.max(peaks[name] ?? 0, m.rssMb);
+    }
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    peak: () => {
+      sample();
+      return { ...peaks };
+    },
+    stop: () => clearInterval(timer),
+  };
+}
