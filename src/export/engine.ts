@@ -171,7 +171,9 @@ export class ExportEngine {
       async cancel() {
         await pages.return(undefined);
       },
-    });
+      // Two pages queued: the next page is read while the last one is written to the socket
+      // (with one, each page's query waited for the socket to take the page before it).
+    }, { highWaterMark: 2 });
   }
 
   /** The Group must exist and be visible to the caller; the `patient` parameter may only name its members. */
