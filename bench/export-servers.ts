@@ -50,9 +50,9 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   clearTimeout(timer);
 }
 
-/** Starts `src/server.ts` with `env` on `port`; resolves once /readyz answers 200. */
-export async function startBaton(databaseUrl: string, port: number, env: Record<string, string>): Promise<BatonProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+/** Starts `src/server.ts` with `env` on `port` (node given `nodeArgs`, such as --cpu-prof); resolves once /readyz answers 200. */
+export async function startBaton(databaseUrl: string, port: number, env: Record<string, string>, nodeArgs: string[] = []): Promise<BatonProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, BATON_SEED: 'none', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -11,6 +11,10 @@ import type { Queryable } from '../db/connection.ts';
  * The two cases are two scans in id order merged into one (each case ordered and limited on its
  * own, or PostgreSQL may read and sort a type's whole remainder for every page), so a file is
  * streamed in keyset pages (`after` … `upTo`), and planning counts with the same conditions.
+ * The second case reads the rows written after T through the (resource_type, last_updated)
+ * index behind a fence (OFFSET 0): the statements are prepared, and PostgreSQL's generic plan
+ * otherwise walked the page's whole id range in the primary key to find those few rows
+ * (440 ms instead of 3 ms per page of 1,000 Encounters, 892k resources).
  */
 export interface SnapshotWindow {
   /** transactionTime, ISO. */
@@ -68,11 +72,11 @@ function versionsAsOf(
   return sql`(SELECT ${columns(r)} FROM resources ${r}
       WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated <= ${at} AND ${deleted}${r}.deleted${idRange}${within(r)} AND ${includes}${first})
     UNION ALL
-    (SELECT ${columns(v)} FROM resources ${r}, LATERAL (
+    (SELECT ${columns(v)} FROM (SELECT * FROM resources WHERE resource_type = ${resourceType} AND last_updated > ${at} OFFSET 0) ${r}, LATERAL (
         SELECT h.id, h.content, h.last_updated, h.deleted FROM resource_history h
         WHERE h.resource_type = ${r}.resource_type AND h.id = ${r}.id AND h.last_updated <= ${at}
         ORDER BY h.version_id DESC LIMIT 1) ${v}
-      WHERE ${r}.resource_type = ${resourceType} AND ${r}.last_updated > ${at} AND ${deleted}${v}.deleted${idRange}${within(v)} AND ${includes}${first})`;
+      WHERE ${deleted}${v}.deleted${idRange}${within(v)} AND ${includes}${first})`;
 }
 
 /** One page of the snapshot's rows of a type, in id order. */
