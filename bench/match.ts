@@ -313,6 +313,7 @@ async function main(): Promise<void> {
         reused_population: prepared.reusedPopulation,
         reused_index: prepared.reusedIndex,
         migrate_s: prepared.migrate_s,
+        analyze_s: prepared.analyze_s,
         load: prepared.load,
         index_catch_up: prepared.index,
         size_gb: prepared.size_gb,
