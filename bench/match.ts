@@ -183,6 +183,13 @@ function statusesOf(results: { result: Answer }[]): Record<string, number> {
   return statuses;
 }
 
+/** Latencies by what the answer said (matched, no-match, under-review…), most frequent first. */
+function byOutcome(results: { ms: number; result: Answer }[]): Record<string, Latencies> {
+  const grouped = new Map<string, number[]>();
+  for (const { ms, result } of results) grouped.set(result.outcome, [...(grouped.get(result.outcome) ?? []), ms]);
+  return Object.fromEntries([...grouped].sort((a, b) => b[1].length - a[1].length).map(([outcome, values]) => [outcome, latencies(values)]));
+}
+
 // --- the run -------------------------------------------------------------------------------
 
 async function registerPartner(db: Database): Promise<string> {
@@ -249,11 +256,9 @@ async function main(): Promise<void> {
     const loadAfterHttp = load1m();
     agent.destroy();
 
-    const byOutcome = new Map<string, number[]>();
     const statuses = statusesOf(http.results);
     const accuracy = { matched_right: 0, matched_wrong: 0, matched_non_member: 0, missed_member: 0, refused_non_member: 0 };
-    for (const { item, ms, result } of http.results) {
-      byOutcome.set(result.outcome, [...(byOutcome.get(result.outcome) ?? []), ms]);
+    for (const { item, result } of http.results) {
       if (result.outcome === 'matched') {
         if (!item.patientId) accuracy.matched_non_member++;
         else if (item.patientId === result.patientId) accuracy.matched_right++;
@@ -291,7 +296,7 @@ async function main(): Promise<void> {
     const engineFigures = latencies(engineMs);
     const sizes = (pick: (r: BlockingResult) => number) => distribution(blocking.results.map((r) => pick(r.result)));
 
-    const outcomes = Object.fromEntries([...byOutcome].sort((a, b) => b[1].length - a[1].length).map(([outcome, values]) => [outcome, latencies(values)]));
+    const outcomes = byOutcome(http.results);
     const matched = outcomes.matched as Latencies | undefined;
     const noMatch = outcomes['no-match'] as Latencies | undefined;
     const report = {
@@ -330,7 +335,13 @@ async function main(): Promise<void> {
         accuracy,
         load_avg_1m: { before: loadBeforeHttp, after: loadAfterHttp },
       },
-      one_client: { ...latencies(oneClient.results.map((r) => r.ms)), requests_per_s: oneClient.per_s, cpu_per_request: oneClientCpu, statuses: statusesOf(oneClient.results) },
+      one_client: {
+        ...latencies(oneClient.results.map((r) => r.ms)),
+        requests_per_s: oneClient.per_s,
+        cpu_per_request: oneClientCpu,
+        statuses: statusesOf(oneClient.results),
+        by_outcome: byOutcome(oneClient.results),
+      },
       database_alone: {
         blocking_query: blockingFigures,
         blocking_candidates: sizes((r) => r.candidates.length),
