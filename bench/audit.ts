@@ -10,6 +10,7 @@ import { AUDITED_SERVER, CLIENT_SYSTEM, castOf, loadTrail, SPAN } from './audit-
 import { httpLoad, type LoadFigures, pick, round } from './load.ts';
 import { benchObservation, seedPopulation } from './population.ts';
 import { type BatonChild, type ChildServer, startBatonProcess, startPortPrintingChild, withTokens } from './servers.ts';
+import { count } from './arguments.ts';
 
 /*
  * npm run bench:audit [-- --events N --patients N --clients N --members N --duration S --warmup S
@@ -61,13 +62,6 @@ const { values: flags } = parseArgs({
     fresh: { type: 'boolean', default: false },
   },
 });
-
-function count(flag: string | undefined, env: string | undefined, fallback: number, min: number, name: string): number {
-  const text = flag ?? (env ? process.env[env] : undefined) ?? String(fallback);
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}${env ? ` (${env})` : ''} must be an integer >= ${min}; got "${text}"`);
-  return n;
-}
 
 const settings = {
   events: count(flags.events, 'BENCH_AUDIT_EVENTS', 10_000_000, 1000, 'events'),

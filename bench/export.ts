@@ -7,6 +7,7 @@ import { prepareExportDatabase } from './export-database.ts';
 import { type BatonProcess, freePort, rssSampler, startBaton } from './export-servers.ts';
 import { round } from './load.ts';
 import { withTokens } from './servers.ts';
+import { count } from './arguments.ts';
 
 /*
  * bench:export — Bulk Data $export end to end on PostgreSQL (issue 6, "Figures").
@@ -43,13 +44,6 @@ const { values: flags } = parseArgs({
     'no-kill': { type: 'boolean', default: false },
   },
 });
-
-function count(flag: string | undefined, env: string | undefined, fallback: number, min: number, name: string): number {
-  const text = flag ?? (env ? process.env[env] : undefined) ?? String(fallback);
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}${env ? ` (${env})` : ''} must be an integer >= ${min}; got "${text}"`);
-  return n;
-}
 
 const settings = {
   members: count(flags.members, 'BENCH_EXPORT_MEMBERS', 100_000, 10, 'members'),

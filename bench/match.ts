@@ -18,6 +18,7 @@ import { cpuPerRequest, cpuSnapshot } from './match-cpu.ts';
 import { prepareDatabase } from './match-database.ts';
 import { type BenchRequest, buildRequests, sampleMembers } from './match-requests.ts';
 import { startBatonProcess } from './servers.ts';
+import { count } from './arguments.ts';
 
 /*
  * npm run bench:match [-- --members N --requests N --warmup N --serial N --concurrency N --query-seed N
@@ -65,13 +66,6 @@ const { values: flags } = parseArgs({
     reindex: { type: 'boolean', default: false },
   },
 });
-
-function count(flag: string | undefined, env: string | undefined, fallback: number, min: number, name: string): number {
-  const text = flag ?? (env ? process.env[env] : undefined) ?? String(fallback);
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}${env ? ` (${env})` : ''} must be an integer >= ${min}; got "${text}"`);
-  return n;
-}
 
 const settings = {
   members: count(flags.members, 'BENCH_MATCH_MEMBERS', 1_000_000, 100, 'members'),
