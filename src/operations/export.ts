@@ -1,6 +1,7 @@
 import type { OperationOutcome, Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { badRequest, FhirError, outcome } from '../fhir/errors.ts';
 import { isResourceType } from '../fhir/definitions.ts';
+import { preferredHandling } from '../fhir/http/negotiation.ts';
 import type { OperationRoute } from '../fhir/http/routes.ts';
 import { assertId, type FhirContext } from '../fhir/interactions.ts';
 import { parseSearchRequest } from '../fhir/search/parse.ts';
@@ -89,7 +90,7 @@ export async function startExport(ctx: FhirContext, engine: ExportEngine, kind: 
   if (!/(?:^|[,;\s])respond-async(?:$|[,;\s])/.test(prefer)) {
     throw badRequest(`${path.slice(path.lastIndexOf('$'))} is asynchronous: send Prefer: respond-async, then poll the Content-Location of the 202`);
   }
-  const lenient = /(?:^|[,;\s])handling=lenient(?:$|[,;\s])/.test(prefer);
+  const lenient = preferredHandling(prefer) === 'lenient';
   const post = request.body !== undefined;
   const input = post ? parametersInput(request.body) : queryInput(request.params);
   const query = post ? '' : request.params.toString();
