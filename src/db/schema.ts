@@ -544,3 +544,74 @@ export const exportItems = pgTable(
   },
   (t) => [primaryKey({ columns: [t.jobId, t.resourceType, t.id] })],
 );
+
+/**
+ * The requester workflow's durable job queue (issue 7): one row per payer-to-payer request Task,
+ * naming the step it runs next. Workers claim rows with FOR UPDATE SKIP LOCKED and hold a lease;
+ * a crashed worker's row is taken over once its lease ends. Every change of step commits with the
+ * Task version that records it.
+ */
+export const workflowJobs = pgTable(
+  'workflow_jobs',
+  {
+    taskId: text('task_id').primaryKey(),
+    /** validate | route | match | request | poll | import */
+    step: text('step').notNull(),
+    /** queued | running | completed | failed | dead-lettered | cancelled */
+    status: text('status').notNull().default('queued'),
+    runAt: timestamp('run_at', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    /** Failed attempts of the current step. */
+    attempts: integer('attempts').notNull().default(0),
+    /** When the current step was first tried: its retry budget runs from there. */
+    stepStarted: timestamp('step_started', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'string' }),
+    /** What earlier steps found (partner endpoint, rule version, the partner's member identifier, the bulk status URL, …). */
+    state: jsonb('state').notNull().default(sql`'{}'::jsonb`),
+    /** The last error: {class, code, detail, status}. */
+    lastError: jsonb('last_error'),
+    /** Stages whose deadline has passed and been reported. */
+    breached: text('breached').array().notNull().default(sql`'{}'::text[]`),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    updated: timestamp('updated', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [index('workflow_jobs_due_idx').on(t.status, t.runAt)],
+);
+
+/** Versions of the routing rules (control plane): rows are never changed once written. */
+export const routingRuleSets = pgTable('routing_rule_sets', {
+  version: integer('version').primaryKey(),
+  rules: jsonb('rules').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  createdBy: text('created_by').notNull(),
+  reason: text('reason'),
+});
+
+/** Which routing version is in force: the latest row. A canary sends `percent` of requests to `candidate`, the rest to `stable`. */
+export const routingRollouts = pgTable('routing_rollouts', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  stable: integer('stable')
+    .notNull()
+    .references(() => routingRuleSets.version),
+  candidate: integer('candidate').references(() => routingRuleSets.version),
+  percent: integer('percent').notNull().default(0),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  createdBy: text('created_by').notNull(),
+});
+
+/** Resources a partner sent that failed validation: kept for an operator, reported on the Task, never imported. */
+export const workflowQuarantine = pgTable(
+  'workflow_quarantine',
+  {
+    id: text('id').primaryKey(),
+    taskId: text('task_id').notNull(),
+    resourceType: text('resource_type').notNull(),
+    /** The resource's id at the partner. */
+    sourceId: text('source_id'),
+    /** The OperationOutcome of the failed validation. */
+    issues: jsonb('issues').notNull(),
+    content: jsonb('content').notNull(),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('workflow_quarantine_source_idx').on(t.taskId, t.resourceType, t.sourceId)],
+);
