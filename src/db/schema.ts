@@ -615,3 +615,33 @@ export const workflowQuarantine = pgTable(
   },
   (t) => [uniqueIndex('workflow_quarantine_source_idx').on(t.taskId, t.resourceType, t.sourceId)],
 );
+
+const bytea = customType<{ data: Uint8Array }>({ dataType: () => 'bytea' });
+
+/**
+ * Idempotency-Key (src/fhir/http/idempotency.ts): one row per (client, key). A row whose status
+ * is null is a claim: the request holding `claim` is running, and keeps lease_until ahead of
+ * now() while it does; a claim whose lease ran out was left by a process that died, and may be
+ * taken over. A row with a status is the stored response, replayed until expires. The request
+ * itself is kept only as a fingerprint (a hash), never its body.
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    clientId: text('client_id').notNull(),
+    key: text('key').notNull(),
+    /** SHA-256 (hex) of method, path, query and the SHA-256 of the body. */
+    fingerprint: text('fingerprint').notNull(),
+    /** The running request's random token: only it may store or release the row. */
+    claim: text('claim').notNull(),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'string' }).notNull(),
+    /** The response: null while the request runs. */
+    status: integer('status'),
+    /** [name, value] pairs. */
+    headers: jsonb('headers'),
+    body: bytea('body'),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    expires: timestamp('expires', { withTimezone: true, mode: 'string' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.key] }), index('idempotency_keys_expires_idx').on(t.expires)],
+);
