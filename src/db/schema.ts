@@ -191,6 +191,19 @@ export const authSigningKeys = pgTable('auth_signing_keys', {
   created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
 });
 
+/**
+ * Baton's own client keys for calling partners (src/workflow/partner/client-keys.ts): one ES384
+ * key pair per key id an Endpoint names, created on its first use; the public halves are served
+ * at GET /jwks/client for partners to register.
+ */
+export const outboundClientKeys = pgTable('outbound_client_keys', {
+  kid: text('kid').primaryKey(),
+  alg: text('alg').notNull(),
+  privateJwk: jsonb('private_jwk').notNull(),
+  publicJwk: jsonb('public_jwk').notNull(),
+  created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+});
+
 /** RFC 7523 §3: a client assertion's jti is accepted once per client; rows may go once `expires` has passed. */
 export const authAssertionJtis = pgTable(
   'auth_assertion_jtis',
