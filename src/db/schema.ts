@@ -658,3 +658,75 @@ export const idempotencyKeys = pgTable(
   },
   (t) => [primaryKey({ columns: [t.clientId, t.key] }), index('idempotency_keys_expires_idx').on(t.expires)],
 );
+
+/**
+ * Topic-based subscriptions (src/subscriptions/, Subscriptions Backport IG): the registry of
+ * Subscription resources as the delivery worker reads them. The resource itself is stored as
+ * every resource is; this row holds what delivery needs and its state. The owner's kind and
+ * scopes at creation are kept so that events are filtered, and deliveries re-checked, with the
+ * access policy of the client that created the subscription.
+ */
+export const subscriptions = pgTable(
+  'subscriptions',
+  {
+    id: text('id').primaryKey(),
+    clientId: text('client_id').notNull(),
+    clientKind: text('client_kind').notNull(),
+    scopes: text('scopes').array().notNull(),
+    topic: text('topic').notNull(),
+    /** [{resourceType, parameter, value}] from _criteria backport-filter-criteria. */
+    filters: jsonb('filters').notNull(),
+    /** requested | active | error | off */
+    status: text('status').notNull(),
+    endpoint: text('endpoint').notNull(),
+    /** channel.header lines, sent on every notification. */
+    headers: jsonb('headers').notNull(),
+    /** empty | id-only | full-resource */
+    content: text('content').notNull(),
+    contentType: text('content_type').notNull(),
+    heartbeatSeconds: integer('heartbeat_seconds'),
+    timeoutSeconds: integer('timeout_seconds').notNull(),
+    maxCount: integer('max_count').notNull(),
+    /** The last event number the endpoint acknowledged (2xx). */
+    deliveredCount: bigint('delivered_count', { mode: 'number' }).notNull().default(0),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'string' }),
+    /** Failed attempts in a row, and when the first of them failed: the retry budget runs from there. */
+    attempts: integer('attempts').notNull().default(0),
+    failingSince: timestamp('failing_since', { withTimezone: true, mode: 'string' }),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+    nextHeartbeatAt: timestamp('next_heartbeat_at', { withTimezone: true, mode: 'string' }),
+    created: timestamp('created', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [index('subscriptions_topic_idx').on(t.topic, t.status), index('subscriptions_due_idx').on(t.status, t.nextAttemptAt)],
+);
+
+/**
+ * Event numbers of a subscription: a row apart from `subscriptions` so that the writing
+ * transactions that allocate numbers never wait for the delivery worker's updates, nor it for
+ * them. The row lock taken by the allocation makes the numbers gap-free: a number is used only
+ * when its transaction commits.
+ */
+export const subscriptionEventCounters = pgTable('subscription_event_counters', {
+  subscriptionId: text('subscription_id').primaryKey(),
+  eventCount: bigint('event_count', { mode: 'number' }).notNull().default(0),
+});
+
+/** The durable event log (outbox) of every subscription: delivered from, and replayed by $events. */
+export const subscriptionEvents = pgTable(
+  'subscription_events',
+  {
+    subscriptionId: text('subscription_id').notNull(),
+    eventNumber: bigint('event_number', { mode: 'number' }).notNull(),
+    /** The focus: a resource (type, id, version) or, for events about something else (an export job), a reference. */
+    focusType: text('focus_type'),
+    focusId: text('focus_id'),
+    focusVersion: integer('focus_version'),
+    focusReference: text('focus_reference'),
+    /** POST | PUT | DELETE: the entry's request in full-resource and id-only notifications. */
+    method: text('method'),
+    additionalContext: jsonb('additional_context').notNull().default(sql`'[]'::jsonb`),
+    occurred: timestamp('occurred', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.subscriptionId, t.eventNumber] })],
+);
