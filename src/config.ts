@@ -34,6 +34,13 @@ export interface Config {
   memberMatch: MemberMatchConfig;
   /** Bulk Data export (issue 6). */
   export: ExportConfig;
+  /** Idempotency-Key on POST (src/fhir/http/idempotency.ts). */
+  idempotency: IdempotencyConfig;
+}
+
+export interface IdempotencyConfig {
+  /** How long a key's response is kept and replayed, in hours (BATON_IDEMPOTENCY_RETENTION_HOURS). */
+  retentionHours: number;
 }
 
 /** Bulk Data export jobs and files (src/export/). */
@@ -178,6 +185,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxAttempts: integer(env.BATON_EXPORT_MAX_ATTEMPTS ?? '3', 'BATON_EXPORT_MAX_ATTEMPTS', 1, 100),
       clockSkewMs: integer(env.BATON_EXPORT_CLOCK_SKEW_MS ?? '1000', 'BATON_EXPORT_CLOCK_SKEW_MS', 0, 60_000),
       worker: choice(env.BATON_EXPORT_WORKER ?? 'on', 'BATON_EXPORT_WORKER', ['on', 'off']) === 'on',
+    },
+    idempotency: {
+      // 24 hours, as Stripe keeps keys: long enough for any retry, short for the responses kept.
+      retentionHours: integer(env.BATON_IDEMPOTENCY_RETENTION_HOURS ?? '24', 'BATON_IDEMPOTENCY_RETENTION_HOURS', 1, 24 * 30),
     },
   };
 }

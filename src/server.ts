@@ -22,6 +22,7 @@ import { loadPolicyFiles } from './matching/policy-store.ts';
 import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
 import { startExportWorker } from './export/worker.ts';
+import { purgeExpiredIdempotencyKeys } from './fhir/http/idempotency.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
 function exitOnConfigurationError(error: unknown): never {
@@ -69,6 +70,15 @@ const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
 // Plans Bulk Data exports: jobs kicked off anywhere, retried, or left by a process that crashed.
 const exporter = config.export.worker ? startExportWorker({ db, baseUrl: config.baseUrl, config: config.export, logger }, 2000) : undefined;
+// Deletes Idempotency-Key responses past their retention (they can hold PHI), a batch a minute.
+const idempotencyPurger = runInBackground(async () => {
+  try {
+    const purged = await purgeExpiredIdempotencyKeys(db);
+    if (purged > 0) logger.debug({ purged }, 'expired idempotency keys deleted');
+  } catch (error) {
+    logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'idempotency key purge failed');
+  }
+}, 60_000);
 const app = createApp({ config, db, logger, validator, sensitiveData });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
@@ -83,7 +93,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop()]);
+  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop(), idempotencyPurger.stop()]);
   await db.close();
   process.exit(0);
 }

@@ -12,6 +12,7 @@ import { parseProvenanceHeader } from '../provenance.ts';
 import * as interactions from '../interactions.ts';
 import { searchResources } from '../search/search.ts';
 import type { ResourceValidator } from '../validation.ts';
+import { type IdempotencyOptions, idempotency } from './idempotency.ts';
 import { assertAcceptable, preferredHandling, readJsonBody } from './negotiation.ts';
 import { interactionResponse, resourceResponse, responseOptions, serialize } from './respond.ts';
 
@@ -28,6 +29,8 @@ export interface FhirRoutesDeps {
    */
   authenticate: (authorization: string | undefined, connection: unknown) => Promise<AccessPolicy>;
   operations?: readonly OperationRoute[];
+  /** Idempotency-Key on POST interactions and operations. */
+  idempotency: IdempotencyOptions;
 }
 
 /**
@@ -95,6 +98,8 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
   // Only on methods that carry a body: looking for one makes @hono/node-server build a full
   // Request per call, which cost reads about a tenth of their throughput.
   app.on(['POST', 'PUT', 'PATCH'], '*', limitBody);
+  // After authentication (a key is the client's own) and the body limit, before every POST handler.
+  app.post('*', idempotency(deps.idempotency));
 
   // Operations come before the FHIR JSON Accept check, so that one producing another media type
   // (produces) can be asked for it; the others are checked as every FHIR request is.
