@@ -17,6 +17,7 @@ import { FhirError, outcome } from './fhir/errors.ts';
 import { outcomeResponse } from './fhir/http/respond.ts';
 import { fhirRoutes } from './fhir/http/routes.ts';
 import { operationRoutes } from './operations/routes.ts';
+import { OutboundClientKeys, outboundClientKeyRoutes } from './workflow/partner/client-keys.ts';
 import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
 import { matchingAdminRoutes } from './ops/admin-matching.ts';
@@ -92,6 +93,8 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
     requireClientCertificate,
   });
   app.route('/', authRoutes({ db: deps.db, baseUrl, adminToken, signingKeys, requireClientCertificate, udap: deps.config.udap }));
+  // Baton's keys as a client of partner payers, for them to register Baton's client with a jwks_uri.
+  app.route('/', outboundClientKeyRoutes(new OutboundClientKeys(deps.db)));
   // After authRoutes: its '/admin/*' admin-token gate runs before these handlers only when registered first.
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));

@@ -29,10 +29,13 @@ export interface PartnerEndpoint {
 export type ErrorClass = 'retryable' | 'non-retryable' | 'manual';
 
 /**
- * network, timeout, throttled, unavailable, server-error, in-progress (409: the partner still
- * runs the request with this Idempotency-Key), under-review (the partner's match awaits its own
- * manual review), circuit-open, unauthorized, forbidden, bad-request, not-found, gone, no-match,
- * consent, configuration, ambiguous, quarantined, protocol.
+ * Retryable: network, timeout, throttled (429), unavailable (502/503/504), server-error (500 when
+ * the adapter says so, or a transient one), in-progress (409: the partner still runs the request
+ * with this Idempotency-Key), under-review (the partner's match awaits its own manual review),
+ * circuit-open, cancelled (the caller's signal aborted the call). Non-retryable: unauthorized,
+ * forbidden, bad-request, not-found, gone, no-match, consent, configuration (the Endpoint's
+ * settings cannot be used), server-error otherwise. Manual: ambiguous, quarantined (set by the
+ * importer), protocol (an answer Baton cannot interpret).
  */
 export const PARTNER_ERROR_CODES = [
   'network',
@@ -43,6 +46,7 @@ export const PARTNER_ERROR_CODES = [
   'in-progress',
   'under-review',
   'circuit-open',
+  'cancelled',
   'unauthorized',
   'forbidden',
   'bad-request',
