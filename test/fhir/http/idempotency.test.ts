@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'drizzle-orm';
+import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../src/app.ts';
 import { connectDatabase, type Database } from '../../../src/db/connection.ts';
-import { purgeExpiredIdempotencyKeys, requestFingerprint } from '../../../src/fhir/http/idempotency.ts';
+import type { AccessPolicy } from '../../../src/fhir/access.ts';
+import { idempotency, purgeExpiredIdempotencyKeys, requestFingerprint } from '../../../src/fhir/http/idempotency.ts';
+import type { FhirEnv } from '../../../src/fhir/http/routes.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../../support/baton.ts';
 
@@ -251,6 +255,32 @@ async function claim(key: string, json: unknown, leaseUntil: string): Promise<vo
     VALUES ('test-harness', ${key}, ${fingerprint}, ${randomUUID()}, ${sql.raw(leaseUntil)}, now() + interval '1 hour')`);
 }
 
+describe('a request running longer than its lease', () => {
+  it('keeps its claim alive: a duplicate waits for it instead of taking the key over', async () => {
+    // A slow POST behind the middleware with a one-second lease, so renewal is what keeps the claim.
+    let runs = 0;
+    const slow = new Hono<FhirEnv>();
+    slow.use('*', async (c, next) => {
+      c.set('access', { caller: { clientId: 'idempotency-slow', kind: 'internal' } } as AccessPolicy);
+      await next();
+    });
+    slow.post('*', idempotency({ db: baton.db, logger: createLogger('silent'), retentionHours: 1, leaseSeconds: 1, waitMs: 5_000 }));
+    slow.post('/slow', async (c) => {
+      runs += 1;
+      await sleep(2_500);
+      return c.json({ run: runs }, 201);
+    });
+    const post = () => slow.request('/slow', { method: 'POST', headers: { 'idempotency-key': 'slow-key' }, body: '{}' });
+    const first = post();
+    await sleep(1_500);
+    const duplicate = await post();
+    expect((await first).status).toBe(201);
+    expect(duplicate.status).toBe(201);
+    expect(duplicate.headers.get('idempotent-replayed')).toBe('true');
+    expect(runs).toBe(1);
+  });
+});
+
 describe('a first attempt that fails', () => {
   it('with a 5xx releases the key: the retry does the work', async () => {
     const key = randomUUID();
@@ -268,6 +298,28 @@ describe('a first attempt that fails', () => {
     expect(failed.status).toBe(500);
     const retried = await baton.request('/fhir/Basic', { method: 'POST', headers: { 'idempotency-key': key }, json });
     expect(retried.status).toBe(201);
+    expect(retried.headers.get('idempotent-replayed')).toBeNull();
+  });
+});
+
+describe('a first attempt refused for the moment', () => {
+  it('with 429 releases the key: the retry, once there is room, does the work', async () => {
+    const token = await baton.token({ clientId: 'idempotency-quota' });
+    const kickOff = (key?: string) =>
+      baton.request('/fhir/$export', {
+        method: 'POST',
+        token,
+        headers: { prefer: 'respond-async', accept: 'application/fhir+json', ...(key ? { 'idempotency-key': key } : {}) },
+        json: { resourceType: 'Parameters', parameter: [{ name: '_type', valueString: 'Patient' }] },
+      });
+    // The default quota: three exports queued at once per client (no worker runs here).
+    for (let i = 0; i < 3; i++) expect((await kickOff()).status).toBe(202);
+    const key = randomUUID();
+    const refused = await kickOff(key);
+    expect(refused.status).toBe(429);
+    await baton.db.execute(sql`UPDATE export_jobs SET status = 'cancelled' WHERE client_id = 'idempotency-quota'`);
+    const retried = await kickOff(key);
+    expect(retried.status).toBe(202);
     expect(retried.headers.get('idempotent-replayed')).toBeNull();
   });
 });
