@@ -4,6 +4,7 @@ import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../src/app.ts';
+import { ConfigError, loadConfig } from '../../../src/config.ts';
 import { connectDatabase, type Database } from '../../../src/db/connection.ts';
 import type { AccessPolicy } from '../../../src/fhir/access.ts';
 import { idempotency, purgeExpiredIdempotencyKeys, requestFingerprint } from '../../../src/fhir/http/idempotency.ts';
@@ -338,6 +339,12 @@ describe('retention', () => {
     await baton.db.execute(sql`UPDATE idempotency_keys SET expires = now() - interval '1 second' WHERE key = ${key}`);
     expect(await purgeExpiredIdempotencyKeys(baton.db)).toBeGreaterThanOrEqual(1);
     expect(await baton.db.execute(sql`SELECT 1 FROM idempotency_keys WHERE key = ${key}`)).toHaveLength(0);
+  });
+
+  it('is BATON_IDEMPOTENCY_RETENTION_HOURS, 24 by default, a whole number of hours from 1 to 720', () => {
+    expect(loadConfig({}).idempotency.retentionHours).toBe(24);
+    expect(loadConfig({ BATON_IDEMPOTENCY_RETENTION_HOURS: '720' }).idempotency.retentionHours).toBe(720);
+    for (const value of ['0', '721', '1.5', 'a day']) expect(() => loadConfig({ BATON_IDEMPOTENCY_RETENTION_HOURS: value })).toThrow(ConfigError);
   });
 
   it('keeps a key for the configured number of hours', async () => {
