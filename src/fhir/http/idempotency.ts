@@ -101,7 +101,6 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Fhir
     for (;;) {
       if (await claimKey(db, scope, fingerprint, claim, leaseSeconds, retentionHours)) break;
       const row = await storedRow(db, scope);
-      // Released (its request failed with a 5xx) or expired between the two statements: claim again.
       if (row && row.fingerprint !== fingerprint) {
         throw unprocessable('This Idempotency-Key was already used for a different request (method, URL or body); a new request needs a new key');
       }
@@ -109,6 +108,7 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Fhir
       if (Date.now() >= deadline) {
         throw new FhirError(409, outcome('error', 'conflict', 'A request with this Idempotency-Key is still being processed; retry once it has completed'), { 'Retry-After': '1' });
       }
+      // No row: released (its request failed) or expired since the claim was tried; try again at once.
       if (row) await sleep(POLL_MS);
     }
 
