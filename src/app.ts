@@ -17,6 +17,7 @@ import { FhirError, outcome } from './fhir/errors.ts';
 import { outcomeResponse } from './fhir/http/respond.ts';
 import { fhirRoutes } from './fhir/http/routes.ts';
 import { operationRoutes } from './operations/routes.ts';
+import { subscriptionRoutes } from './subscriptions/routes.ts';
 import { OutboundClientKeys, outboundClientKeyRoutes } from './workflow/partner/client-keys.ts';
 import type { ResourceValidator } from './fhir/validation.ts';
 import type { Logger } from './logger.ts';
@@ -27,7 +28,7 @@ import { healthRoutes } from './ops/health.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap' | 'audit' | 'payer' | 'memberMatch' | 'export' | 'idempotency'>>;
+  config: Pick<Config, 'baseUrl' | 'maxBodyBytes'> & Partial<Pick<Config, 'adminToken' | 'adminScopes' | 'tls' | 'udap' | 'audit' | 'payer' | 'memberMatch' | 'export' | 'idempotency' | 'subscriptions'>>;
   db: Database;
   logger: Logger;
   validator: ResourceValidator;
@@ -99,7 +100,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }) }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

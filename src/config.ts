@@ -36,6 +36,32 @@ export interface Config {
   export: ExportConfig;
   /** Idempotency-Key on POST (src/fhir/http/idempotency.ts). */
   idempotency: IdempotencyConfig;
+  /** Topic-based subscriptions (issue 8). */
+  subscriptions: SubscriptionConfig;
+}
+
+/** Subscription delivery (src/subscriptions/). */
+export interface SubscriptionConfig {
+  /** Whether an http:// endpoint on a loopback address is accepted (BATON_SUBSCRIPTION_LOOPBACK_HTTP, on: development and tests); off, every endpoint must be https. */
+  allowLoopbackHttp: boolean;
+  /** How long a failing subscription is retried before it goes to error, in seconds (BATON_SUBSCRIPTION_RETRY_SECONDS). */
+  retrySeconds: number;
+  /** The first retry waits about this long, in milliseconds; each next one twice as long (BATON_SUBSCRIPTION_RETRY_BASE_MS)… */
+  retryBaseMs: number;
+  /** …up to this many seconds between attempts (BATON_SUBSCRIPTION_MAX_BACKOFF_SECONDS). */
+  maxBackoffSeconds: number;
+  /** An attempt's timeout, and the largest backport-timeout a subscription may ask for, in seconds (BATON_SUBSCRIPTION_TIMEOUT_SECONDS). */
+  timeoutSeconds: number;
+  /** Events per notification when the subscription sets no backport-max-count (BATON_SUBSCRIPTION_MAX_COUNT). */
+  maxCount: number;
+  /** Subscriptions one process delivers to at once (BATON_SUBSCRIPTION_CONCURRENCY). */
+  concurrency: number;
+  /** How often the worker looks for due deliveries, in milliseconds (BATON_SUBSCRIPTION_POLL_MS). */
+  pollMs: number;
+  /** A worker's claim on a subscription lasts this long unless renewed (BATON_SUBSCRIPTION_LEASE_SECONDS). */
+  leaseSeconds: number;
+  /** Whether this process delivers notifications (BATON_SUBSCRIPTION_WORKER, on by default). */
+  worker: boolean;
 }
 
 export interface IdempotencyConfig {
@@ -189,6 +215,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     idempotency: {
       // 24 hours, as Stripe keeps keys: long enough for any retry, short for the responses kept.
       retentionHours: integer(env.BATON_IDEMPOTENCY_RETENTION_HOURS ?? '24', 'BATON_IDEMPOTENCY_RETENTION_HOURS', 1, 24 * 30),
+    },
+    subscriptions: {
+      allowLoopbackHttp: choice(env.BATON_SUBSCRIPTION_LOOPBACK_HTTP ?? 'on', 'BATON_SUBSCRIPTION_LOOPBACK_HTTP', ['on', 'off']) === 'on',
+      // Six hours of retries: an endpoint down for a maintenance window misses nothing.
+      retrySeconds: integer(env.BATON_SUBSCRIPTION_RETRY_SECONDS ?? '21600', 'BATON_SUBSCRIPTION_RETRY_SECONDS', 0, 86_400 * 7),
+      retryBaseMs: integer(env.BATON_SUBSCRIPTION_RETRY_BASE_MS ?? '1000', 'BATON_SUBSCRIPTION_RETRY_BASE_MS', 1, 600_000),
+      maxBackoffSeconds: integer(env.BATON_SUBSCRIPTION_MAX_BACKOFF_SECONDS ?? '900', 'BATON_SUBSCRIPTION_MAX_BACKOFF_SECONDS', 1, 86_400),
+      timeoutSeconds: integer(env.BATON_SUBSCRIPTION_TIMEOUT_SECONDS ?? '10', 'BATON_SUBSCRIPTION_TIMEOUT_SECONDS', 1, 300),
+      maxCount: integer(env.BATON_SUBSCRIPTION_MAX_COUNT ?? '20', 'BATON_SUBSCRIPTION_MAX_COUNT', 1, 1000),
+      concurrency: integer(env.BATON_SUBSCRIPTION_CONCURRENCY ?? '64', 'BATON_SUBSCRIPTION_CONCURRENCY', 1, 10_000),
+      pollMs: integer(env.BATON_SUBSCRIPTION_POLL_MS ?? '200', 'BATON_SUBSCRIPTION_POLL_MS', 10, 60_000),
+      leaseSeconds: integer(env.BATON_SUBSCRIPTION_LEASE_SECONDS ?? '60', 'BATON_SUBSCRIPTION_LEASE_SECONDS', 5, 3600),
+      worker: choice(env.BATON_SUBSCRIPTION_WORKER ?? 'on', 'BATON_SUBSCRIPTION_WORKER', ['on', 'off']) === 'on',
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../db/connection.ts';
+import { recordWriteEvents } from '../subscriptions/events.ts';
 import { writeSearchIndex } from './search/index-writer.ts';
 
 /** One stored version of a resource, as the database holds it. */
@@ -106,6 +107,8 @@ export async function writeVersions(q: Queryable, versions: NewVersion[]): Promi
       versions.map((v) => ({ resourceType: v.resource.resourceType, id: v.resource.id, resource: v.deleted ? undefined : v.resource })),
     ),
   ]);
+  // Subscription events go to the outbox in this transaction: no change without its event.
+  await recordWriteEvents(q, versions);
 }
 
 export interface HistoryQuery {

@@ -36,11 +36,11 @@ export interface FhirRoutesDeps {
 /**
  * A FHIR operation (`/Patient/$member-match`, `/AuditEvent/$verify`), implemented outside the
  * REST core (src/operations) and served here, behind the same authentication and audit. The
- * handler gets the request's FhirContext, the query parameters and, for POST, the JSON body; it
+ * handler gets the request's FhirContext, the query parameters and, for POST and PUT, the JSON body; it
  * answers a resource (200) or a Response of its own (202 and the like).
  */
 export interface OperationRoute {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** Under the FHIR base, e.g. `/Patient/$member-match` or `/Group/:id/$export`. */
   path: string;
   /**
@@ -106,7 +106,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
   for (const operation of deps.operations ?? []) {
     app.on(operation.method, operation.path, async (c) => {
       if (!acceptsOneOf(c.req.header('accept'), operation.produces)) assertAcceptable(c.req.query('_format'), c.req.header('accept'));
-      const body = operation.method === 'POST' ? await readJsonBody(c) : undefined;
+      const body = operation.method === 'POST' || operation.method === 'PUT' ? await readJsonBody(c) : undefined;
       const result = await operation.handle(context(c), { params: queryParams(c), body, pathParams: c.req.param() as Record<string, string>, headers: c.req.raw.headers });
       return result instanceof Response ? result : jsonResponse(c, result);
     });

@@ -1,0 +1,219 @@
+import type { Resource } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
+import type { Queryable } from '../db/connection.ts';
+import { isVisible } from '../fhir/access.ts';
+import { FhirError, outcome } from '../fhir/errors.ts';
+import type { NewVersion } from '../fhir/store.ts';
+import { callerPolicy } from '../export/caller.ts';
+import { additionalContextOf, type FilterCriterion, type Interaction, localReference, matchesFilters, type Topic, topics, topicsTriggeredBy, triggers } from './topics.ts';
+
+/**
+ * The outbox: events are appended to each matching subscription's durable log in the transaction
+ * of the change that caused them, so there is no event without its change and no change without
+ * its event. Numbers come from the subscription's counter row, updated in the same transaction:
+ * its row lock orders concurrent writers, and a rolled-back write leaves no number used, so the
+ * numbers a subscriber sees are gap-free.
+ */
+
+/** A subscription as event matching reads it. */
+interface Candidate {
+  id: string;
+  topic: string;
+  filters: FilterCriterion[];
+  clientId: string;
+  clientKind: 'partner' | 'internal' | 'operator';
+  scopes: string[];
+}
+
+/** One event for one subscription, before its number is allocated. */
+interface PendingEvent {
+  subscriptionId: string;
+  focusType: string | null;
+  focusId: string | null;
+  focusVersion: number | null;
+  focusReference: string | null;
+  method: string | null;
+  additionalContext: string[];
+}
+
+/**
+ * Transactions in which a checked Subscription write is under way (routes.ts): a Subscription
+ * version written anywhere else (a transaction Bundle, a PATCH) did not go through the Backport
+ * checks nor the registry, and is refused.
+ */
+const checkedSubscriptionWrites = new WeakSet<Queryable>();
+
+export async function inCheckedSubscriptionWrite<T>(q: Queryable, fn: () => Promise<T>): Promise<T> {
+  checkedSubscriptionWrites.add(q);
+  try {
+    return await fn();
+  } finally {
+    checkedSubscriptionWrites.delete(q);
+  }
+}
+
+/**
+ * Called by writeVersions (src/fhir/store.ts) in the writing transaction, after the versions are
+ * stored. A write of a type no topic is triggered by costs nothing but a look-up in memory; one
+ * that a topic may be triggered by costs one indexed query for the topic's subscriptions.
+ */
+export async function recordWriteEvents(q: Queryable, versions: readonly NewVersion[]): Promise<void> {
+  const subscriptionsWritten = versions.filter((v) => v.resource.resourceType === 'Subscription');
+  if (subscriptionsWritten.length > 0) await guardSubscriptionWrites(q, subscriptionsWritten);
+  const relevant = versions.map((v) => ({ version: v, topics: topicsTriggeredBy(v.resource.resourceType) })).filter((r) => r.topics.length > 0);
+  if (relevant.length === 0) return;
+  const topicUrls = [...new Set(relevant.flatMap((r) => r.topics.map((t) => t.url)))];
+  const candidates = await activeSubscriptions(q, topicUrls);
+  if (candidates.length === 0) return;
+  const previous = await previousVersions(q, relevant.map((r) => r.version));
+  const pending: PendingEvent[] = [];
+  for (const { version, topics: triggered } of relevant) {
+    const resource = version.resource;
+    const before = previous.get(`${resource.resourceType}/${resource.id}`);
+    const interaction: Interaction = version.deleted ? 'delete' : before ? 'update' : 'create';
+    for (const topic of triggered) {
+      if (!triggers(topic, interaction, resource, before)) continue;
+      const context = additionalContextOf(topic, resource);
+      for (const candidate of candidates) {
+        if (candidate.topic !== topic.url || !matchesFilters(topic, candidate.filters, resource)) continue;
+        if (!(await visibleTo(q, candidate, resource.resourceType, resource.id))) continue;
+        pending.push({
+          subscriptionId: candidate.id,
+          focusType: resource.resourceType,
+          focusId: resource.id,
+          focusVersion: version.versionId,
+          focusReference: null,
+          method: version.method,
+          additionalContext: context.map(localReference),
+        });
+      }
+    }
+  }
+  await appendEvents(q, pending);
+}
+
+/** An event raised by code rather than by a resource write (an SLA breach, a finished export job). */
+export interface CodeEvent {
+  /** The topic canonical (config/topics). */
+  topic: string;
+  /** `Type/id` of a resource on this server, or an absolute URL for something else (an export job's status URL). */
+  focus: { reference: string };
+  additionalContext?: { reference: string }[];
+  /** Only this client's subscriptions receive the event (an export job's owner). */
+  audience?: string;
+}
+
+/**
+ * Appends an event of a topic for every subscription it matches, in the caller's transaction
+ * (pass the transaction that makes the change the event reports). A focus on a resource is
+ * filtered by each subscriber's access, as resource-triggered events are.
+ */
+export async function publishEvent(q: Queryable, event: CodeEvent): Promise<number> {
+  const topic = topics().get(event.topic);
+  if (!topic) throw new Error(`publishEvent: no topic ${event.topic} in config/topics`);
+  const candidates = (await activeSubscriptions(q, [topic.url])).filter((c) => event.audience === undefined || c.clientId === event.audience);
+  const reference = localReference(event.focus.reference);
+  const resourceFocus = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(reference);
+  const focusResource = resourceFocus ? (await q.execute<{ content: string; version: number }>(
+    sql`SELECT content, version_id AS version FROM resources WHERE resource_type = ${resourceFocus[1]} AND id = ${resourceFocus[2]}`,
+  ))[0] : undefined;
+  const pending: PendingEvent[] = [];
+  for (const candidate of candidates) {
+    if (resourceFocus) {
+      if (focusResource && !matchesFilters(topic, candidate.filters, JSON.parse(focusResource.content) as Resource)) continue;
+      if (!(await visibleTo(q, candidate, resourceFocus[1], resourceFocus[2]))) continue;
+    }
+    pending.push({
+      subscriptionId: candidate.id,
+      focusType: resourceFocus?.[1] ?? null,
+      focusId: resourceFocus?.[2] ?? null,
+      focusVersion: focusResource?.version ?? null,
+      focusReference: resourceFocus ? null : event.focus.reference,
+      method: null,
+      additionalContext: (event.additionalContext ?? []).map((c) => localReference(c.reference)),
+    });
+  }
+  await appendEvents(q, pending);
+  return pending.length;
+}
+
+async function activeSubscriptions(q: Queryable, topicUrls: string[]): Promise<Candidate[]> {
+  // requested and error subscriptions collect events too: an error one gets them once re-activated.
+  return q.execute<Candidate>(sql`SELECT id, topic, filters, client_id AS "clientId", client_kind AS "clientKind", scopes
+    FROM subscriptions WHERE topic IN ${topicUrls} AND status <> 'off'`);
+}
+
+/** The version before each written one (for %previous), in one query; absent for creations. */
+async function previousVersions(q: Queryable, versions: NewVersion[]): Promise<Map<string, Resource>> {
+  const earlier = versions.filter((v) => v.versionId > 1);
+  const found = new Map<string, Resource>();
+  if (earlier.length === 0) return found;
+  const keys = sql.join(
+    earlier.map((v) => sql`(${v.resource.resourceType}, ${v.resource.id}, ${v.versionId - 1})`),
+    sql`, `,
+  );
+  const rows = await q.execute<{ content: string; deleted: boolean }>(
+    sql`SELECT content, deleted FROM resource_history WHERE (resource_type, id, version_id) IN (${keys})`,
+  );
+  for (const row of rows) {
+    if (row.deleted) continue;
+    const resource = JSON.parse(row.content) as Resource;
+    found.set(`${resource.resourceType}/${resource.id}`, resource);
+  }
+  return found;
+}
+
+/**
+ * Per-partner isolation: an event reaches a subscriber only about a resource its owner may read.
+ * Writes carry no base URL, so the policy counts only relative references as local: stricter,
+ * never wider, than the owner's requests (Baton stores references relative).
+ */
+async function visibleTo(q: Queryable, candidate: Candidate, resourceType: string, id: string): Promise<boolean> {
+  const policy = callerPolicy({ clientId: candidate.clientId, kind: candidate.clientKind, scopes: candidate.scopes }, '');
+  if (!policy.mayRead(resourceType)) return false;
+  return isVisible(q, policy, resourceType, id);
+}
+
+/** Numbers the events per subscription (gap-free, in order) and appends them, in two statements. */
+async function appendEvents(q: Queryable, events: PendingEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const ids = [...new Set(events.map((e) => e.subscriptionId))].sort();
+  // Locked in id order, so that two writers matching the same subscriptions cannot deadlock.
+  const counters = await q.execute<{ id: string; count: number }>(sql`SELECT subscription_id AS id, event_count::float8 AS count
+    FROM subscription_event_counters WHERE subscription_id IN ${ids} ORDER BY subscription_id FOR UPDATE`);
+  const next = new Map(counters.map((c) => [c.id, c.count]));
+  const columns: (string | null)[][] = [[], [], [], [], [], [], [], []];
+  for (const event of events) {
+    const number = (next.get(event.subscriptionId) ?? 0) + 1;
+    next.set(event.subscriptionId, number);
+    const values = [event.subscriptionId, String(number), event.focusType, event.focusId, event.focusVersion === null ? null : String(event.focusVersion), event.focusReference, event.method, JSON.stringify(event.additionalContext)];
+    values.forEach((value, i) => columns[i].push(value));
+  }
+  const [s, n, t, i, v, r, m, c] = columns.map((column) => sql`${sql.param(column)}::text[]`);
+  const totals = [...next.entries()].filter(([id]) => ids.includes(id));
+  await q.execute(sql`WITH bumped AS (
+      UPDATE subscription_event_counters c SET event_count = t.count::bigint
+      FROM unnest(${sql.param(totals.map(([id]) => id))}::text[], ${sql.param(totals.map(([, count]) => String(count)))}::text[]) AS t(id, count)
+      WHERE c.subscription_id = t.id
+    )
+    INSERT INTO subscription_events (subscription_id, event_number, focus_type, focus_id, focus_version, focus_reference, method, additional_context)
+    SELECT s, n::bigint, t, i, v::integer, r, m, c::jsonb FROM unnest(${s}, ${n}, ${t}, ${i}, ${v}, ${r}, ${m}, ${c}) AS e(s, n, t, i, v, r, m, c)`);
+}
+
+/** A Subscription version is written only through the checked routes; its deletion switches delivery off. */
+async function guardSubscriptionWrites(q: Queryable, versions: NewVersion[]): Promise<void> {
+  const unchecked = versions.filter((v) => !v.deleted);
+  if (unchecked.length > 0 && !checkedSubscriptionWrites.has(q)) {
+    throw new FhirError(
+      422,
+      outcome('error', 'business-rule', 'A Subscription is created and changed with POST /Subscription and PUT /Subscription/{id}, where the Backport IG rules are checked; not in a Bundle nor with PATCH'),
+    );
+  }
+  const deleted = versions.filter((v) => v.deleted).map((v) => v.resource.id);
+  if (deleted.length > 0) await q.execute(sql`UPDATE subscriptions SET status = 'off' WHERE id IN ${deleted}`);
+}
+
+/** Every topic canonical, for the CapabilityStatement. */
+export function topicCanonicals(): string[] {
+  return [...topics().values()].map((topic: Topic) => topic.url);
+}

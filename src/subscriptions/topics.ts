@@ -1,0 +1,191 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { type FhirPathAtom, evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
+import type { Basic, Extension, Resource } from '@medplum/fhirtypes';
+
+/**
+ * Subscription topics as data (config/topics/*.json): adding a topic is a configuration change.
+ * A file is shaped after the R5 SubscriptionTopic the Backport IG carries to R4 as a canonical:
+ * resource triggers (a resource type, the interactions, an optional FHIRPath criterion over
+ * %previous and %current, as R5 fhirPathCriteria) and event triggers (code raises them through
+ * publishEvent), the filters a subscriber may use, and the additional context sent with events.
+ */
+export interface TopicFile {
+  url: string;
+  name: string;
+  title: string;
+  description: string;
+  resourceTrigger?: { description: string; resource: string; supportedInteraction: Interaction[]; fhirPathCriteria?: string }[];
+  eventTrigger?: { description: string; event: string }[];
+  canFilterBy: { resource: string; filterParameter: string; type: 'reference' | 'token'; expression: string; description: string }[];
+  /** FHIRPath expressions on the focus naming resources sent as notification-event additional-context. */
+  additionalContext?: string[];
+}
+
+export type Interaction = 'create' | 'update' | 'delete';
+
+export interface Topic extends TopicFile {
+  triggers: { resource: string; interactions: Set<Interaction>; criteria: FhirPathAtom | undefined }[];
+  filters: Map<string, { resource: string; type: 'reference' | 'token'; path: FhirPathAtom }>;
+  context: FhirPathAtom[];
+}
+
+export class TopicError extends Error {}
+
+const TOPIC_DIR = new URL('../../config/topics/', import.meta.url);
+
+function compile(expression: string, where: string): FhirPathAtom {
+  try {
+    return parseFhirPath(expression);
+  } catch (error) {
+    throw new TopicError(`${where}: invalid FHIRPath (${(error as Error).message})`);
+  }
+}
+
+/** Reads and checks every topic file; a bad file stops the start with its name. */
+export function loadTopics(dir: URL = TOPIC_DIR): Map<string, Topic> {
+  const topics = new Map<string, Topic>();
+  for (const name of readdirSync(dir).filter((file) => file.endsWith('.json')).sort()) {
+    const file = JSON.parse(readFileSync(new URL(name, dir), 'utf8')) as TopicFile;
+    if (typeof file.url !== 'string' || !Array.isArray(file.canFilterBy)) throw new TopicError(`config/topics/${name}: url and canFilterBy are required`);
+    if (topics.has(file.url)) throw new TopicError(`config/topics/${name}: topic ${file.url} is defined twice`);
+    topics.set(file.url, {
+      ...file,
+      triggers: (file.resourceTrigger ?? []).map((t) => ({
+        resource: t.resource,
+        interactions: new Set(t.supportedInteraction),
+        criteria: t.fhirPathCriteria ? compile(t.fhirPathCriteria, `config/topics/${name}`) : undefined,
+      })),
+      filters: new Map(file.canFilterBy.map((f) => [`${f.resource}.${f.filterParameter}`, { resource: f.resource, type: f.type, path: compile(f.expression, `config/topics/${name}`) }])),
+      context: (file.additionalContext ?? []).map((expression) => compile(expression, `config/topics/${name}`)),
+    });
+  }
+  return topics;
+}
+
+let loaded: Map<string, Topic> | undefined;
+
+/** The topics of config/topics, read once per process. */
+export function topics(): Map<string, Topic> {
+  loaded ??= loadTopics();
+  return loaded;
+}
+
+/** The topics a write of this resource type may trigger. */
+export function topicsTriggeredBy(resourceType: string): Topic[] {
+  return [...topics().values()].filter((topic) => topic.triggers.some((t) => t.resource === resourceType));
+}
+
+export interface FilterCriterion {
+  resourceType: string;
+  parameter: string;
+  value: string;
+}
+
+/** Whether a version of a resource is an event of the topic (interaction and FHIRPath criterion). */
+export function triggers(topic: Topic, interaction: Interaction, current: Resource, previous: Resource | undefined): boolean {
+  return topic.triggers.some((trigger) => {
+    if (trigger.resource !== current.resourceType || !trigger.interactions.has(interaction)) return false;
+    if (!trigger.criteria) return true;
+    const variables = { '%current': toTypedValue(current), '%previous': previous ? toTypedValue(previous) : { type: 'undefined', value: undefined } };
+    const result = evalFhirPathTyped(trigger.criteria, [toTypedValue(current)], variables);
+    return result.length === 1 && result[0].value === true;
+  });
+}
+
+/**
+ * Whether the resource satisfies every filter (Backport: filters are AND-ed; one parameter
+ * given several times matches any of its values). References compare by `Type/id`; tokens by
+ * code or system|code.
+ */
+export function matchesFilters(topic: Topic, filters: readonly FilterCriterion[], resource: Resource): boolean {
+  const byParameter = new Map<string, string[]>();
+  for (const f of filters) {
+    if (f.resourceType !== resource.resourceType) continue;
+    byParameter.set(f.parameter, [...(byParameter.get(f.parameter) ?? []), f.value]);
+  }
+  for (const [parameter, values] of byParameter) {
+    const filter = topic.filters.get(`${resource.resourceType}.${parameter}`);
+    if (!filter) return false;
+    const found = evalFhirPathTyped(filter.path, [toTypedValue(resource)], {}).flatMap((item) => filterValues(item.value, filter.type));
+    if (!values.some((value) => found.includes(filter.type === 'reference' ? localReference(value) : value))) return false;
+  }
+  return true;
+}
+
+function filterValues(value: unknown, type: 'reference' | 'token'): string[] {
+  if (typeof value === 'string') return [value];
+  if (typeof value !== 'object' || value === null) return [];
+  if (type === 'reference') {
+    const reference = (value as { reference?: string }).reference;
+    return reference ? [localReference(reference)] : [];
+  }
+  const codings = (value as { coding?: { system?: string; code?: string }[] }).coding ?? [value as { system?: string; code?: string }];
+  return codings.flatMap((c) => (c.code ? [c.code, ...(c.system ? [`${c.system}|${c.code}`] : [])] : []));
+}
+
+/**
+ * `Type/id` of a literal reference, relative or absolute (a version suffix dropped): writes are
+ * filtered where no base URL is at hand, and a subscriber may write either form.
+ */
+export function localReference(reference: string): string {
+  const match = /(?:^|\/)([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference);
+  return match ? match[1] : reference;
+}
+
+/** References the topic names as additional context of an event about the resource. */
+export function additionalContextOf(topic: Topic, resource: Resource): string[] {
+  return topic.context.flatMap((path) =>
+    evalFhirPathTyped(path, [toTypedValue(resource)], {})
+      .map((item) => (item.value as { reference?: string } | undefined)?.reference)
+      .filter((reference): reference is string => typeof reference === 'string'),
+  );
+}
+
+const R5 = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic';
+
+/**
+ * A topic as the Backport IG 1.2 publishes one in R4: a Basic whose code is SubscriptionTopic and
+ * whose R5 elements travel as cross-version extensions. Its id is the topic file's name.
+ */
+export function topicAsBasic(topic: Topic): Basic & { id: string } {
+  const part = (url: string, value: Omit<Extension, 'url'>): Extension => ({ ...value, url });
+  const extension: Extension[] = [
+    { url: `${R5}.url`, valueUri: topic.url },
+    { url: `${R5}.name`, valueString: topic.name },
+    { url: `${R5}.title`, valueString: topic.title },
+    { url: `${R5}.status`, valueCode: 'active' },
+    { url: `${R5}.description`, valueMarkdown: topic.description },
+    ...(topic.resourceTrigger ?? []).map((t) => ({
+      url: `${R5}.resourceTrigger`,
+      extension: [
+        part('description', { valueMarkdown: t.description }),
+        part('resource', { valueUri: `http://hl7.org/fhir/StructureDefinition/${t.resource}` }),
+        ...t.supportedInteraction.map((i) => part('supportedInteraction', { valueCode: i })),
+        ...(t.fhirPathCriteria ? [part('fhirPathCriteria', { valueString: t.fhirPathCriteria })] : []),
+      ],
+    })),
+    ...(topic.eventTrigger ?? []).map((t) => ({
+      url: `${R5}.eventTrigger`,
+      extension: [part('description', { valueMarkdown: t.description }), part('event', { valueCodeableConcept: { coding: [{ system: 'urn:baton:event', code: t.event }] } })],
+    })),
+    ...topic.canFilterBy.map((f) => ({
+      url: `${R5}.canFilterBy`,
+      extension: [
+        part('description', { valueMarkdown: f.description }),
+        part('resource', { valueUri: `http://hl7.org/fhir/StructureDefinition/${f.resource}` }),
+        part('filterParameter', { valueString: f.filterParameter }),
+      ],
+    })),
+  ];
+  return {
+    resourceType: 'Basic',
+    id: topicId(topic),
+    code: { coding: [{ system: 'http://hl7.org/fhir/fhir-types', code: 'SubscriptionTopic' }] },
+    extension,
+  };
+}
+
+/** A stable resource id for the topic's Basic: its name, in id characters. */
+export function topicId(topic: Topic): string {
+  return `topic-${topic.name.replace(/[^A-Za-z0-9\-.]/g, '-').toLowerCase()}`.slice(0, 64);
+}
