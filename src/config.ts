@@ -38,6 +38,22 @@ export interface Config {
   idempotency: IdempotencyConfig;
   /** Topic-based subscriptions (issue 8). */
   subscriptions: SubscriptionConfig;
+  /** The requester workflow (issue 7, src/workflow/). */
+  workflow: WorkflowConfig;
+}
+
+/** The requester workflow's worker (src/workflow/worker.ts). */
+export interface WorkflowConfig {
+  /** Whether this process runs workflow steps (BATON_WORKFLOW_WORKER, on by default). */
+  worker: boolean;
+  /** Jobs one worker runs at once (BATON_WORKFLOW_CONCURRENCY). */
+  concurrency: number;
+  /** A worker's claim on a job; a crashed worker's job is taken over after it (BATON_WORKFLOW_LEASE_SECONDS). */
+  leaseSeconds: number;
+  /** How long a partner's bulk export may stay in progress before the request is dead-lettered (BATON_WORKFLOW_BULK_TIMEOUT_SECONDS). */
+  bulkTimeoutSeconds: number;
+  /** Deadline of each stage in seconds from the previous one (BATON_WORKFLOW_SLA, `stage=seconds,…`). */
+  sla: Partial<Record<'validated' | 'routed' | 'matched' | 'acknowledged' | 'fulfilled', number>>;
 }
 
 /** Subscription delivery (src/subscriptions/). */
@@ -216,6 +232,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       // 24 hours, as Stripe keeps keys: long enough for any retry, short for the responses kept.
       retentionHours: integer(env.BATON_IDEMPOTENCY_RETENTION_HOURS ?? '24', 'BATON_IDEMPOTENCY_RETENTION_HOURS', 1, 24 * 30),
     },
+    workflow: {
+      worker: choice(env.BATON_WORKFLOW_WORKER ?? 'on', 'BATON_WORKFLOW_WORKER', ['on', 'off']) === 'on',
+      concurrency: integer(env.BATON_WORKFLOW_CONCURRENCY ?? '16', 'BATON_WORKFLOW_CONCURRENCY', 1, 1000),
+      leaseSeconds: integer(env.BATON_WORKFLOW_LEASE_SECONDS ?? '120', 'BATON_WORKFLOW_LEASE_SECONDS', 5, 3600),
+      bulkTimeoutSeconds: integer(env.BATON_WORKFLOW_BULK_TIMEOUT_SECONDS ?? '86400', 'BATON_WORKFLOW_BULK_TIMEOUT_SECONDS', 1, 86_400 * 30),
+      sla: parseSla(env.BATON_WORKFLOW_SLA ?? 'validated=10,routed=10,matched=60,acknowledged=60,fulfilled=86400'),
+    },
     subscriptions: {
       allowLoopbackHttp: choice(env.BATON_SUBSCRIPTION_LOOPBACK_HTTP ?? 'on', 'BATON_SUBSCRIPTION_LOOPBACK_HTTP', ['on', 'off']) === 'on',
       // Six hours of retries: an endpoint down for a maintenance window misses nothing.
@@ -310,6 +333,19 @@ function parsePem<T>(parse: () => T, name: string, what: string): T {
   }
 }
 
+
+const SLA_STAGES = ['validated', 'routed', 'matched', 'acknowledged', 'fulfilled'];
+
+/** `stage=seconds,…` (BATON_WORKFLOW_SLA): each stage's deadline from the one before; a stage left out has none. */
+function parseSla(text: string): WorkflowConfig['sla'] {
+  const sla: Record<string, number> = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [stage, seconds] = part.split('=');
+    if (!SLA_STAGES.includes(stage)) throw new ConfigError(`BATON_WORKFLOW_SLA: "${stage}" is not a stage with a deadline (${SLA_STAGES.join(', ')})`);
+    sla[stage] = integer(seconds ?? '', `BATON_WORKFLOW_SLA ${stage}`, 1, 86_400 * 365);
+  }
+  return sla;
+}
 
 function choice(text: string, name: string, values: string[]): string {
   if (!values.includes(text)) throw new ConfigError(`${name} must be one of ${values.join(', ')}`);

@@ -34,7 +34,17 @@ export interface FhirContext {
   writes?: WriteBuffer;
   /** The request's X-Request-Id, as the audit trail records it: records of its own (match decisions) name it too. */
   requestId?: string;
+  /** Rules of resource types that carry a workflow (a data-request Task starts one), applied to every write of the type. */
+  writeRules?: WriteRules;
 }
+
+/**
+ * A rule applied in the writing transaction before a version of its type is stored: it may
+ * refuse the write (a thrown FhirError), complete the resource (the version written is the one
+ * it returns) and write rows of its own on `q`, which commit or roll back with the version.
+ */
+export type WriteRule = (ctx: FhirContext, q: Queryable, write: { resource: Resource; id: string; versionId: number; method: WriteMethod }) => Promise<Resource>;
+export type WriteRules = Readonly<Partial<Record<string, WriteRule>>>;
 
 /** What an interaction answers; the HTTP layer and the Bundle processor each render it. */
 export interface InteractionResult {
@@ -157,7 +167,9 @@ async function searchIds(ctx: FhirContext, q: Queryable, type: string, params: U
 }
 
 /** Stamps id and meta on a new version and writes it. */
-async function writeVersion(ctx: FhirContext, q: Queryable, resource: Resource, id: string, versionId: number, method: WriteMethod): Promise<InteractionResult> {
+async function writeVersion(ctx: FhirContext, q: Queryable, body: Resource, id: string, versionId: number, method: WriteMethod): Promise<InteractionResult> {
+  const rule = ctx.writeRules?.[body.resourceType];
+  const resource = rule ? await rule(ctx, q, { resource: body, id, versionId, method }) : body;
   const lastUpdated = new Date().toISOString();
   const stamped = { resourceType: resource.resourceType, id, meta: { ...resource.meta, versionId: String(versionId), lastUpdated }, ...withoutIdentity(resource) } as NewVersion['resource'];
   await persist(ctx, q, { resource: stamped, versionId, lastUpdated, method, deleted: false });

@@ -31,6 +31,8 @@ export interface FhirRoutesDeps {
   operations?: readonly OperationRoute[];
   /** Idempotency-Key on POST interactions and operations. */
   idempotency: IdempotencyOptions;
+  /** Rules applied to every write of their resource type (interactions.WriteRule). */
+  writeRules?: interactions.WriteRules;
 }
 
 /**
@@ -71,6 +73,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
       access: c.get('access'),
       audit: c.get('audit'),
       ...(requestId ? { requestId } : {}),
+      ...(deps.writeRules ? { writeRules: deps.writeRules } : {}),
     };
   };
   // Creates and updates may carry the client's Provenance (X-Provenance).
