@@ -22,6 +22,10 @@ import { loadPolicyFiles } from './matching/policy-store.ts';
 import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
 import { startExportWorker } from './export/worker.ts';
+import { SigningKeyStore } from './auth/signing-keys.ts';
+import { createMetrics } from './ops/metrics.ts';
+import { startSubscriptionDelivery, subscriptionMetrics } from './subscriptions/delivery.ts';
+import { ensureTopicResources } from './subscriptions/topic-resources.ts';
 import { purgeExpiredIdempotencyKeys } from './fhir/http/idempotency.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
@@ -79,7 +83,13 @@ const idempotencyPurger = runInBackground(async () => {
     logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'idempotency key purge failed');
   }
 }, 60_000);
-const app = createApp({ config, db, logger, validator, sensitiveData });
+// Delivers subscription notifications: handshakes, events from the outbox, heartbeats (issue 8).
+const metrics = createMetrics();
+await ensureTopicResources(ctx);
+const notifier = config.subscriptions.worker
+  ? startSubscriptionDelivery({ db, baseUrl: config.baseUrl, config: config.subscriptions, signingKeys: new SigningKeyStore(db), metrics: subscriptionMetrics(metrics.registry), logger })
+  : undefined;
+const app = createApp({ config, db, logger, validator, sensitiveData, metrics });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
   logger.info({ port: info.port, host: config.host, database: db.kind, tls: config.tls ? (config.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'listening');
@@ -93,7 +103,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop(), idempotencyPurger.stop()]);
+  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop(), idempotencyPurger.stop(), notifier?.stop()]);
   await db.close();
   process.exit(0);
 }

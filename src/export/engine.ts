@@ -51,7 +51,7 @@ export interface ExportStarted {
 /** A 202 or 429 carries this; the files answer with this media type (Bulk Data: "SHALL be application/fhir+ndjson"). */
 export const NDJSON = 'application/fhir+ndjson';
 
-const STATUS_PATH = '$export-status';
+export const STATUS_PATH = '$export-status';
 const FILE_PATH = '$export-file';
 /** How long after the quota's 429 a client may try again, in seconds. */
 const QUOTA_RETRY_AFTER = 30;

@@ -6,6 +6,8 @@ import { FhirError, outcome } from '../fhir/errors.ts';
 import { completedSet, type ExportFile, type ExportJob, insertFiles, recordStep } from './jobs.ts';
 import { hasMembers, jobScope, snapshotPages } from './job-scope.ts';
 import { fileBoundaries, readSnapshotPage } from './snapshot.ts';
+import { STATUS_PATH } from './engine.ts';
+import { BULK_JOB_COMPLETE_TOPIC, publishEvent } from '../subscriptions/events.ts';
 
 /**
  * A job's steps, each its own transaction that records it (jobs.ts recordStep), so a worker
@@ -84,7 +86,13 @@ export async function completeJob(deps: PlanDeps, job: ExportJob, owner: string)
   await deps.db.transaction(async (tx) => {
     if (job.messages.length > 0) await insertFiles(tx, job.id, [{ kind: 'error', resourceType: 'OperationOutcome', afterId: null, lastId: null, count: job.messages.length }]);
     await recordStep(tx, job, owner, deps.config.leaseSeconds, completedSet(deps.config.ttlSeconds));
+    await publishJobFinished(tx, deps.baseUrl, job);
   });
+}
+
+/** A finished job (completed or failed) notifies its owner's subscriptions, in the transaction that finishes it. */
+export async function publishJobFinished(tx: Queryable, baseUrl: string, job: ExportJob): Promise<void> {
+  await publishEvent(tx, { topic: BULK_JOB_COMPLETE_TOPIC, focus: { reference: `${baseUrl}/${STATUS_PATH}/${job.id}` }, audience: job.caller.clientId });
 }
 
 /**

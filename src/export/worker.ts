@@ -4,7 +4,7 @@ import { runInBackground } from '../audit/background.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { Logger } from '../logger.ts';
 import { claimJob, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, renewLease } from './jobs.ts';
-import { completeJob, type PlanDeps, planNextType, resolveJob } from './plan.ts';
+import { completeJob, type PlanDeps, planNextType, publishJobFinished, resolveJob } from './plan.ts';
 
 /**
  * Runs export jobs; one runs in every Baton process (server.ts), and the process that accepts a
@@ -85,7 +85,11 @@ export class ExportWorker {
       const failure = jobError(error);
       // A refusal (a Group gone by transactionTime) will not change on retry: it fails at once.
       const attempts = error instanceof FhirError ? config.maxAttempts : current.attempts;
-      const result = await failStep(db, { ...current, attempts }, this.owner, failure, config.maxAttempts, config.ttlSeconds);
+      const result = await db.transaction(async (tx) => {
+        const step = await failStep(tx, { ...current, attempts }, this.owner, failure, config.maxAttempts, config.ttlSeconds);
+        if (step === 'failed') await publishJobFinished(tx, this.deps.baseUrl, current);
+        return step;
+      });
       this.logFailure(current, error, result);
     } finally {
       clearInterval(heartbeat);

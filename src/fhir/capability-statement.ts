@@ -12,6 +12,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { getAllSearchParameters, getResourceTypes } from './definitions.ts';
 import { searchParamsOf } from './search/parameters.ts';
+import { subscriptionCapabilities } from '../subscriptions/topics.ts';
 
 const cache = new WeakMap<readonly StructureDefinition[], Map<string, CapabilityStatement>>();
 
@@ -96,6 +97,13 @@ function resourceCapabilities(
   const searchRevInclude = revIncludes.get(type) ?? [];
   if (searchRevInclude.length) resource.searchRevInclude = [...searchRevInclude].sort();
   if (TYPE_OPERATIONS[type]) resource.operation = TYPE_OPERATIONS[type];
+  // Subscriptions Backport IG: the topics this server serves, its profile and operations.
+  if (type === 'Subscription') {
+    const subscriptions = subscriptionCapabilities();
+    resource.extension = subscriptions.extension;
+    resource.supportedProfile = [...(resource.supportedProfile ?? []), ...subscriptions.supportedProfile].sort();
+    resource.operation = subscriptions.operation;
+  }
   const searchParam = searchParams(type, definitions);
   if (searchParam.length) resource.searchParam = searchParam.sort((a, b) => a.name.localeCompare(b.name));
   return resource;

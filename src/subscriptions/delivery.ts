@@ -128,8 +128,13 @@ export class SubscriptionDeliverer {
     while (this.inFlight.size > 0) await Promise.all(this.inFlight.values());
   }
 
+  /** A lease outlasts the longest attempt, so a slow endpoint never has its subscription taken over mid-attempt. */
+  private get leaseSeconds(): number {
+    return Math.max(this.deps.config.leaseSeconds, this.deps.config.timeoutSeconds + 10);
+  }
+
   async claim(limit: number): Promise<ClaimedSubscription[]> {
-    const { leaseSeconds } = this.deps.config;
+    const { leaseSeconds } = this;
     return this.deps.db.execute<ClaimedSubscription>(sql`UPDATE subscriptions s SET lease_owner = ${this.owner}, lease_until = now() + ${leaseSeconds} * interval '1 second'
       FROM (
         SELECT d.id, c.event_count FROM subscriptions d JOIN subscription_event_counters c ON c.subscription_id = d.id
@@ -190,7 +195,7 @@ export class SubscriptionDeliverer {
       const now = Date.now();
       for (const event of events) this.deps.metrics.latency.observe((now - Date.parse(event.occurred)) / 1000);
       const kept = await this.deps.db.execute(sql`UPDATE subscriptions SET delivered_count = ${last}, attempts = 0, failing_since = NULL, next_attempt_at = now(),
-          ${this.nextHeartbeat(subscription)}, lease_until = now() + ${this.deps.config.leaseSeconds} * interval '1 second'
+          ${this.nextHeartbeat(subscription)}, lease_until = now() + ${this.leaseSeconds} * interval '1 second'
         WHERE id = ${subscription.id} AND lease_owner = ${this.owner} AND status = 'active' RETURNING id`);
       if (kept.length === 0) return;
       delivered = last;

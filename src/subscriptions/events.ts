@@ -5,7 +5,7 @@ import { isVisible } from '../fhir/access.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { NewVersion } from '../fhir/store.ts';
 import { callerPolicy } from '../export/caller.ts';
-import { additionalContextOf, type FilterCriterion, type Interaction, localReference, matchesFilters, type Topic, topics, topicsTriggeredBy, triggers } from './topics.ts';
+import { additionalContextOf, type FilterCriterion, type Interaction, localReference, matchesFilters, topics, topicsTriggeredBy, triggers } from './topics.ts';
 
 /**
  * The outbox: events are appended to each matching subscription's durable log in the transaction
@@ -91,6 +91,10 @@ export async function recordWriteEvents(q: Queryable, versions: readonly NewVers
   }
   await appendEvents(q, pending);
 }
+
+/** The topics code raises (config/topics/bulk-job-complete.json, sla-breach.json). */
+export const BULK_JOB_COMPLETE_TOPIC = 'urn:baton:subscription-topic:bulk-job-complete';
+export const SLA_BREACH_TOPIC = 'urn:baton:subscription-topic:sla-breach';
 
 /** An event raised by code rather than by a resource write (an SLA breach, a finished export job). */
 export interface CodeEvent {
@@ -211,9 +215,4 @@ async function guardSubscriptionWrites(q: Queryable, versions: NewVersion[]): Pr
   }
   const deleted = versions.filter((v) => v.deleted).map((v) => v.resource.id);
   if (deleted.length > 0) await q.execute(sql`UPDATE subscriptions SET status = 'off' WHERE id IN ${deleted}`);
-}
-
-/** Every topic canonical, for the CapabilityStatement. */
-export function topicCanonicals(): string[] {
-  return [...topics().values()].map((topic: Topic) => topic.url);
 }

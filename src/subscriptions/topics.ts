@@ -189,3 +189,19 @@ export function topicAsBasic(topic: Topic): Basic & { id: string } {
 export function topicId(topic: Topic): string {
   return `topic-${topic.name.replace(/[^A-Za-z0-9\-.]/g, '-').toLowerCase()}`.slice(0, 64);
 }
+
+/**
+ * The Subscription entry's claims in the CapabilityStatement: every topic as a Backport
+ * capabilitystatement-subscriptiontopic-canonical extension, the Backport profile, $status and $events.
+ */
+export function subscriptionCapabilities(): { extension: Extension[]; supportedProfile: string[]; operation: { name: string; definition: string }[] } {
+  const backport = 'http://hl7.org/fhir/uv/subscriptions-backport';
+  return {
+    extension: [...topics().values()].map((topic) => ({ url: `${backport}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical`, valueCanonical: topic.url })),
+    supportedProfile: [`${backport}/StructureDefinition/backport-subscription`],
+    operation: [
+      { name: 'status', definition: `${backport}/OperationDefinition/backport-subscription-status` },
+      { name: 'events', definition: `${backport}/OperationDefinition/backport-subscription-events` },
+    ],
+  };
+}
