@@ -25,6 +25,8 @@ import { matchingAdminRoutes } from './ops/admin-matching.ts';
 import { reviewRoutes } from './operations/member-match/review-api.ts';
 import type { SensitiveDataRule } from './operations/member-match/sensitive-data.ts';
 import { healthRoutes } from './ops/health.ts';
+import { workflowAdminRoutes } from './ops/admin-workflow.ts';
+import { workflowWriteRules } from './workflow/intake.ts';
 import { type Metrics, createMetrics, metricsMiddleware, routeLabel } from './ops/metrics.ts';
 
 export interface AppDeps {
@@ -99,8 +101,9 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   // After authRoutes: its '/admin/*' admin-token gate runs before these handlers only when registered first.
   app.route('/', matchingAdminRoutes({ db: deps.db, baseUrl }));
   app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));
+  app.route('/', workflowAdminRoutes({ db: deps.db, baseUrl, validator: deps.validator, metrics }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, writeRules: workflowWriteRules, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

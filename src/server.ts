@@ -27,10 +27,16 @@ import { createMetrics } from './ops/metrics.ts';
 import { startSubscriptionDelivery, subscriptionMetrics } from './subscriptions/delivery.ts';
 import { ensureTopicResources } from './subscriptions/topic-resources.ts';
 import { purgeExpiredIdempotencyKeys } from './fhir/http/idempotency.ts';
+import { PartnerBreakers } from './workflow/partner/breakers.ts';
+import { OutboundClientKeys } from './workflow/partner/client-keys.ts';
+import { partnerClients } from './workflow/partners.ts';
+import { RuleSetError } from './workflow/routing.ts';
+import { loadRoutingFiles } from './workflow/routing-store.ts';
+import { startWorkflowWorker } from './workflow/worker.ts';
 
 /** Bad configuration (variables, profile packages, the clients file) ends the start with one line and exit code 2. */
 function exitOnConfigurationError(error: unknown): never {
-  if (error instanceof ConfigError || error instanceof ProfilePackageError || error instanceof ClientsFileError || error instanceof SensitiveDataRuleError) {
+  if (error instanceof ConfigError || error instanceof ProfilePackageError || error instanceof ClientsFileError || error instanceof SensitiveDataRuleError || error instanceof RuleSetError) {
     console.error(`Configuration error: ${error.message}`);
     process.exit(2);
   }
@@ -89,6 +95,14 @@ await ensureTopicResources(ctx);
 const notifier = config.subscriptions.worker
   ? startSubscriptionDelivery({ db, baseUrl: config.baseUrl, config: config.subscriptions, signingKeys: new SigningKeyStore(db), metrics: subscriptionMetrics(metrics.registry), logger })
   : undefined;
+// Runs payer-to-payer requests (issue 7): the routing versions shipped in config/routing/, then the worker.
+await loadRoutingFiles(db).catch(exitOnConfigurationError);
+const workflow = config.workflow.worker
+  ? startWorkflowWorker(
+      { db, baseUrl: config.baseUrl, validator, logger, metrics, config: config.workflow, partnerClient: partnerClients({ keys: new OutboundClientKeys(db), breakers: new PartnerBreakers(), logger }) },
+      1000,
+    )
+  : undefined;
 const app = createApp({ config, db, logger, validator, sensitiveData, metrics });
 const transport = config.tls ? httpsServing(config.tls) : {};
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...transport }, (info) => {
@@ -103,7 +117,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   server.close();
-  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop(), idempotencyPurger.stop(), notifier?.stop()]);
+  await Promise.all([sealer.stop(), archiver.stop(), indexer.stop(), exporter?.stop(), idempotencyPurger.stop(), notifier?.stop(), workflow?.stop()]);
   await db.close();
   process.exit(0);
 }

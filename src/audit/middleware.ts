@@ -76,6 +76,8 @@ const ADMIN_OPERATIONS: Record<string, string> = {
   matching: 'urn:baton:admin:matching-policy',
   'match-decisions': 'urn:baton:admin:match-decisions',
   reviews: 'urn:baton:admin:reviews',
+  routing: 'urn:baton:admin:routing',
+  tasks: 'urn:baton:admin:tasks',
 };
 
 /** The audit operation of an admin API call, named for the part of the API its path is in. */

@@ -110,10 +110,11 @@ export function localResource(target: Pick<ImportTarget, 'partnerBaseUrl' | 'par
     for (const [key, inner] of Object.entries(value)) out[key] = key === 'reference' && typeof inner === 'string' ? rewrite(inner) : walk(inner);
     return out;
   };
-  const { meta, id, ...rest } = received;
+  const { resourceType, meta, id, ...rest } = received;
   const kept = { ...(meta?.profile ? { profile: meta.profile } : {}), ...(meta?.tag ? { tag: meta.tag } : {}), ...(meta?.security ? { security: meta.security } : {}) };
-  const source = `${target.partnerBaseUrl}/${received.resourceType}/${id ?? ''}`;
-  return { ...(walk(rest) as Resource), id: localId(target.partnerBaseUrl, received.resourceType, id ?? randomUUID()), meta: { ...kept, source } };
+  const source = `${target.partnerBaseUrl}/${resourceType}/${id ?? ''}`;
+  // In the order the store writes (resourceType, id, meta, …), so a re-import compares equal and writes no version.
+  return { resourceType, id: localId(target.partnerBaseUrl, resourceType, id ?? randomUUID()), meta: { ...kept, source }, ...(walk(rest) as object) } as Resource;
 }
 
 async function quarantine(q: Queryable, taskId: string, received: Resource, issues: unknown): Promise<void> {
