@@ -97,11 +97,10 @@ function resourceCapabilities(
   const searchRevInclude = revIncludes.get(type) ?? [];
   if (searchRevInclude.length) resource.searchRevInclude = [...searchRevInclude].sort();
   if (TYPE_OPERATIONS[type]) resource.operation = TYPE_OPERATIONS[type];
-  // Subscriptions Backport IG: the topics this server serves, its profile and operations.
+  // Subscriptions Backport IG: the topics this server serves and its operations.
   if (type === 'Subscription') {
     const subscriptions = subscriptionCapabilities();
     resource.extension = subscriptions.extension;
-    resource.supportedProfile = [...(resource.supportedProfile ?? []), ...subscriptions.supportedProfile].sort();
     resource.operation = subscriptions.operation;
   }
   const searchParam = searchParams(type, definitions);

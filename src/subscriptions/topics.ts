@@ -192,13 +192,14 @@ export function topicId(topic: Topic): string {
 
 /**
  * The Subscription entry's claims in the CapabilityStatement: every topic as a Backport
- * capabilitystatement-subscriptiontopic-canonical extension, the Backport profile, $status and $events.
+ * capabilitystatement-subscriptiontopic-canonical extension, and $status and $events. (The
+ * backport-subscription profile is checked by routes.ts, not by the validator, so it is not
+ * listed as a supportedProfile, which says the validator enforces it.)
  */
-export function subscriptionCapabilities(): { extension: Extension[]; supportedProfile: string[]; operation: { name: string; definition: string }[] } {
+export function subscriptionCapabilities(): { extension: Extension[]; operation: { name: string; definition: string }[] } {
   const backport = 'http://hl7.org/fhir/uv/subscriptions-backport';
   return {
     extension: [...topics().values()].map((topic) => ({ url: `${backport}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical`, valueCanonical: topic.url })),
-    supportedProfile: [`${backport}/StructureDefinition/backport-subscription`],
     operation: [
       { name: 'status', definition: `${backport}/OperationDefinition/backport-subscription-status` },
       { name: 'events', definition: `${backport}/OperationDefinition/backport-subscription-events` },

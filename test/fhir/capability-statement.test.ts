@@ -74,6 +74,13 @@ describe('GET /fhir/metadata', () => {
           { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
         ],
       ],
+      [
+        'Subscription',
+        [
+          { name: 'status', definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status' },
+          { name: 'events', definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events' },
+        ],
+      ],
     ]);
     expect(statement.messaging).toBeUndefined();
     expect(statement.document).toBeUndefined();

@@ -115,7 +115,6 @@ describe('topics', () => {
       expect.arrayContaining([HREX_TASK_TOPIC, 'urn:baton:subscription-topic:request-final', 'urn:baton:subscription-topic:match-review', 'urn:baton:subscription-topic:bulk-job-complete', 'urn:baton:subscription-topic:sla-breach']),
     );
     expect(entry.operation.map((o: { name: string }) => o.name).sort()).toEqual(['events', 'status']);
-    expect(entry.supportedProfile).toContain(`${BACKPORT}/backport-subscription`);
   });
 
   it('serves each topic as a Basic SubscriptionTopic (Backport 1.2)', async () => {
