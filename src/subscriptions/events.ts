@@ -5,7 +5,7 @@ import { isVisible } from '../fhir/access.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { NewVersion } from '../fhir/store.ts';
 import { callerPolicy } from '../export/caller.ts';
-import { additionalContextOf, type FilterCriterion, type Interaction, localReference, matchesFilters, topics, topicsTriggeredBy, triggers } from './topics.ts';
+import { additionalContextOf, type FilterCriterion, FilterView, type Interaction, localReference, topics, topicsTriggeredBy, triggers } from './topics.ts';
 
 /**
  * The outbox: events are appended to each matching subscription's durable log in the transaction
@@ -74,8 +74,9 @@ export async function recordWriteEvents(q: Queryable, versions: readonly NewVers
     for (const topic of triggered) {
       if (!triggers(topic, interaction, resource, before)) continue;
       const context = additionalContextOf(topic, resource);
+      const view = new FilterView(resource);
       for (const candidate of candidates) {
-        if (candidate.topic !== topic.url || !matchesFilters(topic, candidate.filters, resource)) continue;
+        if (candidate.topic !== topic.url || !view.matches(topic, candidate.filters)) continue;
         if (!(await visibleTo(q, candidate, resource.resourceType, resource.id))) continue;
         pending.push({
           subscriptionId: candidate.id,
@@ -121,10 +122,11 @@ export async function publishEvent(q: Queryable, event: CodeEvent): Promise<numb
   const focusResource = resourceFocus ? (await q.execute<{ content: string; version: number }>(
     sql`SELECT content, version_id AS version FROM resources WHERE resource_type = ${resourceFocus[1]} AND id = ${resourceFocus[2]}`,
   ))[0] : undefined;
+  const view = focusResource ? new FilterView(JSON.parse(focusResource.content) as Resource) : undefined;
   const pending: PendingEvent[] = [];
   for (const candidate of candidates) {
     if (resourceFocus) {
-      if (focusResource && !matchesFilters(topic, candidate.filters, JSON.parse(focusResource.content) as Resource)) continue;
+      if (view && !view.matches(topic, candidate.filters)) continue;
       if (!(await visibleTo(q, candidate, resourceFocus[1], resourceFocus[2]))) continue;
     }
     pending.push({
