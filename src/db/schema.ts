@@ -730,3 +730,16 @@ export const subscriptionEvents = pgTable(
   },
   (t) => [primaryKey({ columns: [t.subscriptionId, t.eventNumber] })],
 );
+
+/**
+ * The version of the subscription registry, bumped in the transaction of every change to which
+ * subscriptions exist, to what, and with which filters. A write reads this one row and matches
+ * against the process's copy of the registry while the version holds (src/subscriptions/
+ * events.ts), instead of reading every subscription of its topics. The epoch tells databases
+ * apart (a process may hold several: tests).
+ */
+export const subscriptionRegistryVersion = pgTable('subscription_registry_version', {
+  singleton: boolean('singleton').primaryKey().default(true),
+  epoch: text('epoch').notNull().default(sql`gen_random_uuid()::text`),
+  version: bigint('version', { mode: 'number' }).notNull().default(0),
+});
