@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PartnerError } from '../../src/workflow/partner/types.ts';
+import { seeded } from '../support/fake-partner.ts';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, RetryPolicyError, decideRetry, parseRetryPolicy } from '../../src/workflow/retry-policy.ts';
-
-/** mulberry32: a seeded generator, so a jittered delay is the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const POLICY: RetryPolicy = { maxAttempts: 5, budgetMs: 60_000, baseMs: 1000, capMs: 8000, byCode: { throttled: { baseMs: 4000 } } };
 const unavailable = new PartnerError('retryable', 'unavailable', 'partner answered 503', { status: 503 });
