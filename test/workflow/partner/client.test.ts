@@ -151,6 +151,17 @@ describe('$member-match', () => {
     expect(error).toMatchObject({ errorClass: 'non-retryable', code: 'bad-request', status: 422 });
   });
 
+  it('meets a partner that ignores Idempotency-Key: the work is done and answered 200 twice', async () => {
+    const client = setup.client();
+    await client.memberMatch(matchParameters(OKAFOR), call('task-6/match'));
+    setup.partner.script('member-match', { kind: 'no-replay' });
+    expect(await client.memberMatch(matchParameters(OKAFOR), call('task-6/match'))).toMatchObject({ memberId: 'okafor' });
+    expect(setup.partner.calls.filter((c) => c.route === 'member-match').map((c) => [c.status, c.replayed])).toEqual([
+      [200, false],
+      [200, false],
+    ]);
+  });
+
   it('gets the stored answer back when a retried step repeats its Idempotency-Key', async () => {
     const client = setup.client();
     const first = await client.memberMatch(matchParameters(OKAFOR), call('task-7/match'));
@@ -339,6 +350,20 @@ async function completedExport(client = setup.client(), idempotencyKey = 'task-e
     if (poll.state === 'complete') return poll.manifest;
   }
 }
+
+it('a fake partner with injected transient failures answers that share 503, the same on every run', async () => {
+  const failing = () => setup.startPartner({ transientFailures: { rate: 0.2, seed: 7 } });
+  const statuses = async (partner: Awaited<ReturnType<typeof failing>>) => {
+    const client = setup.client({ baseUrl: partner.baseUrl, tokenUrl: partner.tokenUrl, adapter: 'lenient' });
+    for (let i = 0; i < 200; i++) await client.findPatientId({ value: OKAFOR.card }, call()).catch(() => undefined);
+    return partner.calls.filter((c) => c.route === 'search').map((c) => c.status);
+  };
+  const first = await statuses(await failing());
+  const failed = first.filter((status) => status === 503).length;
+  expect(failed).toBeGreaterThan(20);
+  expect(failed).toBeLessThan(60);
+  expect(await statuses(await failing())).toEqual(first);
+});
 
 it('a fake partner without Baton’s registration refuses every token request', async () => {
   const stranger = await startFakePartner();
