@@ -29,7 +29,7 @@ import { ASSERTION_ALGORITHMS, ASSERTION_TYPE, assertionClaimProblem } from '../
  *   work not done again); faults are never stored for replay.
  *
  * `script(route, fault, times)` makes the next `times` requests to a route misbehave (see
- * Fault); `down()`/`up()` stop and restart listening (connections refused);
+ * Fault), `clearScripts(route)` stops that; `down()`/`up()` stop and restart listening (connections refused);
  * `transientFailures` answers a random share of requests 503 (benchmarks). Every request is
  * recorded in `calls`.
  */
@@ -112,7 +112,10 @@ export interface FakePartner {
   members: FakeMember[];
   /** Calls to a route (all calls without one). */
   count(route?: FakeRoute): number;
+  /** The next `times` (default 1, Infinity for ever) requests to the route meet the fault, after the faults already scripted. */
   script(route: FakeRoute, fault: Fault, times?: number): void;
+  /** Drops the faults still scripted for a route (every route without one). */
+  clearScripts(route?: FakeRoute): void;
   /** Forgets every issued token: the next request with one gets 401. */
   revokeTokens(): void;
   /** Stops listening (connections refused) until up(). */
@@ -398,7 +401,12 @@ export async function startFakePartner(options: FakePartnerOptions = {}): Promis
     members,
     count: (route) => calls.filter((call) => route === undefined || call.route === route).length,
     script: (route, fault, times = 1) => {
+      if (!(times >= 1)) throw new RangeError('script() takes times ≥ 1; clearScripts(route) drops scripted faults');
       scripts.set(route, [...(scripts.get(route) ?? []), { fault, remaining: times }]);
+    },
+    clearScripts: (route) => {
+      if (route === undefined) scripts.clear();
+      else scripts.delete(route);
     },
     revokeTokens: () => tokens.clear(),
     down: stop,

@@ -191,6 +191,8 @@ class HttpPartnerClient implements PartnerClient {
   async bulkKickOff(request: BulkKickOff, call: CallOptions): Promise<BulkStarted> {
     const step = `${request.path.slice(request.path.lastIndexOf('$'))} kick-off`;
     if (!KICK_OFF_PATH.test(request.path)) throw new PartnerError('non-retryable', 'configuration', `Kick-off path must look like $export, Patient/$export or Group/<id>/$davinci-data-export`);
+    // A GET carries its parameters in the query; Parameters it would drop silently are a mistake of the caller.
+    if (request.method === 'GET' && request.parameters) throw new PartnerError('non-retryable', 'configuration', 'A GET kick-off takes query parameters, not a Parameters body');
     const query = request.query && Object.keys(request.query).length > 0 ? `?${new URLSearchParams(request.query).toString()}` : '';
     const body = request.method === 'POST' ? fhirBody(request.parameters ?? { resourceType: 'Parameters' }) : undefined;
     return this.exchange(

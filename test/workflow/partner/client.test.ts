@@ -243,6 +243,8 @@ describe('Bulk Data', () => {
     stuck.script('status', { kind: 'stuck' }, Infinity);
     for (let i = 0; i < 4; i++) expect(await client.bulkPoll(statusUrl, call())).toMatchObject({ state: 'in-progress' });
     expect(stuck.count('status')).toBe(4);
+    stuck.clearScripts('status');
+    expect(await client.bulkPoll(statusUrl, call())).toMatchObject({ state: 'complete' });
   });
 
   it('cancels, and a second cancel of the gone export succeeds too', async () => {

@@ -196,6 +196,14 @@ describe('adapters', () => {
     expect(create).toThrow(expect.objectContaining({ errorClass: 'non-retryable', code: 'configuration' }));
   });
 
+  it.each([
+    ['a path outside the kick-off forms', { path: '../admin/$export', method: 'GET' as const }],
+    ['Parameters on a GET', { path: 'Patient/$export', method: 'GET' as const, parameters: { resourceType: 'Parameters' as const } }],
+  ])('refuses a kick-off with %s before sending anything', async (_what, request) => {
+    expect(await partnerError(setup.client().bulkKickOff(request, call))).toMatchObject({ errorClass: 'non-retryable', code: 'configuration' });
+    expect(setup.partner.calls).toHaveLength(0);
+  });
+
   it('kick-off answered 200 with Content-Location: a protocol error for a strict partner, the status URL for a lenient one', async () => {
     setup.partner.script('kick-off', { kind: 'ok-instead-of-accepted', with: 'location' }, 2);
     const strict = await partnerError(setup.client().bulkKickOff({ path: 'Patient/$export', method: 'GET' }, call));
