@@ -71,12 +71,12 @@ const receiver = createServer((request, response) => {
 await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
 const endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/notify`;
 
-/** Writes `n` resources with `writers` concurrent clients; returns each write's latency, ms. */
-async function write(n: number, resource: (i: number) => Record<string, unknown>): Promise<number[]> {
+/** Writes `n` resources with `clients` concurrent clients; returns each write's latency, ms. */
+async function write(n: number, resource: (i: number) => Record<string, unknown>, clients = writers): Promise<number[]> {
   const times: number[] = [];
   let next = 0;
   await Promise.all(
-    Array.from({ length: writers }, async () => {
+    Array.from({ length: clients }, async () => {
       for (let i = next++; i < n; i = next++) {
         const body = resource(i);
         const start = performance.now();
@@ -96,8 +96,9 @@ const summary = (times: number[]) => ({ p50_ms: round(percentile(times, 50)), p9
 
 const probe = Math.min(events, 1000);
 const writeCost: Record<string, unknown> = {};
-writeCost.observation_no_topic = summary(await write(probe, (i) => ({ resourceType: 'Observation', id: `obs-${i}`, status: 'final', code: { text: 'bench' } })));
-writeCost.task_no_subscription = summary(await write(probe, task('warm', subscriptions)));
+// What the outbox adds to a write, one client at a time (no queueing behind other writes).
+writeCost.observation_no_topic = summary(await write(probe, (i) => ({ resourceType: 'Observation', id: `obs-${i}`, status: 'final', code: { text: 'bench' } }), 1));
+writeCost.task_no_subscription = summary(await write(probe, task('warm', subscriptions), 1));
 
 // N subscriptions, each to its own owner's Tasks, created through the API and handshaken.
 for (let i = 0; i < subscriptions; i++) {
@@ -119,7 +120,7 @@ while ((await activeCount()) < subscriptions) await new Promise((resolve) => set
 const handshakeSeconds = (performance.now() - handshakeStart) / 1000;
 
 // Task writes matched against every subscription, none of which wants them (an owner no subscription names).
-writeCost.task_no_match = summary(await write(probe, (i) => ({ ...task('miss', subscriptions)(i), owner: { reference: 'Organization/nobody' } })));
+writeCost.task_no_match = summary(await write(probe, (i) => ({ ...task('miss', subscriptions)(i), owner: { reference: 'Organization/nobody' } }), 1));
 latencies.length = 0;
 notifications = 0;
 

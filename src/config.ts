@@ -248,7 +248,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutSeconds: integer(env.BATON_SUBSCRIPTION_TIMEOUT_SECONDS ?? '10', 'BATON_SUBSCRIPTION_TIMEOUT_SECONDS', 1, 300),
       maxCount: integer(env.BATON_SUBSCRIPTION_MAX_COUNT ?? '20', 'BATON_SUBSCRIPTION_MAX_COUNT', 1, 1000),
       concurrency: integer(env.BATON_SUBSCRIPTION_CONCURRENCY ?? '64', 'BATON_SUBSCRIPTION_CONCURRENCY', 1, 10_000),
-      pollMs: integer(env.BATON_SUBSCRIPTION_POLL_MS ?? '200', 'BATON_SUBSCRIPTION_POLL_MS', 10, 60_000),
+      pollMs: integer(env.BATON_SUBSCRIPTION_POLL_MS ?? '100', 'BATON_SUBSCRIPTION_POLL_MS', 10, 60_000),
       leaseSeconds: integer(env.BATON_SUBSCRIPTION_LEASE_SECONDS ?? '60', 'BATON_SUBSCRIPTION_LEASE_SECONDS', 5, 3600),
       worker: choice(env.BATON_SUBSCRIPTION_WORKER ?? 'on', 'BATON_SUBSCRIPTION_WORKER', ['on', 'off']) === 'on',
     },

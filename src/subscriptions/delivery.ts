@@ -154,12 +154,13 @@ export class SubscriptionDeliverer {
 
   /** One claimed subscription: its handshake, its pending events, or its heartbeat; then the lease is let go. */
   async serve(subscription: ClaimedSubscription): Promise<void> {
+    let held = true;
     try {
       if (subscription.status === 'requested') await this.handshake(subscription);
-      else if (subscription.attemptDue) await this.deliverEvents(subscription);
+      else if (subscription.attemptDue) held = await this.deliverEvents(subscription);
       else await this.heartbeat(subscription);
     } finally {
-      await this.deps.db.execute(sql`UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = ${subscription.id} AND lease_owner = ${this.owner}`);
+      if (held) await this.deps.db.execute(sql`UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = ${subscription.id} AND lease_owner = ${this.owner}`);
     }
   }
 
@@ -179,25 +180,32 @@ export class SubscriptionDeliverer {
     await this.setStatus(subscription, 'error', `Handshake failed: ${result.description}`, sql`next_heartbeat_at = ${this.nextHeartbeatValue(subscription)}`);
   }
 
-  /** Sends the events after the last acknowledged one, maxCount per notification, until none is left or one fails. */
-  private async deliverEvents(subscription: ClaimedSubscription): Promise<void> {
+  /**
+   * Sends the events after the last acknowledged one, maxCount per notification, until none is
+   * left or one fails. The acknowledgement's UPDATE also lets the lease go when no newer event
+   * is recorded (one round trip, not two); it returns whether the lease is still held.
+   */
+  private async deliverEvents(subscription: ClaimedSubscription): Promise<boolean> {
     let delivered = subscription.deliveredCount;
     for (;;) {
       const events = await this.pendingEvents(subscription, delivered);
-      if (events.length === 0) return;
+      if (events.length === 0) return true;
       const last = events[events.length - 1].eventNumber;
       const view = { ...this.view(subscription, 'active'), eventsSinceStart: Math.max(subscription.eventCount, last) };
       const result = await this.send(subscription, 'event-notification', notificationBundle(this.deps.baseUrl, view, 'event-notification', events, subscription.content));
       if (!result.ok) {
         await this.failed(subscription, result);
-        return;
+        return true;
       }
       const now = Date.now();
       for (const event of events) this.deps.metrics.latency.observe((now - Date.parse(event.occurred)) / 1000);
-      const kept = await this.deps.db.execute(sql`UPDATE subscriptions SET delivered_count = ${last}, attempts = 0, failing_since = NULL, next_attempt_at = now(),
-          ${this.nextHeartbeat(subscription)}, lease_until = now() + ${this.leaseSeconds} * interval '1 second'
-        WHERE id = ${subscription.id} AND lease_owner = ${this.owner} AND status = 'active' RETURNING id`);
-      if (kept.length === 0) return;
+      const more = sql`(SELECT c.event_count FROM subscription_event_counters c WHERE c.subscription_id = ${subscription.id}) > ${last}`;
+      const [kept] = await this.deps.db.execute<{ held: boolean }>(sql`UPDATE subscriptions SET delivered_count = ${last}, attempts = 0, failing_since = NULL, next_attempt_at = now(),
+          ${this.nextHeartbeat(subscription)},
+          lease_owner = CASE WHEN ${more} THEN lease_owner END,
+          lease_until = CASE WHEN ${more} THEN now() + ${this.leaseSeconds} * interval '1 second' END
+        WHERE id = ${subscription.id} AND lease_owner = ${this.owner} AND status = 'active' RETURNING lease_owner IS NOT NULL AS held`);
+      if (!kept?.held) return false;
       delivered = last;
     }
   }

@@ -5,7 +5,7 @@ import { isVisible } from '../fhir/access.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { NewVersion } from '../fhir/store.ts';
 import { callerPolicy } from '../export/caller.ts';
-import { additionalContextOf, type FilterCriterion, FilterView, type Interaction, localReference, topics, topicsTriggeredBy, triggers } from './topics.ts';
+import { additionalContextOf, type CompiledFilter, compileFilters, type FilterCriterion, FilterView, type Interaction, localReference, topics, topicsTriggeredBy, triggers } from './topics.ts';
 
 /**
  * The outbox: events are appended to each matching subscription's durable log in the transaction
@@ -19,7 +19,7 @@ import { additionalContextOf, type FilterCriterion, FilterView, type Interaction
 interface Candidate {
   id: string;
   topic: string;
-  filters: FilterCriterion[];
+  filters: CompiledFilter[];
   clientId: string;
   clientKind: 'partner' | 'internal' | 'operator';
   scopes: string[];
@@ -65,12 +65,15 @@ export async function recordWriteEvents(q: Queryable, versions: readonly NewVers
   const topicUrls = [...new Set(relevant.flatMap((r) => r.topics.map((t) => t.url)))];
   const candidates = await activeSubscriptions(q, topicUrls);
   if (candidates.length === 0) return;
-  const previous = await previousVersions(q, relevant.map((r) => r.version));
+  // %previous is read only for topics that have subscribers and a criterion.
+  const subscribed = new Set(candidates.map((c) => c.topic));
+  const needPrevious = relevant.filter((r) => r.topics.some((t) => subscribed.has(t.url) && t.triggers.some((trigger) => trigger.criteria)));
+  const previous = await previousVersions(q, needPrevious.map((r) => r.version));
   const pending: PendingEvent[] = [];
   for (const { version, topics: triggered } of relevant) {
     const resource = version.resource;
     const before = previous.get(`${resource.resourceType}/${resource.id}`);
-    const interaction: Interaction = version.deleted ? 'delete' : before ? 'update' : 'create';
+    const interaction: Interaction = version.deleted ? 'delete' : version.versionId > 1 ? 'update' : 'create';
     for (const topic of triggered) {
       if (!triggers(topic, interaction, resource, before)) continue;
       const context = additionalContextOf(topic, resource);
@@ -143,10 +146,47 @@ export async function publishEvent(q: Queryable, event: CodeEvent): Promise<numb
   return pending.length;
 }
 
+/** A process's copy of a database's registry at one version: the subscriptions events are recorded for, by topic. */
+interface RegistryCopy {
+  version: number;
+  byTopic: Map<string, Candidate[]>;
+}
+
+const registryCopies = new Map<string, RegistryCopy>();
+
+/**
+ * The subscriptions of the topics that collect events (requested and error ones too: an error
+ * one gets them once re-activated). One single-row read per write while the registry's version
+ * holds; when it moved, the registry is read again, with its version, in one statement.
+ */
 async function activeSubscriptions(q: Queryable, topicUrls: string[]): Promise<Candidate[]> {
-  // requested and error subscriptions collect events too: an error one gets them once re-activated.
-  return q.execute<Candidate>(sql`SELECT id, topic, filters, client_id AS "clientId", client_kind AS "clientKind", scopes
-    FROM subscriptions WHERE topic IN ${topicUrls} AND status <> 'off'`);
+  const [current] = await q.execute<{ epoch: string; version: number }>(sql`SELECT epoch, version::float8 AS version FROM subscription_registry_version`);
+  if (!current) return [];
+  let copy = registryCopies.get(current.epoch);
+  if (copy?.version !== current.version) {
+    const rows = await q.execute<Omit<Candidate, 'filters'> & { version: number; filters: FilterCriterion[] | string }>(sql`SELECT v.version::float8 AS version, s.id, s.topic, s.filters, s.client_id AS "clientId", s.client_kind AS "clientKind", s.scopes
+      FROM subscription_registry_version v LEFT JOIN subscriptions s ON s.status <> 'off'`);
+    const byTopic = new Map<string, Candidate[]>();
+    for (const { version: _version, ...row } of rows) {
+      if (row.id === null) continue;
+      const topic = topics().get(row.topic);
+      if (!topic) continue;
+      const filters = compileFilters(topic, typeof row.filters === 'string' ? (JSON.parse(row.filters) as FilterCriterion[]) : row.filters);
+      const list = byTopic.get(row.topic) ?? [];
+      list.push({ ...row, filters });
+      byTopic.set(row.topic, list);
+    }
+    copy = { version: rows[0]?.version ?? current.version, byTopic };
+    registryCopies.set(current.epoch, copy);
+  }
+  const byTopic = copy.byTopic;
+  return topicUrls.flatMap((url) => byTopic.get(url) ?? []);
+}
+
+/** Called in the transaction of every change to the registry (a subscription created, changed, switched off). */
+export async function bumpRegistryVersion(q: Queryable): Promise<void> {
+  await q.execute(sql`INSERT INTO subscription_registry_version (singleton) VALUES (true)
+    ON CONFLICT (singleton) DO UPDATE SET version = subscription_registry_version.version + 1`);
 }
 
 /** The version before each written one (for %previous), in one query; absent for creations. */
@@ -216,5 +256,8 @@ async function guardSubscriptionWrites(q: Queryable, versions: NewVersion[]): Pr
     );
   }
   const deleted = versions.filter((v) => v.deleted).map((v) => v.resource.id);
-  if (deleted.length > 0) await q.execute(sql`UPDATE subscriptions SET status = 'off' WHERE id IN ${deleted}`);
+  if (deleted.length > 0) {
+    await q.execute(sql`UPDATE subscriptions SET status = 'off' WHERE id IN ${deleted}`);
+    await bumpRegistryVersion(q);
+  }
 }

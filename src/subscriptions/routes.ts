@@ -10,7 +10,7 @@ import type { OperationRoute } from '../fhir/http/routes.ts';
 import { interactionResponse } from '../fhir/http/respond.ts';
 import * as interactions from '../fhir/interactions.ts';
 import { type ClaimedSubscription, readEvents } from './delivery.ts';
-import { inCheckedSubscriptionWrite } from './events.ts';
+import { bumpRegistryVersion, inCheckedSubscriptionWrite } from './events.ts';
 import { notificationBundle, subscriptionStatus, type StatusView } from './notification.ts';
 import { type BackportSubscription, checkSubscription, type PayloadContent, type SubscriptionSettings } from './subscription.ts';
 
@@ -141,6 +141,7 @@ async function register(q: Queryable, id: string, owner: { clientId: string; kin
       content = excluded.content, content_type = excluded.content_type, heartbeat_seconds = excluded.heartbeat_seconds, timeout_seconds = excluded.timeout_seconds,
       max_count = excluded.max_count, scopes = excluded.scopes, attempts = 0, failing_since = NULL, next_attempt_at = now(), next_heartbeat_at = NULL`);
   await q.execute(sql`INSERT INTO subscription_event_counters (subscription_id) VALUES (${id}) ON CONFLICT DO NOTHING`);
+  await bumpRegistryVersion(q);
 }
 
 const ROW = sql`s.id, s.client_id AS "clientId", s.client_kind AS "clientKind", s.scopes, s.topic, s.status, s.content, c.event_count::float8 AS "eventCount",

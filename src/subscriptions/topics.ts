@@ -81,6 +81,24 @@ export interface FilterCriterion {
   value: string;
 }
 
+/** A subscription's filters for matching: one per parameter, its values normalized (Backport: filters are AND-ed; a parameter given several times matches any of its values). */
+export interface CompiledFilter {
+  resourceType: string;
+  parameter: string;
+  values: Set<string>;
+}
+
+export function compileFilters(topic: Topic, filters: readonly FilterCriterion[]): CompiledFilter[] {
+  const compiled = new Map<string, CompiledFilter>();
+  for (const f of filters) {
+    const key = `${f.resourceType}.${f.parameter}`;
+    const entry = compiled.get(key) ?? { resourceType: f.resourceType, parameter: f.parameter, values: new Set<string>() };
+    entry.values.add(topic.filters.get(key)?.type === 'reference' ? localReference(f.value) : f.value);
+    compiled.set(key, entry);
+  }
+  return [...compiled.values()];
+}
+
 /** Whether a version of a resource is an event of the topic (interaction and FHIRPath criterion). */
 export function triggers(topic: Topic, interaction: Interaction, current: Resource, previous: Resource | undefined): boolean {
   return topic.triggers.some((trigger) => {
@@ -102,18 +120,16 @@ export class FilterView {
 
   constructor(private readonly resource: Resource) {}
 
-  /** Whether the resource satisfies every filter (Backport: filters are AND-ed; one parameter given several times matches any of its values). */
-  matches(topic: Topic, filters: readonly FilterCriterion[]): boolean {
-    const byParameter = new Map<string, string[]>();
-    for (const f of filters) {
-      if (f.resourceType !== this.resource.resourceType) continue;
-      byParameter.set(f.parameter, [...(byParameter.get(f.parameter) ?? []), f.value]);
-    }
-    for (const [parameter, wanted] of byParameter) {
-      const filter = topic.filters.get(`${this.resource.resourceType}.${parameter}`);
-      if (!filter) return false;
-      const found = this.valuesOf(`${topic.url} ${parameter}`, filter);
-      if (!wanted.some((value) => found.has(filter.type === 'reference' ? localReference(value) : value))) return false;
+  /** Whether the resource satisfies every filter of the subscription (compileFilters). */
+  matches(topic: Topic, filters: readonly CompiledFilter[]): boolean {
+    for (const filter of filters) {
+      if (filter.resourceType !== this.resource.resourceType) continue;
+      const definition = topic.filters.get(`${filter.resourceType}.${filter.parameter}`);
+      if (!definition) return false;
+      const found = this.valuesOf(`${topic.url} ${filter.parameter}`, definition);
+      let any = false;
+      for (const value of found) if (filter.values.has(value)) any = true;
+      if (!any) return false;
     }
     return true;
   }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { SIGNATURE_HEADER } from '../../src/subscriptions/delivery.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, eventNumbers, type Receiver, startReceiver, statusParameter, subscription, task } from './support.ts';
+import { deliverDue, deliverer, eventNumbers, type Receiver, startReceiver, statusParameter, subscription, task, switchOffAll } from './support.ts';
 
 /**
  * Delivery over HTTP to a real receiver on loopback: create → 201 requested → handshake →
@@ -26,7 +26,7 @@ beforeEach(async () => {
   receiver.received.length = 0;
   receiver.respond = () => ({ status: 200 });
   // Each test's subscriptions only: earlier ones are switched off.
-  await baton.db.execute(sql`UPDATE subscriptions SET status = 'off'`);
+  await switchOffAll(baton.db);
 });
 
 async function subscribe(resource: Record<string, unknown>): Promise<string> {

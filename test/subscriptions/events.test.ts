@@ -7,7 +7,7 @@ import { systemAccess } from '../../src/fhir/access.ts';
 import { createReviewTask } from '../../src/operations/member-match/review.ts';
 import { BULK_JOB_COMPLETE_TOPIC, publishEvent, SLA_BREACH_TOPIC } from '../../src/subscriptions/events.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task } from './support.ts';
+import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task, switchOffAll } from './support.ts';
 
 /**
  * Baton's topics (config/topics), code-raised events (publishEvent), per-partner isolation of
@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   receiver.received.length = 0;
-  await baton.db.execute(sql`UPDATE subscriptions SET status = 'off'`);
+  await switchOffAll(baton.db);
 });
 
 async function subscribe(resource: Record<string, unknown>, token?: string): Promise<string> {

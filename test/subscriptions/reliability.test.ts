@@ -6,7 +6,7 @@ import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { subscriptionMetrics } from '../../src/subscriptions/delivery.ts';
 import { Registry } from 'prom-client';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task, testDeliveryConfig } from './support.ts';
+import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task, testDeliveryConfig, switchOffAll } from './support.ts';
 
 /**
  * Delivery that does not fail silently: a receiver down for a while loses nothing and gets
@@ -26,7 +26,7 @@ afterAll(async () => {
   await baton?.close();
 });
 beforeEach(async () => {
-  await baton.db.execute(sql`UPDATE subscriptions SET status = 'off'`);
+  await switchOffAll(baton.db);
 });
 
 async function receiver(): Promise<Receiver> {

@@ -5,6 +5,8 @@ import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { loadConfig, type SubscriptionConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/connection.ts';
 import { SubscriptionDeliverer, subscriptionMetrics } from '../../src/subscriptions/delivery.ts';
+import { bumpRegistryVersion } from '../../src/subscriptions/events.ts';
+import { sql } from 'drizzle-orm';
 import { BASE_URL } from '../support/baton.ts';
 
 /** What a receiver got: one POST. */
@@ -135,4 +137,12 @@ export function subscription(endpoint: string, options: { topic?: string; filter
 
 export function task(id: string, extra: Record<string, unknown> = {}) {
   return { resourceType: 'Task', id, status: 'requested', intent: 'order', for: { reference: 'Patient/sub-patient' }, owner: { reference: 'Organization/payer-a' }, ...extra };
+}
+
+/** Each test's subscriptions only: every earlier one is switched off, as a DELETE would (registry version bumped). */
+export async function switchOffAll(db: Database): Promise<void> {
+  await db.transaction(async (q) => {
+    await q.execute(sql`UPDATE subscriptions SET status = 'off'`);
+    await bumpRegistryVersion(q);
+  });
 }
