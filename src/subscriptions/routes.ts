@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Bundle } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { SubscriptionConfig } from '../config.ts';
@@ -5,7 +6,10 @@ import type { Queryable } from '../db/connection.ts';
 import { exportCaller } from '../export/caller.ts';
 import { ScopedAccess } from '../auth/access-policy.ts';
 import type { AccessPolicy } from '../fhir/access.ts';
-import { badRequest, notFound } from '../fhir/errors.ts';
+import { badRequest, FhirError, notFound, outcome } from '../fhir/errors.ts';
+import { history } from '../fhir/history.ts';
+import { preferredHandling } from '../fhir/http/negotiation.ts';
+import { searchResources } from '../fhir/search/search.ts';
 import type { OperationRoute } from '../fhir/http/routes.ts';
 import { interactionResponse } from '../fhir/http/respond.ts';
 import * as interactions from '../fhir/interactions.ts';
@@ -49,7 +53,7 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
     return ctx.db.transaction(async (q) => {
       const scoped = { ...ctx, q, inTransaction: true };
       const result = await inCheckedSubscriptionWrite(q, async () => {
-        if (!id) return interactions.create(scoped, 'Subscription', stored, undefined, { id: crypto.randomUUID() });
+        if (!id) return interactions.create(scoped, 'Subscription', stored, undefined, { id: randomUUID() });
         const existing = await registryRow(q, id);
         if (existing) assertOwner(ctx.access, existing);
         return interactions.update(scoped, 'Subscription', id, stored);
@@ -94,6 +98,42 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
         const level = LEVELS.indexOf(content) <= LEVELS.indexOf(row.content) ? content : row.content;
         const events = until >= since ? await readEvents(ctx.q, ctx.baseUrl, { ...row, content: level }, since - 1, until) : [];
         return notificationBundle(ctx.baseUrl, statusView(row), 'query-event', events, level);
+      },
+    },
+    // A partner's searches and histories reach its own subscriptions only (their channel headers carry its secrets).
+    {
+      method: 'GET',
+      path: '/Subscription',
+      handle: async (ctx, { params, headers }) => {
+        const scoped = new URLSearchParams(params);
+        const partner = partnerOf(ctx.access);
+        // An _id added to the client's own: repeated parameters are AND-ed, so this only narrows.
+        if (partner) scoped.append('_id', (await ownIds(ctx.q, partner)).join(',') || randomUUID());
+        return searchResources(ctx, 'Subscription', scoped, new URL(`${ctx.baseUrl}/Subscription?${params.toString()}`), preferredHandling(headers.get('prefer') ?? undefined) === 'strict');
+      },
+    },
+    {
+      method: 'GET',
+      path: '/Subscription/_history',
+      handle: async (ctx, { params }) => {
+        if (partnerOf(ctx.access)) throw new FhirError(403, outcome('error', 'forbidden', "A partner reads its own subscriptions' history at /Subscription/{id}/_history"));
+        return history(ctx, { resourceType: 'Subscription', params, url: new URL(`${ctx.baseUrl}/Subscription/_history?${params.toString()}`) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/Subscription/:id/_history',
+      handle: async (ctx, { pathParams, params }) => {
+        await ownedRowIfRegistered(ctx, pathParams.id);
+        return history(ctx, { resourceType: 'Subscription', id: pathParams.id, params, url: new URL(`${ctx.baseUrl}/Subscription/${pathParams.id}/_history?${params.toString()}`) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/Subscription/:id/_history/:vid',
+      handle: async (ctx, { pathParams, headers }) => {
+        await ownedRowIfRegistered(ctx, pathParams.id);
+        return interactionResponse(await interactions.vread(ctx, 'Subscription', pathParams.id, pathParams.vid), representation(headers), false);
       },
     },
     {
@@ -157,10 +197,19 @@ async function registryRows(q: Queryable, ids: string[]): Promise<RegistryRow[]>
   return q.execute<RegistryRow>(sql`SELECT ${ROW} FROM subscriptions s JOIN subscription_event_counters c ON c.subscription_id = s.id ${only} ORDER BY s.created, s.id LIMIT 1000`);
 }
 
-/** A partner reaches only the subscriptions it created; Baton's own clients and operators reach all. */
+/** The client id of a partner (isolated) caller; undefined for Baton's own clients and operators, who reach every subscription. */
+function partnerOf(access: AccessPolicy): string | undefined {
+  return access instanceof ScopedAccess && access.isolated ? access.principal.clientId : undefined;
+}
+
+/** A partner reaches only the subscriptions it created. */
 function mayAccess(access: AccessPolicy, row: RegistryRow): boolean {
-  if (!(access instanceof ScopedAccess) || !access.isolated) return true;
-  return access.principal.clientId === row.clientId;
+  const partner = partnerOf(access);
+  return partner === undefined || partner === row.clientId;
+}
+
+async function ownIds(q: Queryable, clientId: string): Promise<string[]> {
+  return (await q.execute<{ id: string }>(sql`SELECT id FROM subscriptions WHERE client_id = ${clientId} ORDER BY id LIMIT 1000`)).map((row) => row.id);
 }
 
 function assertOwner(access: AccessPolicy, row: RegistryRow): void {

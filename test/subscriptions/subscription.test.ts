@@ -103,6 +103,16 @@ describe('creating a Subscription', () => {
     expect((await baton.request(`/fhir/Subscription/${created.id}`, { method: 'DELETE', token: theirs })).status).toBe(404);
     const listed = await body(await baton.request('/fhir/Subscription/$status', { token: theirs }));
     expect(listed.total).toBe(0);
+    // Search and history too: the channel headers carry the subscriber's secrets.
+    const found = async (token: string) => ((await body(await baton.request('/fhir/Subscription', { token }))).entry ?? []).map((e: { resource: { id: string } }) => e.resource.id);
+    expect(await found(mine)).toEqual([created.id]);
+    expect(await found(theirs)).toEqual([]);
+    expect((await baton.request(`/fhir/Subscription/${created.id}/_history`, { token: theirs })).status).toBe(404);
+    expect((await baton.request(`/fhir/Subscription/${created.id}/_history/1`, { token: theirs })).status).toBe(404);
+    expect((await baton.request(`/fhir/Subscription/${created.id}/_history/1`, { token: mine })).status).toBe(200);
+    expect((await baton.request('/fhir/Subscription/_history', { token: theirs })).status).toBe(403);
+    // Baton's own clients see every subscription.
+    expect((await body(await baton.request(`/fhir/Subscription?_id=${created.id}`))).entry.length).toBe(1);
   });
 });
 
