@@ -21,7 +21,8 @@ import { count } from './arguments.ts';
  * (so each write is matched against every subscription and notifies one). A loopback HTTP
  * receiver acknowledges every notification. Reports the notification latency from the write's
  * commit (its 2xx) to the receipt of the notification carrying it, p50/p99; throughput from the
- * first write to the last receipt; the process CPU per delivered event; and what the outbox adds
+ * first write to the last receipt; the process CPU per delivered event; the same number of events
+ * delivered as a backlog (delivery alone: throughput and CPU per event); and what the outbox adds
  * to a write: Task writes with no subscription at all, with N subscriptions none of which
  * matches, and Observation writes (no topic). PostgreSQL when DATABASE_URL is set, else PGlite.
  *
@@ -133,6 +134,30 @@ while (latencies.length < events && performance.now() - writesDone < 120_000) aw
 const cpu = process.cpuUsage(cpuBefore);
 await worker.stop();
 latencies.sort((a, b) => a - b);
+const live = { delivered: latencies.length, notifications, latencies: [...latencies], lastReceipt };
+
+// Delivery alone: the same number of events recorded while no worker runs, then delivered as a
+// backlog (batched up to the max count per notification). CPU is this process's: the worker
+// and the receiver's parsing, no writes.
+await write(events, task('backlog', subscriptions));
+latencies.length = 0;
+notifications = 0;
+const backlogCpuBefore = process.cpuUsage();
+const backlogStart = performance.now();
+const drainer = startSubscriptionDelivery({ db, baseUrl: BASE, config: config.subscriptions, signingKeys: new SigningKeyStore(db), metrics: subscriptionMetrics(registry), logger });
+while (latencies.length < events && performance.now() - backlogStart < 300_000) await new Promise((resolve) => setTimeout(resolve, 20));
+const backlogSeconds = (lastReceipt - backlogStart) / 1000;
+const backlogCpu = process.cpuUsage(backlogCpuBefore);
+await drainer.stop();
+const backlog = {
+  delivered: latencies.length,
+  notifications,
+  events_per_notification: round(latencies.length / Math.max(1, notifications)),
+  seconds: round(backlogSeconds),
+  events_per_s: round(latencies.length / backlogSeconds, 1),
+  cpu_ms_per_event: round((backlogCpu.user + backlogCpu.system) / 1000 / Math.max(1, latencies.length), 3),
+  cpu_ms_per_notification: round((backlogCpu.user + backlogCpu.system) / 1000 / Math.max(1, notifications), 3),
+};
 
 console.log(
   JSON.stringify(
@@ -142,15 +167,18 @@ console.log(
       events,
       writers,
       handshakes_seconds: round(handshakeSeconds),
-      delivered: latencies.length,
-      notifications,
-      events_per_notification: round(latencies.length / Math.max(1, notifications)),
-      latency_commit_to_receipt_ms: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies.at(-1) ?? 0) },
-      write_seconds: round((writesDone - start) / 1000),
-      throughput_events_per_s: round(latencies.length / ((lastReceipt - start) / 1000), 1),
-      cpu_ms_per_event_including_writes: round((cpu.user + cpu.system) / 1000 / latencies.length, 3),
-      event_write_ms: summary(writeTimes),
-      write_cost: writeCost,
+      live: {
+        delivered: live.delivered,
+        notifications: live.notifications,
+        events_per_notification: round(live.delivered / Math.max(1, live.notifications)),
+        latency_commit_to_receipt_ms: { p50: round(percentile(live.latencies, 50)), p99: round(percentile(live.latencies, 99)), max: round(live.latencies.at(-1) ?? 0) },
+        write_seconds: round((writesDone - start) / 1000),
+        throughput_events_per_s: round(live.delivered / ((live.lastReceipt - start) / 1000), 1),
+        cpu_ms_per_event_including_writes: round((cpu.user + cpu.system) / 1000 / Math.max(1, live.delivered), 3),
+        event_write_ms: summary(writeTimes),
+      },
+      backlog,
+      write_cost_one_client: writeCost,
       load_average: [round(loadBefore), round(loadavg()[0])],
     },
     null,
