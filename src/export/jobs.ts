@@ -138,12 +138,12 @@ export async function claimJob(q: Queryable, owner: string, leaseSeconds: number
 }
 
 /** Jobs whose last allowed attempt's worker vanished fail, instead of waiting for a worker forever. */
-export async function failAbandoned(q: Queryable, maxAttempts: number, ttlSeconds: number): Promise<number> {
+export async function failAbandoned(q: Queryable, maxAttempts: number, ttlSeconds: number): Promise<{ id: string; clientId: string }[]> {
   const error: JobError = { status: 500, outcome: outcome('error', 'exception', `The export was attempted ${maxAttempts} times without completing`) };
   const rows = await q.execute(sql`UPDATE export_jobs SET status = 'failed', error = ${JSON.stringify(error)}::jsonb, lease_owner = NULL,
       completed = now(), expires = now() + ${ttlSeconds} * interval '1 second', updated = now()
-    WHERE status = 'running' AND lease_until < now() AND attempts >= ${maxAttempts} RETURNING id`);
-  return rows.length;
+    WHERE status = 'running' AND lease_until < now() AND attempts >= ${maxAttempts} RETURNING id, client_id AS "clientId"`);
+  return rows as { id: string; clientId: string }[];
 }
 
 /** Extends the worker's lease; false when the job is no longer its own. */

@@ -86,13 +86,13 @@ export async function completeJob(deps: PlanDeps, job: ExportJob, owner: string)
   await deps.db.transaction(async (tx) => {
     if (job.messages.length > 0) await insertFiles(tx, job.id, [{ kind: 'error', resourceType: 'OperationOutcome', afterId: null, lastId: null, count: job.messages.length }]);
     await recordStep(tx, job, owner, deps.config.leaseSeconds, completedSet(deps.config.ttlSeconds));
-    await publishJobFinished(tx, deps.baseUrl, job);
+    await publishJobFinished(tx, deps.baseUrl, { id: job.id, clientId: job.caller.clientId });
   });
 }
 
 /** A finished job (completed or failed) notifies its owner's subscriptions, in the transaction that finishes it. */
-export async function publishJobFinished(tx: Queryable, baseUrl: string, job: ExportJob): Promise<void> {
-  await publishEvent(tx, { topic: BULK_JOB_COMPLETE_TOPIC, focus: { reference: `${baseUrl}/${STATUS_PATH}/${job.id}` }, audience: job.caller.clientId });
+export async function publishJobFinished(tx: Queryable, baseUrl: string, job: { id: string; clientId: string }): Promise<void> {
+  await publishEvent(tx, { topic: BULK_JOB_COMPLETE_TOPIC, focus: { reference: `${baseUrl}/${STATUS_PATH}/${job.id}` }, audience: job.clientId });
 }
 
 /**

@@ -32,7 +32,9 @@ export class ExportWorker {
   /** Runs jobs until none is due (or stopping() says so); returns how many it took on. */
   async runPending(stopping: () => boolean = () => false): Promise<number> {
     const { db, config } = this.deps;
-    await failAbandoned(db, config.maxAttempts, config.ttlSeconds);
+    await db.transaction(async (tx) => {
+      for (const job of await failAbandoned(tx, config.maxAttempts, config.ttlSeconds)) await publishJobFinished(tx, this.deps.baseUrl, job);
+    });
     await purgeJobs(db);
     let taken = 0;
     while (!stopping()) {
@@ -87,7 +89,7 @@ export class ExportWorker {
       const attempts = error instanceof FhirError ? config.maxAttempts : current.attempts;
       const result = await db.transaction(async (tx) => {
         const step = await failStep(tx, { ...current, attempts }, this.owner, failure, config.maxAttempts, config.ttlSeconds);
-        if (step === 'failed') await publishJobFinished(tx, this.deps.baseUrl, current);
+        if (step === 'failed') await publishJobFinished(tx, this.deps.baseUrl, { id: current.id, clientId: current.caller.clientId });
         return step;
       });
       this.logFailure(current, error, result);

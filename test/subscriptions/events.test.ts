@@ -101,7 +101,7 @@ describe('Baton topics', () => {
     expect(statusParameter(notification.bundle, 'subscription')).toBe(`${BASE_URL}/Subscription/${id}`);
   });
 
-  it('bulk-job-complete: an export job finishing notifies the client that started it, and no other', async () => {
+  it('bulk-job-complete: an export job completing or failing notifies the client that started it, and no other', async () => {
     const owner = await baton.token({ clientId: 'export-owner', kind: 'internal', scopes: ['system/*.rs', 'system/Subscription.cruds'] });
     const stranger = await baton.token({ clientId: 'export-stranger', kind: 'internal', scopes: ['system/*.rs', 'system/Subscription.cruds'] });
     await subscribe(subscription(receiver.url, { topic: BULK_JOB_COMPLETE_TOPIC, header: ['X-Who: owner'] }), owner);
@@ -113,6 +113,14 @@ describe('Baton topics', () => {
     await eventually(async () => (await baton.db.execute<{ status: string }>(sql`SELECT status FROM export_jobs`)).every((job) => job.status === 'completed'), 'the export job completed');
     expect(await notifiedFocus()).toEqual([statusUrl]);
     expect(receiver.ofType('event-notification')[0].headers['x-who']).toBe('owner');
+    // A job left running by a worker that died, out of attempts, fails: that is notified too.
+    receiver.received.length = 0;
+    const jobId = statusUrl.slice(statusUrl.lastIndexOf('/') + 1);
+    await baton.db.execute(sql`UPDATE export_jobs SET status = 'running', lease_owner = 'dead-worker', lease_until = now() - interval '1 second', attempts = 99 WHERE id = ${jobId}`);
+    const { ExportWorker } = await import('../../src/export/worker.ts');
+    const { loadConfig } = await import('../../src/config.ts');
+    await new ExportWorker({ db: baton.db, baseUrl: BASE_URL, config: loadConfig({}).export }).runPending();
+    expect(await notifiedFocus()).toEqual([statusUrl]);
   });
 });
 
