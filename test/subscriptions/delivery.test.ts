@@ -130,6 +130,19 @@ describe('event notifications', () => {
     expect(focus).toEqual([`${BASE_URL}/Task/filter-match`]);
   });
 
+  it('stops recording and delivering once the Subscription is deleted', async () => {
+    const id = await subscribe(subscription(receiver.url));
+    const worker = deliverer(baton.db);
+    await deliverDue(worker);
+    await putTask(task('before-delete'));
+    expect((await baton.request(`/fhir/Subscription/${id}`, { method: 'DELETE' })).status).toBeLessThan(300);
+    await putTask(task('after-delete'));
+    await deliverDue(worker);
+    const [{ n }] = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM subscription_events WHERE subscription_id = ${id}`);
+    expect(n).toBe(1);
+    expect(receiver.ofType('event-notification')).toEqual([]);
+  });
+
   it('records no event for a write that rolls back', async () => {
     const id = await subscribe(subscription(receiver.url));
     const before = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM subscription_events WHERE subscription_id = ${id}`);
