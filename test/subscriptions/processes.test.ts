@@ -1,0 +1,87 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freshDatabase } from '../support/baton.ts';
+import { eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task } from './support.ts';
+
+/**
+ * Subscriptions shared by Baton processes on one PostgreSQL database, as `npm start` runs them:
+ * a process that only takes requests (BATON_SUBSCRIPTION_WORKER=off) records events for
+ * subscriptions created through another, and the delivering process, killed and started again,
+ * carries on from the last acknowledged event with the numbers continuing, nothing lost.
+ */
+
+const ADMIN = 'subscription-processes-admin';
+
+/** Starts `src/server.ts` and resolves once it logs its port. */
+function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', BATON_ADMIN_TOKEN: ADMIN, BATON_ADMIN_SCOPE: 'system/*.cruds', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /"port":(\d+)/.exec(output);
+      if (match) resolve({ child, base: `http://127.0.0.1:${match[1]}/fhir` });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${output.slice(0, 2000)}`)));
+  });
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
+}
+
+const call = (base: string, path: string, method = 'GET', json?: unknown) =>
+  fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/fhir+json' }, ...(json ? { body: JSON.stringify(json) } : {}) });
+
+describe.skipIf(!process.env.DATABASE_URL)('two Baton processes on one PostgreSQL database (needs DATABASE_URL)', () => {
+  const children: ChildProcess[] = [];
+  const receivers: Receiver[] = [];
+  let drop: (() => Promise<void>) | undefined;
+  afterAll(async () => {
+    await Promise.all(children.map((child) => stop(child, 'SIGKILL')));
+    await Promise.all(receivers.map((r) => r.close()));
+    await drop?.();
+  });
+
+  it('records events in one process for subscriptions made in another, and delivers them all in order across a killed worker', async () => {
+    const database = await freshDatabase();
+    drop = database.drop;
+    const env = { DATABASE_URL: database.databaseUrl as string, BATON_SUBSCRIPTION_POLL_MS: '20', BATON_EXPORT_WORKER: 'off', BATON_WORKFLOW_WORKER: 'off' };
+    // The API process migrates the database first; the delivering one starts on it.
+    const api = await startServer({ ...env, BATON_SUBSCRIPTION_WORKER: 'off' });
+    children.push(api.child);
+    let worker = await startServer(env);
+    children.push(worker.child);
+    const [first, second] = [await startReceiver(), await startReceiver()];
+    receivers.push(first, second);
+
+    // Created through the delivering process, used by writes through the other one.
+    const created = await call(worker.base, '/Subscription', 'POST', subscription(first.url, { maxCount: 1 }));
+    expect(created.status).toBe(201);
+    await eventually(() => first.ofType('handshake').length === 1, 'the handshake');
+    await call(api.base, '/Task/proc-1', 'PUT', task('proc-1'));
+    await eventually(() => first.ofType('event-notification').length === 1, 'the first event');
+    // A second subscription, made after the API process has read the registry: it sees it at once.
+    expect((await call(worker.base, '/Subscription', 'POST', subscription(second.url))).status).toBe(201);
+    await eventually(() => second.ofType('handshake').length === 1, 'the second handshake');
+    await call(api.base, '/Task/proc-2', 'PUT', task('proc-2'));
+    await eventually(() => second.ofType('event-notification').length === 1, 'the second subscription notified');
+
+    // The delivering process dies; events keep being recorded; a new one delivers them, in order.
+    await stop(worker.child, 'SIGKILL');
+    for (const n of [3, 4, 5]) expect((await call(api.base, `/Task/proc-${n}`, 'PUT', task(`proc-${n}`))).status).toBeLessThan(300);
+    worker = await startServer(env);
+    children.push(worker.child);
+    await eventually(() => first.ofType('event-notification').length >= 5, 'every event after the restart', 15_000);
+    expect(first.ofType('event-notification').flatMap((n) => eventNumbers(n.bundle))).toEqual([1, 2, 3, 4, 5]);
+    expect(statusParameter(first.ofType('event-notification')[4].bundle, 'events-since-subscription-start')).toBe('5');
+  }, 60_000);
+});
