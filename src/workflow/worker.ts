@@ -130,11 +130,12 @@ export class WorkflowWorker {
     const { db, metrics, logger } = this.deps;
     const failure = classify(error);
     logger.warn({ task: job.taskId, step: job.step, code: failure.error.code, class: failure.error.class, status: failure.error.status, attempt: job.attempts + 1 }, 'workflow step failed');
+    // Read before the transaction: on PGlite a query outside it would wait for it forever.
+    const policy = failure.partnerError ? await this.retryPolicy(job) : DEFAULT_RETRY_POLICY;
     await db.transaction(async (q) => {
       if (!(await lockHeldJob(q, job.taskId, this.owner))) return;
       let outcome = failure.outcome;
       if (outcome === 'retry') {
-        const policy = failure.partnerError ? await this.retryPolicy(job) : DEFAULT_RETRY_POLICY;
         const retryable = failure.partnerError ?? new PartnerError('retryable', 'server-error', failure.error.detail);
         const decision = decideRetry(policy, { number: job.attempts + 1, firstAttemptAtMs: job.stepStartedMs, nowMs: job.nowMs }, retryable);
         if (decision.retry) {
