@@ -1,32 +1,21 @@
 import { compactVerify, createLocalJWKSet } from 'jose';
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
 import { SIGNATURE_HEADER } from '../../src/subscriptions/delivery.ts';
-import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, eventNumbers, type Receiver, startReceiver, statusParameter, subscription, task, switchOffAll } from './support.ts';
+import { BASE_URL, body, type TestBaton } from '../support/baton.ts';
+import { deliverDue, deliverer, eventNumbers, type Receiver, statusParameter, subscription, task, batonWithReceiver } from './support.ts';
 
 /**
  * Delivery over HTTP to a real receiver on loopback: create → 201 requested → handshake →
  * active, events in order with gap-free numbers, each payload level, filters, signatures.
  */
 
+const harness = batonWithReceiver();
 let baton: TestBaton;
 let receiver: Receiver;
-
-beforeAll(async () => {
-  baton = await startBaton();
-  receiver = await startReceiver();
-});
-afterAll(async () => {
-  await receiver?.close();
-  await baton?.close();
-});
-beforeEach(async () => {
-  receiver.received.length = 0;
-  receiver.respond = () => ({ status: 200 });
-  // Each test's subscriptions only: earlier ones are switched off.
-  await switchOffAll(baton.db);
+beforeAll(() => {
+  ({ baton, receiver } = harness);
 });
 
 async function subscribe(resource: Record<string, unknown>): Promise<string> {

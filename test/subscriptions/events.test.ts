@@ -1,33 +1,24 @@
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../../src/auth/clients.ts';
 import { createGrant } from '../../src/auth/grants.ts';
 import { update } from '../../src/fhir/interactions.ts';
 import { systemAccess } from '../../src/fhir/access.ts';
 import { createReviewTask } from '../../src/operations/member-match/review.ts';
 import { BULK_JOB_COMPLETE_TOPIC, publishEvent, SLA_BREACH_TOPIC } from '../../src/subscriptions/events.ts';
-import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task, switchOffAll } from './support.ts';
+import { BASE_URL, body, type TestBaton } from '../support/baton.ts';
+import { deliverDue, deliverer, eventNumbers, eventually, type Receiver, statusParameter, subscription, task, batonWithReceiver } from './support.ts';
 
 /**
  * Baton's topics (config/topics), code-raised events (publishEvent), per-partner isolation of
  * events, and $status / $events read from the durable event log.
  */
 
+const harness = batonWithReceiver();
 let baton: TestBaton;
 let receiver: Receiver;
-
-beforeAll(async () => {
-  baton = await startBaton();
-  receiver = await startReceiver();
-});
-afterAll(async () => {
-  await receiver?.close();
-  await baton?.close();
-});
-beforeEach(async () => {
-  receiver.received.length = 0;
-  await switchOffAll(baton.db);
+beforeAll(() => {
+  ({ baton, receiver } = harness);
 });
 
 async function subscribe(resource: Record<string, unknown>, token?: string): Promise<string> {

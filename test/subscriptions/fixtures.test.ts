@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { body, startBaton, type TestBaton } from '../support/baton.ts';
-import { deliverDue, deliverer, type Receiver, startReceiver, subscription, switchOffAll } from './support.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { body, type TestBaton } from '../support/baton.ts';
+import { deliverDue, deliverer, type Receiver, subscription, batonWithReceiver } from './support.ts';
 
 /**
  * Baton's notifications have the shape of the Backport IG / Inferno examples in
@@ -37,20 +37,11 @@ function parameterShape(parameter: any): unknown {
   return parameter.part ? [parameter.name, parameter.part.map(parameterShape)] : [parameter.name, value];
 }
 
+const harness = batonWithReceiver();
 let baton: TestBaton;
 let receiver: Receiver;
-
-beforeAll(async () => {
-  baton = await startBaton();
-  receiver = await startReceiver();
-});
-afterAll(async () => {
-  await receiver?.close();
-  await baton?.close();
-});
-beforeEach(async () => {
-  receiver.received.length = 0;
-  await switchOffAll(baton.db);
+beforeAll(() => {
+  ({ baton, receiver } = harness);
 });
 
 describe.skipIf(!existsSync(FIXTURES))('notifications as the Backport examples show them (needs ../shared/fixtures/subscriptions)', () => {

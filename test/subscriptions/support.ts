@@ -7,7 +7,8 @@ import type { Database } from '../../src/db/connection.ts';
 import { SubscriptionDeliverer, subscriptionMetrics } from '../../src/subscriptions/delivery.ts';
 import { bumpRegistryVersion } from '../../src/subscriptions/events.ts';
 import { sql } from 'drizzle-orm';
-import { BASE_URL } from '../support/baton.ts';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { BASE_URL, startBaton, type TestBaton } from '../support/baton.ts';
 
 /** What a receiver got: one POST. */
 export interface Received {
@@ -145,4 +146,26 @@ export async function switchOffAll(db: Database): Promise<void> {
     await q.execute(sql`UPDATE subscriptions SET status = 'off'`);
     await bumpRegistryVersion(q);
   });
+}
+
+/**
+ * A file's Baton and receiver: started once, closed after; before each test the receiver
+ * forgets what it got and answers 200 again, and earlier tests' subscriptions are switched off.
+ */
+export function batonWithReceiver(): { baton: TestBaton; receiver: Receiver } {
+  const harness = {} as { baton: TestBaton; receiver: Receiver };
+  beforeAll(async () => {
+    harness.baton = await startBaton();
+    harness.receiver = await startReceiver();
+  });
+  afterAll(async () => {
+    await harness.receiver?.close();
+    await harness.baton?.close();
+  });
+  beforeEach(async () => {
+    harness.receiver.received.length = 0;
+    harness.receiver.respond = () => ({ status: 200 });
+    await switchOffAll(harness.baton.db);
+  });
+  return harness;
 }
