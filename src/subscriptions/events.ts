@@ -55,7 +55,8 @@ export async function inCheckedSubscriptionWrite<T>(q: Queryable, fn: () => Prom
 /**
  * Called by writeVersions (src/fhir/store.ts) in the writing transaction, after the versions are
  * stored. A write of a type no topic is triggered by costs nothing but a look-up in memory; one
- * that a topic may be triggered by costs one indexed query for the topic's subscriptions.
+ * that a topic may be triggered by costs a single-row read of the registry's version, then
+ * matching in memory (activeSubscriptions), and statements only for the events it makes.
  */
 export async function recordWriteEvents(q: Queryable, versions: readonly NewVersion[]): Promise<void> {
   const subscriptionsWritten = versions.filter((v) => v.resource.resourceType === 'Subscription');
@@ -120,6 +121,7 @@ export async function publishEvent(q: Queryable, event: CodeEvent): Promise<numb
   const topic = topics().get(event.topic);
   if (!topic) throw new Error(`publishEvent: no topic ${event.topic} in config/topics`);
   const candidates = (await activeSubscriptions(q, [topic.url])).filter((c) => event.audience === undefined || c.clientId === event.audience);
+  if (candidates.length === 0) return 0;
   const reference = localReference(event.focus.reference);
   const resourceFocus = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(reference);
   const focusResource = resourceFocus ? (await q.execute<{ content: string; version: number }>(
@@ -236,7 +238,7 @@ async function appendEvents(q: Queryable, events: PendingEvent[]): Promise<void>
     values.forEach((value, i) => columns[i].push(value));
   }
   const [s, n, t, i, v, r, m, c] = columns.map((column) => sql`${sql.param(column)}::text[]`);
-  const totals = [...next.entries()].filter(([id]) => ids.includes(id));
+  const totals = [...next.entries()];
   await q.execute(sql`WITH bumped AS (
       UPDATE subscription_event_counters c SET event_count = t.count::bigint
       FROM unnest(${sql.param(totals.map(([id]) => id))}::text[], ${sql.param(totals.map(([, count]) => String(count)))}::text[]) AS t(id, count)
