@@ -75,7 +75,9 @@ describe('Baton topics', () => {
 
   it('sla-breach: raised by code with publishEvent, in the caller transaction (rolled back, no event)', async () => {
     const id = await subscribe(subscription(receiver.url, { topic: SLA_BREACH_TOPIC }));
-    await putTask(task('late-request'));
+    // Filters apply to the focus Task: this one wants another requester's breaches only.
+    await subscribe(subscription(receiver.url, { topic: SLA_BREACH_TOPIC, filters: ['Task?requester=Organization/someone-else'] }));
+    await putTask({ ...task('late-request'), requester: { reference: 'Organization/new-plan' } });
     await expect(
       baton.db.transaction(async (q) => {
         await publishEvent(q, { topic: SLA_BREACH_TOPIC, focus: { reference: 'Task/late-request' } });
