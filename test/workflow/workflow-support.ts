@@ -79,7 +79,8 @@ export async function setUpWorkflow(options: { partner?: FakePartnerOptions; ret
   };
   await put(baton, endpoint);
   await publishRuleSet(baton.db, { rules: [{ id: 'prior-payer', when: { payer: [`${PRIOR_PAYER.system}|${PRIOR_PAYER.value}`] }, endpoint: 'Endpoint/prior-payer-fhir' }] }, 'test', 'test routing', 100);
-  const breakers = new PartnerBreakers();
+  // A partner that is back is tried again within a fifth of a second (30 s in production).
+  const breakers = new PartnerBreakers({ halfOpenAfterMs: 200 });
   const clients = partnerClients({ keys, breakers, logger });
   const worker = (config: Partial<WorkflowConfig> = {}) =>
     new WorkflowWorker({
