@@ -84,4 +84,21 @@ describe('requester workflow: a data-request Task through to the imported data',
     const history = (await (await setup.baton.request(`/fhir/Task/${task.id}/_history`)).json()) as Bundle<Task>;
     expect(stages(history)).toEqual(['created', 'validated', 'routed', 'matched', 'acknowledged', 'fulfilled']);
   });
+
+  it('shares the queue between two workers (two processes): every step runs once', async () => {
+    const tasks = await Promise.all([3, 4, 5, 6].map((i) => setup.request(member(i))));
+    const a = setup.worker({ concurrency: 2 });
+    const b = setup.worker({ concurrency: 2 });
+    for (let round = 0; round < 200; round += 1) {
+      await Promise.all([a.runPending(), b.runPending()]);
+      const current = await Promise.all(tasks.map((t) => setup.task(t.id!)));
+      if (current.every((t) => t.status === 'completed')) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (const task of tasks) {
+      const history = (await (await setup.baton.request(`/fhir/Task/${task.id}/_history`)).json()) as Bundle<Task>;
+      expect(stages(history)).toEqual(['created', 'validated', 'routed', 'matched', 'acknowledged', 'fulfilled']);
+      expect(setup.partner.calls.filter((c) => c.idempotencyKey === `baton-${task.id}-match` && !c.replayed)).toHaveLength(1);
+    }
+  });
 });
