@@ -71,6 +71,7 @@ export async function recordWriteEvents(q: Queryable, versions: readonly NewVers
   const needPrevious = relevant.filter((r) => r.topics.some((t) => subscribed.has(t.url) && t.triggers.some((trigger) => trigger.criteria)));
   const previous = await previousVersions(q, needPrevious.map((r) => r.version));
   const pending: PendingEvent[] = [];
+  const visible = visibilityMemo(q);
   for (const { version, topics: triggered } of relevant) {
     const resource = version.resource;
     const before = previous.get(`${resource.resourceType}/${resource.id}`);
@@ -81,7 +82,7 @@ export async function recordWriteEvents(q: Queryable, versions: readonly NewVers
       const view = new FilterView(resource);
       for (const candidate of candidates) {
         if (candidate.topic !== topic.url || !view.matches(topic, candidate.filters)) continue;
-        if (!(await visibleTo(q, candidate, resource.resourceType, resource.id))) continue;
+        if (!(await visible(candidate, resource.resourceType, resource.id))) continue;
         pending.push({
           subscriptionId: candidate.id,
           focusType: resource.resourceType,
@@ -128,11 +129,12 @@ export async function publishEvent(q: Queryable, event: CodeEvent): Promise<numb
     sql`SELECT content, version_id AS version FROM resources WHERE resource_type = ${resourceFocus[1]} AND id = ${resourceFocus[2]}`,
   ))[0] : undefined;
   const view = focusResource ? new FilterView(JSON.parse(focusResource.content) as Resource) : undefined;
+  const visible = visibilityMemo(q);
   const pending: PendingEvent[] = [];
   for (const candidate of candidates) {
     if (resourceFocus) {
       if (view && !view.matches(topic, candidate.filters)) continue;
-      if (!(await visibleTo(q, candidate, resourceFocus[1], resourceFocus[2]))) continue;
+      if (!(await visible(candidate, resourceFocus[1], resourceFocus[2]))) continue;
     }
     pending.push({
       subscriptionId: candidate.id,
@@ -214,12 +216,21 @@ async function previousVersions(q: Queryable, versions: NewVersion[]): Promise<M
 /**
  * Per-partner isolation: an event reaches a subscriber only about a resource its owner may read.
  * Writes carry no base URL, so the policy counts only relative references as local: stricter,
- * never wider, than the owner's requests (Baton stores references relative).
+ * never wider, than the owner's requests (Baton stores references relative). Answers are kept
+ * for the write at hand, so a client's several subscriptions cost one check per resource.
  */
-async function visibleTo(q: Queryable, candidate: Candidate, resourceType: string, id: string): Promise<boolean> {
-  const policy = callerPolicy({ clientId: candidate.clientId, kind: candidate.clientKind, scopes: candidate.scopes }, '');
-  if (!policy.mayRead(resourceType)) return false;
-  return isVisible(q, policy, resourceType, id);
+function visibilityMemo(q: Queryable): (candidate: Candidate, resourceType: string, id: string) => Promise<boolean> {
+  const answers = new Map<string, Promise<boolean>>();
+  return (candidate, resourceType, id) => {
+    const key = JSON.stringify([candidate.clientId, candidate.clientKind, candidate.scopes, resourceType, id]);
+    let answer = answers.get(key);
+    if (!answer) {
+      const policy = callerPolicy({ clientId: candidate.clientId, kind: candidate.clientKind, scopes: candidate.scopes }, '');
+      answer = policy.mayRead(resourceType) ? isVisible(q, policy, resourceType, id) : Promise.resolve(false);
+      answers.set(key, answer);
+    }
+    return answer;
+  };
 }
 
 /** Numbers the events per subscription (gap-free, in order) and appends them, in two statements. */

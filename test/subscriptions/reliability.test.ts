@@ -52,7 +52,8 @@ describe('an endpoint that fails', () => {
   it('gets every event, in order, once it answers again', async () => {
     const endpoint = await receiver();
     const id = await subscribe(subscription(endpoint.url, { maxCount: 2 }));
-    const worker = deliverer(baton.db);
+    const registry = new Registry();
+    const worker = deliverer(baton.db, testDeliveryConfig(), registry);
     await deliverDue(worker);
     endpoint.respond = () => ({ status: 503 });
     for (let n = 1; n <= 5; n++) await putTask(task(`down-${id}-${n}`));
@@ -66,7 +67,11 @@ describe('an endpoint that fails', () => {
     await baton.db.execute(sql`UPDATE subscriptions SET next_attempt_at = now() WHERE id = ${id}`);
     await deliverDue(worker);
     expect(delivered(endpoint)).toEqual([1, 2, 3, 4, 5]);
-    // Every failed attempt is in the audit trail, against the subscription.
+    // Every attempt is measured…
+    const metrics = await registry.getSingleMetricAsString('baton_subscription_delivery_attempts_total');
+    expect(metrics).toContain(`baton_subscription_delivery_attempts_total{type="event-notification",outcome="http-error"} ${state.attempts}`);
+    expect(metrics).toContain('baton_subscription_delivery_attempts_total{type="event-notification",outcome="ok"} 3');
+    // …and every failed attempt is in the audit trail, against the subscription.
     const audited = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM audit_events WHERE content LIKE ${`%Subscription/${id}%`} AND content LIKE '%HTTP 503%'`);
     expect(audited[0].n).toBe(state.attempts);
   });
