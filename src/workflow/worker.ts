@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Extension, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Extension, Task } from '@medplum/fhirtypes';
+import { insertAuditEvents } from '../audit/writer.ts';
 import { runInBackground } from '../audit/background.ts';
 import type { WorkflowConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
@@ -16,6 +17,7 @@ import { claimJobs, endJob, type JobError, lockHeldJob, markBreached, moveJob, o
 import { PartnerError, type PartnerClient } from './partner/types.ts';
 import { decideRetry, DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.ts';
 import { type Stage, stageOf } from './stages.ts';
+import { outboundAuditEvent } from './outbound-audit.ts';
 import { runStep, StepFailure, type StepResult } from './steps.ts';
 import { transitionTask, workflowAudit } from './transition.ts';
 
@@ -102,14 +104,16 @@ export class WorkflowWorker {
     } catch (error) {
       metrics?.workflowSteps.observe({ step: job.step, result: 'error' }, (performance.now() - start) / 1000);
       if (error instanceof LostLease) return;
-      await this.recordFailure(job, error);
+      await this.recordFailure(job, error, await this.exchangeAudit(job, task, error));
       return;
     }
     metrics?.workflowSteps.observe({ step: job.step, result: 'wait' in result ? 'wait' : 'ok' }, (performance.now() - start) / 1000);
+    const exchange = 'wait' in result ? undefined : await this.exchangeAudit(job, task);
     const recording = performance.now();
     await db.transaction(async (q) => {
       const held = await lockHeldJob(q, job.taskId, this.owner);
       if (!held) return;
+      if (exchange) await insertAuditEvents(q, [exchange]);
       if ('wait' in result) {
         await retryJob(q, job.taskId, result.state, result.wait);
         return;
@@ -126,7 +130,15 @@ export class WorkflowWorker {
   }
 
   /** A failed step: tried again, dead-lettered, failed for good, or held for review. */
-  private async recordFailure(job: WorkflowJob, error: unknown): Promise<void> {
+  /** The AuditEvent of the step's exchange with the partner, if it had one (outbound-audit.ts). Read before any transaction. */
+  private async exchangeAudit(job: WorkflowJob, task: Task, error?: unknown): Promise<AuditEvent | undefined> {
+    if (!job.state.endpointId) return undefined;
+    const partner = await readPartner(this.deps.db, job.state.endpointId).catch(() => undefined);
+    if (!partner) return undefined;
+    return outboundAuditEvent(job, partner.endpoint.baseUrl, task.for?.reference?.replace(/^Patient\//, ''), error);
+  }
+
+  private async recordFailure(job: WorkflowJob, error: unknown, exchange: AuditEvent | undefined): Promise<void> {
     const { db, metrics, logger } = this.deps;
     const failure = classify(error);
     logger.warn({ task: job.taskId, step: job.step, code: failure.error.code, class: failure.error.class, status: failure.error.status, attempt: job.attempts + 1 }, 'workflow step failed');
@@ -134,6 +146,7 @@ export class WorkflowWorker {
     const policy = failure.partnerError ? await this.retryPolicy(job) : DEFAULT_RETRY_POLICY;
     await db.transaction(async (q) => {
       if (!(await lockHeldJob(q, job.taskId, this.owner))) return;
+      if (exchange) await insertAuditEvents(q, [exchange]);
       let outcome = failure.outcome;
       if (outcome === 'retry') {
         const retryable = failure.partnerError ?? new PartnerError('retryable', 'server-error', failure.error.detail);

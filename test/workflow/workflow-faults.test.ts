@@ -69,6 +69,8 @@ describe('requester workflow under partner faults', () => {
     const done = await setup.runUntil(task.id!, ['failed', 'fulfilled', 'dead-lettered']);
     expect(stage(done)).toBe('failed');
     expect(reason(done)).toBe('no-match');
+    const [event] = await setup.baton.db.execute<{ content: string }>(sql`SELECT content FROM audit_events WHERE content LIKE ${`%workflow-${task.id}%`} AND content LIKE '%member-match%' AND content LIKE ${`%${setup.partner.baseUrl}%`}`);
+    expect(JSON.parse(event.content)).toMatchObject({ outcome: '4' });
     expect(setup.partner.calls.filter((c) => c.route === 'member-match' && c.idempotencyKey === `baton-${task.id}-match`).length).toBe(1);
   });
 

@@ -1,4 +1,4 @@
-import type { Bundle, Observation, Provenance, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, Observation, Provenance, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { member, OKAFOR, setUpWorkflow, stages, type WorkflowSetup } from './workflow-support.ts';
@@ -72,6 +72,17 @@ describe('requester workflow: a data-request Task through to the imported data',
     await setup.runUntil(task.id!, ['fulfilled']);
     const rows = await setup.baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM audit_events WHERE content::text LIKE ${`%Task/${task.id}%`} AND content::text LIKE '%baton-workflow%'`);
     expect(Number(rows[0].n)).toBeGreaterThanOrEqual(5);
+    // The exchanges with the partner: the member's demographics sent to its $member-match, its $everything asked for.
+    const outbound = await setup.baton.db.execute<{ content: string }>(sql`SELECT content FROM audit_events WHERE content LIKE ${`%workflow-${task.id}%`} AND content LIKE ${`%${setup.partner.baseUrl}%`}`);
+    const operations = outbound.map((r) => (JSON.parse(r.content) as AuditEvent).subtype?.map((c) => c.code)).flat();
+    expect(operations).toContain('http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match');
+    expect(operations).toContain('http://hl7.org/fhir/OperationDefinition/Patient-everything');
+    for (const row of outbound) {
+      const event = JSON.parse(row.content) as AuditEvent;
+      expect(event.outcome).toBe('0');
+      expect(event.entity?.some((e) => e.what?.reference === (task.for?.reference ?? ''))).toBe(true);
+      expect(row.content).not.toContain(member(1).family);
+    }
   });
 
   it('runs a bulk request: kick-off acknowledged, polls, downloads and imports the files', async () => {
