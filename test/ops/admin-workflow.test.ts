@@ -44,6 +44,9 @@ describe('workflow admin API', () => {
     const promoted = (await (await admin('/admin/routing/canary', { method: 'POST', json: { percent: 100, operator: 'ops-1' } })).json()) as { stable: number; candidate: number | null };
     expect(promoted).toMatchObject({ stable: version, candidate: null });
     expect((await admin('/admin/routing/canary', { method: 'POST', json: { percent: 50, operator: 'ops-1' } })).status).toBe(409);
+    // Every change of the control plane is in the audit trail.
+    const [{ n }] = await setup.baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM audit_events WHERE content LIKE '%urn:baton:admin:routing%'`);
+    expect(Number(n)).toBeGreaterThanOrEqual(3);
   });
 
   it('routes a request by the version in force and writes it into the Task', async () => {

@@ -2,7 +2,7 @@ import type { Bundle, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimJobs } from '../../src/workflow/jobs.ts';
-import { member, setUpWorkflow, stages, type WorkflowSetup } from './workflow-support.ts';
+import { member, MESSY, setUpWorkflow, stages, type WorkflowSetup } from './workflow-support.ts';
 
 const stage = (task: Task) => task.businessStatus?.coding?.[0]?.code;
 const reason = (task: Task) => task.statusReason?.coding?.[0]?.code;
@@ -152,6 +152,20 @@ describe('requester workflow under partner faults', () => {
     expect(done.output?.find((o) => o.type.text === 'imported')?.valueInteger).toBe(0);
     const history = (await (await setup.baton.request(`/fhir/Task/${task.id}/_history`)).json()) as Bundle<Task>;
     expect(stages(history).filter((s) => s === 'fulfilled')).toHaveLength(1);
+  });
+
+  it('quarantines what fails validation or is not about the member, imports the rest, and reports it on the Task', async () => {
+    const task = await setup.request({ family: MESSY.family, given: MESSY.given, birthDate: MESSY.birthDate, card: MESSY.memberId });
+    const done = await setup.runUntil(task.id!, ['fulfilled', 'failed', 'dead-lettered']);
+    expect(stage(done)).toBe('fulfilled');
+    const count = (name: string) => done.output?.find((o) => o.type.text === name)?.valueInteger;
+    expect(count('imported')).toBe(1);
+    expect(count('quarantined')).toBe(2);
+    const rows = await setup.baton.db.execute<{ type: string; source: string; issues: { issue: { diagnostics?: string }[] } }>(
+      sql`SELECT resource_type AS type, source_id AS source, issues FROM workflow_quarantine WHERE task_id = ${task.id} ORDER BY source_id`,
+    );
+    expect(rows.map((r) => [r.type, r.source])).toEqual([['Observation', 'messy-bad'], ['Patient', 'someone-else']]);
+    expect(JSON.stringify(rows[0].issues)).toMatch(/code/);
   });
 
   it('times out a partner slower than the endpoint timeout and retries', async () => {

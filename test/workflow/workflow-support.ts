@@ -1,4 +1,4 @@
-import type { Consent, Coverage, Endpoint, Organization, Patient, Task } from '@medplum/fhirtypes';
+import type { Consent, Coverage, Endpoint, Organization, Patient, Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics, type Metrics } from '../../src/ops/metrics.ts';
@@ -49,13 +49,28 @@ export const MEMBERS = ['Ndiaye', 'Brennan', 'Castillo', 'Haddad', 'Kowalski', '
   memberId: `M${1000 + i}-01`,
 }));
 
+/** A member whose record at the partner holds data Baton must not import: an Observation without code, another person's Patient. */
+export const MESSY = {
+  id: 'messy',
+  family: 'Quarantaine',
+  given: 'Rene',
+  birthDate: '1971-07-07',
+  gender: 'male' as const,
+  memberId: 'Q7000-01',
+  resources: [
+    { resourceType: 'Observation', id: 'messy-good', status: 'final', code: { text: 'Weight' }, subject: { reference: 'Patient/messy' } },
+    { resourceType: 'Observation', id: 'messy-bad', status: 'final', subject: { reference: 'Patient/messy' } },
+    { resourceType: 'Patient', id: 'someone-else', name: [{ family: 'Other' }] },
+  ] as Resource[],
+};
+
 export const member = (i: number) => ({ family: MEMBERS[i].family, given: MEMBERS[i].given, birthDate: MEMBERS[i].birthDate, card: MEMBERS[i].memberId });
 
 export async function setUpWorkflow(options: { partner?: FakePartnerOptions; retry?: Partial<RetryPolicy>; capabilities?: string[] } = {}): Promise<WorkflowSetup> {
   const baton = await startBaton();
   const keys = new OutboundClientKeys(baton.db);
   await keys.get(KEY_ID);
-  const partner = await startFakePartner({ client: { clientId: CLIENT_ID, jwks: await keys.jwks() }, members: [...DEFAULT_MEMBERS.map((m) => ({ ...m })), ...MEMBERS.map((m) => ({ ...m }))], ...options.partner });
+  const partner = await startFakePartner({ client: { clientId: CLIENT_ID, jwks: await keys.jwks() }, members: [...DEFAULT_MEMBERS.map((m) => ({ ...m })), ...MEMBERS.map((m) => ({ ...m })), MESSY], ...options.partner });
   const metrics = createMetrics();
   const logger = createLogger('silent');
   const organization: Organization = { resourceType: 'Organization', id: 'prior-payer', name: 'Prior Health Plan', identifier: [PRIOR_PAYER], active: true };
