@@ -59,7 +59,7 @@ const LENIENT: PartnerAdapter = {
   ndjsonTypes: ['application/fhir+ndjson', 'application/ndjson', 'application/x-ndjson', 'text/plain', 'application/octet-stream'],
 };
 
-export const PARTNER_ADAPTERS: Readonly<Record<string, PartnerAdapter>> = { standard: STANDARD, lenient: LENIENT };
+const PARTNER_ADAPTERS: Readonly<Record<string, PartnerAdapter>> = { standard: STANDARD, lenient: LENIENT };
 
 /** The adapter an Endpoint names; an unknown name is a configuration error of that Endpoint. */
 export function partnerAdapter(name: string): PartnerAdapter {

@@ -8,7 +8,7 @@ export interface BreakerSettings {
   halfOpenAfterMs: number;
 }
 
-export const DEFAULT_BREAKER_SETTINGS: BreakerSettings = { consecutiveFailures: 5, halfOpenAfterMs: 30_000 };
+const DEFAULT_BREAKER_SETTINGS: BreakerSettings = { consecutiveFailures: 5, halfOpenAfterMs: 30_000 };
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

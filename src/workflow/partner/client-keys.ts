@@ -4,7 +4,7 @@ import { type CryptoKey, type JWK, exportJWK, generateKeyPair, importJWK } from 
 import type { Database } from '../../db/connection.ts';
 
 /** SMART Backend Services accepts RS384 and ES384 assertions; ES384 keys are small and fast to make. */
-export const CLIENT_KEY_ALGORITHM = 'ES384';
+const CLIENT_KEY_ALGORITHM = 'ES384';
 
 /** Key ids become JWK `kid`s in a public key set: printable, short. */
 const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/;

@@ -72,7 +72,7 @@ export class PartnerTokens {
 }
 
 /** RFC 7523 / SMART Backend Services client assertion: iss = sub = client id, aud = token URL, a fresh jti, kid in the header. */
-export function signClientAssertion(endpoint: PartnerEndpoint, key: OutboundClientKey): Promise<string> {
+function signClientAssertion(endpoint: PartnerEndpoint, key: OutboundClientKey): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({})
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
