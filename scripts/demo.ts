@@ -26,7 +26,7 @@ import { ENDPOINT_EXTENSION } from '../src/workflow/directory.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A loaded two-core machine starts PGlite, applies the migrations and seeds 25 members in well under this. */
 const START_TIMEOUT_MS = 120_000;
-/** The exchange itself takes a second or two; a request still open after this is reported as stuck. */
+/** The exchange itself takes a few seconds; a request still open after this is reported as stuck. */
 const REQUEST_TIMEOUT_MS = 60_000;
 /** The background sealer publishes AuditEvents about every 250 ms. */
 const AUDIT_TIMEOUT_MS = 15_000;
@@ -34,6 +34,7 @@ const AUDIT_TIMEOUT_MS = 15_000;
 const DEMO_MEMBER = 'demo-patient-2';
 /** The Endpoint names the outbound key Baton signs its client assertions with at this partner. */
 const KEY_ID = 'demo-key';
+/** Where the request stops on its own: done, failed, or waiting for an operator (dead-lettered, manual review). */
 const FINAL_STAGES = ['fulfilled', 'failed', 'dead-lettered', 'cancelled', 'manual-review'];
 
 interface Payer {
@@ -66,6 +67,8 @@ class DemoFailure extends Error {
 const instances: Instance[] = [];
 const workDir = mkdtempSync(join(tmpdir(), 'baton-demo-'));
 let cleaning: Promise<void> | undefined;
+/** Set by Ctrl-C (or SIGTERM): what fails after it is the servers stopping, not worth a message. */
+let interrupted = false;
 
 /** Stops both servers (SIGTERM, then SIGKILL after 10 s) and removes their data; safe to call more than once. */
 function cleanUp(): Promise<void> {
@@ -90,6 +93,7 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    interrupted = true;
     console.error(`\n${signal}: stopping both servers`);
     void cleanUp().finally(() => process.exit(130));
   });
@@ -463,7 +467,8 @@ async function main(): Promise<number> {
   const stage = stageOf(task);
   if (stage !== 'fulfilled') {
     const admin = await call<unknown>(newPayer, 'GET', `/admin/tasks/${created.id}`, { expect: [200, 404] });
-    console.error(`\nThe request did not reach fulfilled within ${REQUEST_TIMEOUT_MS / 1000} s: it is ${task.status}/${stage}.`);
+    const state = FINAL_STAGES.includes(stage) ? `ended ${stage}` : `was still ${stage} after ${REQUEST_TIMEOUT_MS / 1000} s`;
+    console.error(`\nThe request did not reach fulfilled: it ${state} (Task.status ${task.status}).`);
     console.error(`statusReason: ${task.statusReason?.coding?.[0]?.code ?? '-'}: ${task.statusReason?.text ?? '-'}`);
     console.error(`job: ${JSON.stringify(admin)}`);
     for (const instance of instances) if (instance.log.length) console.error(`\n${instance.payer.label} log:\n${instance.log.join('')}`);
@@ -491,9 +496,13 @@ let code = 1;
 try {
   code = await main();
 } catch (error) {
-  console.error(error instanceof DemoFailure ? `\nDemo failed: ${error.message}` : error);
-  for (const instance of instances) if (instance.log.length && !(error instanceof DemoFailure)) console.error(`\n${instance.payer.label} log:\n${instance.log.join('')}`);
+  if (!interrupted) reportError(error);
 } finally {
   await cleanUp();
 }
 process.exit(code);
+
+function reportError(error: unknown): void {
+  console.error(error instanceof DemoFailure ? `\nDemo failed: ${error.message}` : error);
+  for (const instance of instances) if (instance.log.length && !(error instanceof DemoFailure)) console.error(`\n${instance.payer.label} log:\n${instance.log.join('')}`);
+}
