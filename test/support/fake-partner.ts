@@ -21,7 +21,8 @@ import { ASSERTION_ALGORITHMS, ASSERTION_TYPE, assertionClaimProblem } from '../
  * - `GET /fhir/Patient/{id}/$everything`: the Patient and its resources, `pageSize` a page, with
  *   absolute next links.
  * - Bulk Data: kick-off (GET or POST on `$export`, `Patient/$export`, `Group/{id}/$export`,
- *   `Group/{id}/$davinci-data-export`, with `Prefer: respond-async`) → 202 + Content-Location;
+ *   `Group/{id}/$davinci-data-export`, with `Prefer: respond-async`; a POST's `patient`
+ *   parameters narrow the export to those members) → 202 + Content-Location;
  *   the status URL answers 202 with Retry-After `retryAfterSeconds` for `exportPolls` polls, then
  *   200 with the manifest; DELETE → 202, then 404; files (one per resource type) are
  *   application/fhir+ndjson and need the token while `requiresAccessToken`.
@@ -286,7 +287,7 @@ export async function startFakePartner(options: FakePartnerOptions = {}): Promis
       case 'kick-off': {
         if (!/respond-async/.test(prefer)) return fhir(400, outcome('invalid', 'Prefer: respond-async is required'));
         const id = randomUUID();
-        jobs.set(id, { polls: 0, cancelled: false, files: exportFiles() });
+        jobs.set(id, { polls: 0, cancelled: false, files: exportFiles(method === 'POST' ? requestedPatients(body) : undefined) });
         const statusUrl = `${baseUrl}/$export-status/${id}`;
         if (fault?.kind === 'ok-instead-of-accepted' && fault.with === 'manifest') return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(manifestOf(id, url.toString(), false)) };
         return fhir(fault?.kind === 'ok-instead-of-accepted' ? 200 : 202, outcome('informational', 'Export started'), { 'content-location': statusUrl });
@@ -337,9 +338,10 @@ export async function startFakePartner(options: FakePartnerOptions = {}): Promis
     });
   };
 
-  const exportFiles = (): ExportJob['files'] => {
+  /** The members' data by resource type: the `patient` members given to the kick-off, or every member. */
+  const exportFiles = (patients: string[] | undefined): ExportJob['files'] => {
     const byType = new Map<string, Resource[]>();
-    for (const member of members) {
+    for (const member of members.filter((m) => patients === undefined || patients.includes(m.id))) {
       for (const resource of [patientOf(member), ...resourcesOf(member)]) byType.set(resource.resourceType, [...(byType.get(resource.resourceType) ?? []), resource]);
     }
     return [...byType].map(([type, resources]) => ({ type, resources }));
@@ -424,6 +426,18 @@ function routeOf(method: string, path: string): FakeRoute {
   if (path.startsWith('/fhir/$export-status/')) return method === 'DELETE' ? 'cancel' : 'status';
   if (path.startsWith('/fhir/$export-file/') && method === 'GET') return 'file';
   return 'unknown';
+}
+
+/** Bulk Data POST kick-off: the ids of its `patient` parameters, undefined when it names none. */
+function requestedPatients(body: string): string[] | undefined {
+  let parameters: Parameters;
+  try {
+    parameters = JSON.parse(body) as Parameters;
+  } catch {
+    return undefined;
+  }
+  const ids = (parameters.parameter ?? []).filter((p) => p.name === 'patient').map((p) => p.valueReference?.reference?.split('/').pop() ?? '');
+  return ids.length > 0 ? ids : undefined;
 }
 
 function patientOf(member: FakeMember): Patient {

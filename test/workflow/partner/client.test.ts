@@ -226,10 +226,18 @@ describe('Bulk Data', () => {
 
   it('POSTs Parameters to the kick-off; a repeated kick-off with the same key gets the same status URL', async () => {
     const client = setup.client();
-    const request = { path: 'Patient/$export', method: 'POST' as const, parameters: { resourceType: 'Parameters' as const, parameter: [{ name: '_type', valueString: 'Patient' }] } };
+    const request = { path: 'Patient/$export', method: 'POST' as const, parameters: { resourceType: 'Parameters' as const, parameter: [{ name: 'patient', valueReference: { reference: 'Patient/okafor' } }] } };
     const first = await client.bulkKickOff(request, call('task-3/export'));
     const again = await client.bulkKickOff(request, call('task-3/export'));
     expect(again.statusUrl).toBe(first.statusUrl);
+    let poll = await client.bulkPoll(first.statusUrl, call('task-3/export'));
+    while (poll.state !== 'complete') poll = await client.bulkPoll(first.statusUrl, call('task-3/export'));
+    // The partner exported the member named in the Parameters only.
+    expect(poll.manifest.output.map((o) => [o.type, o.count])).toEqual([
+      ['Patient', 1],
+      ['Coverage', 1],
+      ['Observation', 3],
+    ]);
     expect(setup.partner.calls.filter((c) => c.route === 'kick-off').map((c) => [c.method, c.replayed])).toEqual([
       ['POST', false],
       ['POST', true],
