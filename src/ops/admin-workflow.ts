@@ -83,7 +83,7 @@ export function workflowAdminRoutes(deps: { db: Database; baseUrl: string; valid
     const why = text(reason, 'reason');
     const task = await deps.db.transaction(async (q) => {
       const job = await readJob(q, id, true);
-      if (!job || job.status !== 'dead-lettered') throw conflict(`Task/${id} is not waiting for an operator (only a dead-lettered or held request is closed)`);
+      if (!job || (job.status !== 'dead-lettered' && job.status !== 'held')) throw conflict(`Task/${id} is not waiting for an operator (only a dead-lettered or held request is closed)`);
       await endJob(q, id, 'failed', job.state, { class: 'non-retryable', code: 'closed-by-operator', detail: why });
       return transitionTask(deps, q, id, 'failed', { statusReason: { class: 'non-retryable', code: 'closed-by-operator', detail: `Closed by ${who}: ${why}` } }, { clientId: `operator:${who}`, kind: 'operator' });
     });

@@ -11,7 +11,8 @@ import type { Stage } from './stages.ts';
  * host; the claims, leases and retries here are three statements.
  */
 export type Step = 'validate' | 'route' | 'match' | 'request' | 'poll' | 'import';
-export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'dead-lettered' | 'cancelled';
+/** held: waiting for a person's judgement (manual review); dead-lettered: retries exhausted. Both wait for an operator. */
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'dead-lettered' | 'held' | 'cancelled';
 
 /** What earlier steps found; each step adds its part. */
 export interface JobState {
@@ -66,7 +67,7 @@ export async function enqueueJob(q: Queryable, taskId: string): Promise<void> {
 
 /** Stops a request that has not ended; a worker holding it loses its lease. */
 export async function cancelJob(q: Queryable, taskId: string): Promise<void> {
-  await q.execute(sql`UPDATE workflow_jobs SET status = 'cancelled', lease_owner = NULL, updated = now() WHERE task_id = ${taskId} AND status IN ('queued', 'running', 'dead-lettered')`);
+  await q.execute(sql`UPDATE workflow_jobs SET status = 'cancelled', lease_owner = NULL, updated = now() WHERE task_id = ${taskId} AND status IN ('queued', 'running', 'dead-lettered', 'held')`);
 }
 
 /** Claims up to `limit` due jobs: queued ones whose time has come and running ones whose worker's lease ran out. */
@@ -112,17 +113,17 @@ export async function retryJob(q: Queryable, taskId: string, state: JobState, de
     WHERE task_id = ${taskId}`);
 }
 
-/** Ends a held job: completed, failed (for good) or dead-lettered (waiting for an operator). */
-export async function endJob(q: Queryable, taskId: string, status: 'completed' | 'failed' | 'dead-lettered', state: JobState, error?: JobError): Promise<void> {
+/** Ends a held job: completed, failed (for good), or waiting for an operator (dead-lettered, held). */
+export async function endJob(q: Queryable, taskId: string, status: 'completed' | 'failed' | 'dead-lettered' | 'held', state: JobState, error?: JobError): Promise<void> {
   await q.execute(sql`UPDATE workflow_jobs SET status = ${status}, state = ${JSON.stringify(state)}::jsonb, lease_owner = NULL, lease_until = NULL,
     attempts = attempts + ${status === 'completed' ? 0 : 1}, last_error = ${error ? JSON.stringify(error) : null}::jsonb, updated = now()
     WHERE task_id = ${taskId}`);
 }
 
-/** An operator re-drives a dead-lettered request: its step runs again at once with a fresh budget. */
+/** An operator re-drives a dead-lettered or held request: its step runs again at once with a fresh budget. */
 export async function redriveJob(q: Queryable, taskId: string): Promise<WorkflowJob | undefined> {
   const rows = await q.execute<WorkflowJob>(sql`UPDATE workflow_jobs SET status = 'queued', run_at = now(), attempts = 0, step_started = now(), updated = now()
-    WHERE task_id = ${taskId} AND status = 'dead-lettered' RETURNING ${COLUMNS}`);
+    WHERE task_id = ${taskId} AND status IN ('dead-lettered', 'held') RETURNING ${COLUMNS}`);
   return rows[0] ? toJob(rows[0]) : undefined;
 }
 
@@ -133,7 +134,7 @@ export async function readJob(q: Queryable, taskId: string, forUpdate = false): 
 
 /** Jobs not ended, created before `beforeMs` (SLA checks). */
 export async function openJobsCreatedBefore(q: Queryable, beforeMs: number): Promise<WorkflowJob[]> {
-  const rows = await q.execute<WorkflowJob>(sql`SELECT ${COLUMNS} FROM workflow_jobs WHERE status IN ('queued', 'running', 'dead-lettered') AND created < to_timestamp(${beforeMs / 1000})`);
+  const rows = await q.execute<WorkflowJob>(sql`SELECT ${COLUMNS} FROM workflow_jobs WHERE status IN ('queued', 'running', 'dead-lettered', 'held') AND created < to_timestamp(${beforeMs / 1000})`);
   return rows.map(toJob);
 }
 

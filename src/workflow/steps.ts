@@ -116,7 +116,7 @@ async function route(q: Queryable, job: WorkflowJob, task: Task, request: DataRe
 async function match(deps: StepDeps, job: WorkflowJob, task: Task, request: DataRequest): Promise<StepResult> {
   const partner = await readPartner(deps.db, job.state.endpointId!);
   const client = deps.partnerClient(partner);
-  const parameters = await memberMatchParameters(deps.db, task, request);
+  const parameters = await memberMatchParameters(deps.db, deps.baseUrl, task, request);
   const result = await client.memberMatch(parameters, { idempotencyKey: idempotencyKey(job, 'match') });
   const id = result.memberId ?? (await client.findPatientId(result.memberIdentifier, { idempotencyKey: idempotencyKey(job, 'find-member') }));
   return {
@@ -188,7 +188,7 @@ function idempotencyKey(job: WorkflowJob, part: string): string {
 }
 
 /** HRex $member-match input: the member's demographics, the old card, this payer's card when there is one, and the Consent. */
-async function memberMatchParameters(q: Queryable, task: Task, request: DataRequest): Promise<Parameters> {
+async function memberMatchParameters(q: Queryable, baseUrl: string, task: Task, request: DataRequest): Promise<Parameters> {
   const member = await readResource<Patient>(q, 'Patient', request.memberId);
   if (!member) throw new StepFailure('failed', 'invalid-input', 'The member is no longer stored');
   const beneficiary = { reference: `Patient/${member.id}` };
@@ -199,7 +199,7 @@ async function memberMatchParameters(q: Queryable, task: Task, request: DataRequ
     { name: 'MemberPatient', resource: strip(member) },
     { name: 'CoverageToMatch', resource: strip({ ...prior, id: prior.id ?? 'prior-coverage', beneficiary }) },
   ];
-  const current = await findResourceIds(q, 'Coverage', new URLSearchParams({ beneficiary: beneficiary.reference, status: 'active' }), '', systemAccess);
+  const current = await findResourceIds(q, 'Coverage', new URLSearchParams({ beneficiary: beneficiary.reference, status: 'active' }), baseUrl, systemAccess);
   const own = current.length ? await readResource<Coverage>(q, 'Coverage', current[0]) : undefined;
   if (own && own.id !== prior.id) parameter.push({ name: 'CoverageToLink', resource: strip({ ...own, beneficiary }) });
   parameter.push({ name: 'Consent', resource: strip({ ...consent, patient: beneficiary }) });

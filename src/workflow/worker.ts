@@ -160,7 +160,7 @@ export class WorkflowWorker {
         if (outcome === 'dead-lettered') failure.error.detail = `${failure.error.detail} (${decision.reason})`;
       }
       await transitionTask(this.deps, q, job.taskId, outcome, { statusReason: failure.error });
-      await endJob(q, job.taskId, outcome === 'manual-review' ? 'dead-lettered' : outcome, job.state, failure.error);
+      await endJob(q, job.taskId, outcome === 'manual-review' ? 'held' : outcome, job.state, failure.error);
     });
   }
 

@@ -80,6 +80,8 @@ describe('requester workflow under partner faults', () => {
     expect(stage(done)).toBe('manual-review');
     expect(done.status).toBe('on-hold');
     expect(reason(done)).toBe('ambiguous');
+    const [job] = await setup.baton.db.execute<{ status: string }>(sql`SELECT status FROM workflow_jobs WHERE task_id = ${task.id}`);
+    expect(job.status).toBe('held');
   });
 
   it('dead-letters a bulk export that stays at 202 past the bulk timeout, and cancels it at the partner', async () => {
