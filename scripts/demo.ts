@@ -15,7 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,8 @@ const FINAL_STAGES = ['fulfilled', 'failed', 'dead-lettered', 'cancelled', 'manu
 
 interface Payer {
   label: string;
+  /** Its database's folder under the demo's temporary folder. */
+  folder: string;
   name: string;
   identifier: { system: string; value: string };
   seed: 'demo' | 'none';
@@ -46,8 +48,8 @@ interface Payer {
   adminScope: string;
 }
 
-const OLD_PAYER: Payer = { label: 'old payer', name: 'Old Harbor Health Plan', identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1999999984' }, seed: 'demo', adminScope: 'system/*.rs' };
-const NEW_PAYER: Payer = { label: 'new payer', name: 'New Meadow Health Plan', identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567893' }, seed: 'none', adminScope: 'system/*.cruds' };
+const OLD_PAYER: Payer = { label: 'old payer', folder: 'old-payer', name: 'Old Harbor Health Plan', identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1999999984' }, seed: 'demo', adminScope: 'system/*.rs' };
+const NEW_PAYER: Payer = { label: 'new payer', folder: 'new-payer', name: 'New Meadow Health Plan', identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567893' }, seed: 'none', adminScope: 'system/*.cruds' };
 
 interface Instance {
   payer: Payer;
@@ -99,27 +101,33 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
+/** Ports free on loopback now, held open together so that the two are different. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  const ports = await Promise.all(
+    servers.map(
+      (server) =>
+        new Promise<number>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+        }),
+    ),
+  );
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
 }
 
-async function start(payer: Payer): Promise<Instance> {
-  const port = await freePort();
+function start(payer: Payer, port: number): Instance {
   const origin = `http://127.0.0.1:${port}`;
   const adminToken = randomBytes(32).toString('hex');
+  // Every Baton setting is the demo's own: embedded databases and plain loopback HTTP, whatever the calling shell sets.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(BATON_|TLS_|DATABASE_URL$|PORT$|HOST$|LOG_LEVEL$)/.test(name)));
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...inherited,
     PORT: String(port),
     HOST: '127.0.0.1',
     BATON_BASE_URL: `${origin}/fhir`,
-    BATON_DATA_DIR: join(workDir, payer.seed === 'demo' ? 'old-payer' : 'new-payer'),
+    BATON_DATA_DIR: join(workDir, payer.folder),
     BATON_SEED: payer.seed,
     BATON_PAYER_NAME: payer.name,
     BATON_PAYER_IDENTIFIER: `${payer.identifier.system}|${payer.identifier.value}`,
@@ -127,9 +135,6 @@ async function start(payer: Payer): Promise<Instance> {
     BATON_ADMIN_SCOPE: payer.adminScope,
     LOG_LEVEL: 'warn',
   };
-  // Embedded databases, whatever the calling shell points at.
-  delete env.DATABASE_URL;
-  delete env.BATON_CLIENTS_FILE;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => log.push(chunk));
@@ -439,7 +444,8 @@ function printAudit(label: string, events: AuditEvent[]): void {
 async function main(): Promise<number> {
   const startedMs = Date.now();
   console.log(`Baton payer-to-payer demo: starting two Baton servers on embedded databases under ${workDir}`);
-  const [oldPayer, newPayer] = await Promise.all([start(OLD_PAYER), start(NEW_PAYER)]);
+  const [oldPort, newPort] = await freePorts(2);
+  const [oldPayer, newPayer] = [start(OLD_PAYER, oldPort), start(NEW_PAYER, newPort)];
   await Promise.all([waitReady(oldPayer, startedMs), waitReady(newPayer, startedMs)]);
   console.log(`  old payer  ${OLD_PAYER.name} (${OLD_PAYER.identifier.value}) at ${oldPayer.base}: demo population of synthetic members`);
   console.log(`  new payer  ${NEW_PAYER.name} (${NEW_PAYER.identifier.value}) at ${newPayer.base}: empty`);
