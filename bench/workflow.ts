@@ -134,10 +134,12 @@ await put({
 } satisfies Endpoint);
 await publishRuleSet(db, { rules: [{ id: 'prior-payer', when: { payer: [`${PRIOR_PAYER.system}|${PRIOR_PAYER.value}`] }, endpoint: 'Endpoint/prior-payer-fhir' }] }, 'bench', 'bench routing', 100);
 
-// The members here: Patient, the old card naming the prior payer, an active Consent; 100 members a transaction.
-for (let start = 0; start < requests; start += 100) {
+// The members here: Patient, the old card naming the prior payer, an active Consent. 50 members
+// (150 PUTs) a transaction: on PGlite a transaction of some 280 PUTs fails ("bad buffer ID" in
+// the one statement that reads and locks all their current rows).
+for (let start = 0; start < requests; start += 50) {
   const entry: BundleEntry[] = [];
-  for (let i = start; i < Math.min(requests, start + 100); i++) {
+  for (let i = start; i < Math.min(requests, start + 50); i++) {
     const m = members[i];
     const patient = { resourceType: 'Patient', id: `member-${i}`, name: [{ family: m.family, given: [m.given] }], birthDate: m.birthDate, gender: m.gender, address: [{ state: 'MA' }] };
     const coverage = {
