@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
+import type { AuditCaller } from '../audit/record.ts';
 import type { Database } from '../db/connection.ts';
 import { badRequest, conflict, FhirError, notFound, outcome } from '../fhir/errors.ts';
 import { assertId } from '../fhir/interactions.ts';
@@ -63,33 +64,33 @@ export function workflowAdminRoutes(deps: { db: Database; baseUrl: string; valid
     return c.json(rows);
   });
   app.post('/admin/tasks/:id/retry', async (c) => {
-    const id = c.req.param('id');
-    assertId(id);
-    const { reason, operator } = (await jsonBody(c.req.raw)) as { reason?: unknown; operator?: unknown };
-    const who = text(operator, 'operator');
-    const why = text(reason, 'reason');
+    const { id, who, why, caller } = await operatorAction(c.req.param('id'), c.req.raw);
     const task = await deps.db.transaction(async (q) => {
       const job = await redriveJob(q, id);
       if (!job) throw conflict(`Task/${id} is not waiting for an operator (only a dead-lettered or held request is re-driven)`);
-      return transitionTask(deps, q, id, job.state.stage ?? 'created', { note: `Re-driven by ${who}: ${why}` }, { clientId: `operator:${who}`, kind: 'operator' });
+      return transitionTask(deps, q, id, job.state.stage ?? 'created', { note: `Re-driven by ${who}: ${why}` }, caller);
     });
     return c.json(task);
   });
   app.post('/admin/tasks/:id/close', async (c) => {
-    const id = c.req.param('id');
-    assertId(id);
-    const { reason, operator } = (await jsonBody(c.req.raw)) as { reason?: unknown; operator?: unknown };
-    const who = text(operator, 'operator');
-    const why = text(reason, 'reason');
+    const { id, who, why, caller } = await operatorAction(c.req.param('id'), c.req.raw);
     const task = await deps.db.transaction(async (q) => {
       const job = await readJob(q, id, true);
       if (!job || (job.status !== 'dead-lettered' && job.status !== 'held')) throw conflict(`Task/${id} is not waiting for an operator (only a dead-lettered or held request is closed)`);
       await endJob(q, id, 'failed', job.state, { class: 'non-retryable', code: 'closed-by-operator', detail: why });
-      return transitionTask(deps, q, id, 'failed', { statusReason: { class: 'non-retryable', code: 'closed-by-operator', detail: `Closed by ${who}: ${why}` } }, { clientId: `operator:${who}`, kind: 'operator' });
+      return transitionTask(deps, q, id, 'failed', { statusReason: { class: 'non-retryable', code: 'closed-by-operator', detail: `Closed by ${who}: ${why}` } }, caller);
     });
     return c.json(task);
   });
   return app;
+}
+
+/** An operator's action on a request: who and why are required, and recorded on the Task and in its AuditEvent. */
+async function operatorAction(id: string, request: Request): Promise<{ id: string; who: string; why: string; caller: AuditCaller }> {
+  assertId(id);
+  const { reason, operator } = (await jsonBody(request)) as { reason?: unknown; operator?: unknown };
+  const who = text(operator, 'operator');
+  return { id, who, why: text(reason, 'reason'), caller: { clientId: `operator:${who}`, kind: 'operator' } };
 }
 
 async function jsonBody(request: Request): Promise<Record<string, unknown>> {

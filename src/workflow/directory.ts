@@ -35,6 +35,43 @@ export class DirectoryError extends Error {
   override name = 'DirectoryError';
 }
 
+/** What an operator states about a partner; `endpointResource` writes it as the directory's Endpoint. */
+export interface PartnerSettings extends Pick<PartnerEndpoint, 'id' | 'baseUrl' | 'tokenUrl' | 'clientId'> {
+  scope?: string;
+  keyId?: string;
+  adapter?: string;
+  timeoutMs?: number;
+  capabilities?: RequestType[];
+  /** A retry policy of the partner's own (retry-policy.ts JSON). */
+  retryPolicy?: Partial<RetryPolicy>;
+  /** `Organization/<id>` of the partner. */
+  organization?: string;
+}
+
+/** The directory entry of a partner: the Endpoint partnerOf reads back. */
+export function endpointResource(settings: PartnerSettings): Endpoint & { id: string } {
+  const optional = (url: string, value: Omit<Extension, 'url'> | undefined): Extension[] => (value ? [{ ...value, url }] : []);
+  return {
+    resourceType: 'Endpoint',
+    id: settings.id,
+    status: 'active',
+    connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7-fhir-rest' },
+    payloadType: [{ text: 'FHIR R4' }],
+    address: settings.baseUrl,
+    ...(settings.organization ? { managingOrganization: { reference: settings.organization } } : {}),
+    extension: [
+      { url: ENDPOINT_EXTENSION.tokenUrl, valueUrl: settings.tokenUrl },
+      { url: ENDPOINT_EXTENSION.clientId, valueString: settings.clientId },
+      ...optional(ENDPOINT_EXTENSION.scope, settings.scope ? { valueString: settings.scope } : undefined),
+      ...optional(ENDPOINT_EXTENSION.keyId, settings.keyId ? { valueString: settings.keyId } : undefined),
+      ...optional(ENDPOINT_EXTENSION.adapter, settings.adapter ? { valueCode: settings.adapter } : undefined),
+      ...optional(ENDPOINT_EXTENSION.timeoutMs, settings.timeoutMs ? { valueInteger: settings.timeoutMs } : undefined),
+      ...(settings.capabilities ?? []).map((code) => ({ url: ENDPOINT_EXTENSION.capability, valueCode: code })),
+      ...optional(ENDPOINT_EXTENSION.retryPolicy, settings.retryPolicy ? { valueString: JSON.stringify(settings.retryPolicy) } : undefined),
+    ],
+  };
+}
+
 export async function readPartner(q: Queryable, endpointId: string): Promise<Partner> {
   const stored = await readCurrent(q, 'Endpoint', endpointId);
   if (!stored || stored.deleted) throw new DirectoryError(`Endpoint/${endpointId} is not in the partner directory`);

@@ -1,8 +1,9 @@
-import type { Consent, Coverage, Endpoint, Organization, Patient, Resource, Task } from '@medplum/fhirtypes';
+import type { Consent, Coverage, Organization, Patient, Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics, type Metrics } from '../../src/ops/metrics.ts';
-import { ENDPOINT_EXTENSION } from '../../src/workflow/directory.ts';
+import { endpointResource } from '../../src/workflow/directory.ts';
+import type { RequestType } from '../../src/workflow/task-contract.ts';
 import { PartnerBreakers } from '../../src/workflow/partner/breakers.ts';
 import { OutboundClientKeys } from '../../src/workflow/partner/client-keys.ts';
 import { partnerClients } from '../../src/workflow/partners.ts';
@@ -75,23 +76,17 @@ export async function setUpWorkflow(options: { partner?: FakePartnerOptions; ret
   const logger = createLogger('silent');
   const organization: Organization = { resourceType: 'Organization', id: 'prior-payer', name: 'Prior Health Plan', identifier: [PRIOR_PAYER], active: true };
   await put(baton, organization);
-  const endpoint: Endpoint = {
-    resourceType: 'Endpoint',
+  const endpoint = endpointResource({
     id: 'prior-payer-fhir',
-    status: 'active',
-    connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7-fhir-rest' },
-    payloadType: [{ text: 'FHIR R4' }],
-    address: partner.baseUrl,
-    managingOrganization: { reference: 'Organization/prior-payer' },
-    extension: [
-      { url: ENDPOINT_EXTENSION.tokenUrl, valueUrl: partner.tokenUrl },
-      { url: ENDPOINT_EXTENSION.clientId, valueString: CLIENT_ID },
-      { url: ENDPOINT_EXTENSION.keyId, valueString: KEY_ID },
-      { url: ENDPOINT_EXTENSION.timeoutMs, valueInteger: 1000 },
-      ...(options.capabilities ?? ['single-member', 'bulk']).map((code) => ({ url: ENDPOINT_EXTENSION.capability, valueCode: code })),
-      { url: ENDPOINT_EXTENSION.retryPolicy, valueString: JSON.stringify({ ...FAST_RETRY, ...options.retry }) },
-    ],
-  };
+    baseUrl: partner.baseUrl,
+    tokenUrl: partner.tokenUrl,
+    clientId: CLIENT_ID,
+    keyId: KEY_ID,
+    timeoutMs: 1000,
+    capabilities: (options.capabilities ?? ['single-member', 'bulk']) as RequestType[],
+    retryPolicy: { ...FAST_RETRY, ...options.retry },
+    organization: 'Organization/prior-payer',
+  });
   await put(baton, endpoint);
   await publishRuleSet(baton.db, { rules: [{ id: 'prior-payer', when: { payer: [`${PRIOR_PAYER.system}|${PRIOR_PAYER.value}`] }, endpoint: 'Endpoint/prior-payer-fhir' }] }, 'test', 'test routing', 100);
   // A partner that is back is tried again within a fifth of a second (30 s in production).
