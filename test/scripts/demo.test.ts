@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { demoMembers } from '../../src/seed/demo.ts';
 
 /**
@@ -10,10 +10,17 @@ import { demoMembers } from '../../src/seed/demo.ts';
  * its time is the two servers' first start (migrations, and the old payer's demo population).
  */
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+let demo: ChildProcess | undefined;
+
+// A demo still running when the test ends (it timed out) is stopped: SIGTERM makes it stop both its servers and remove their data.
+afterEach(() => {
+  if (demo && demo.exitCode === null && demo.signalCode === null) demo.kill('SIGTERM');
+});
 
 function runDemo(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    demo = child;
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
