@@ -70,9 +70,17 @@ export function topics(): Map<string, Topic> {
   return loaded;
 }
 
-/** The topics a write of this resource type may trigger. */
+let byResource: Map<string, Topic[]> | undefined;
+
+/** The topics a write of this resource type may trigger: asked for every version written, so answered from a map. */
 export function topicsTriggeredBy(resourceType: string): Topic[] {
-  return [...topics().values()].filter((topic) => topic.triggers.some((t) => t.resource === resourceType));
+  if (!byResource) {
+    byResource = new Map();
+    for (const topic of topics().values()) {
+      for (const type of new Set(topic.triggers.map((t) => t.resource))) byResource.set(type, [...(byResource.get(type) ?? []), topic]);
+    }
+  }
+  return byResource.get(resourceType) ?? [];
 }
 
 export interface FilterCriterion {
