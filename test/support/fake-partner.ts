@@ -342,7 +342,11 @@ export async function startFakePartner(options: FakePartnerOptions = {}): Promis
   const exportFiles = (patients: string[] | undefined): ExportJob['files'] => {
     const byType = new Map<string, Resource[]>();
     for (const member of members.filter((m) => patients === undefined || patients.includes(m.id))) {
-      for (const resource of [patientOf(member), ...resourcesOf(member)]) byType.set(resource.resourceType, [...(byType.get(resource.resourceType) ?? []), resource]);
+      for (const resource of [patientOf(member), ...resourcesOf(member)]) {
+        const ofType = byType.get(resource.resourceType) ?? [];
+        ofType.push(resource);
+        byType.set(resource.resourceType, ofType);
+      }
     }
     return [...byType].map(([type, resources]) => ({ type, resources }));
   };
@@ -371,9 +375,10 @@ export async function startFakePartner(options: FakePartnerOptions = {}): Promis
         return;
       }
       const line = `${JSON.stringify(resource)}\n`;
-      // Under a fault, each line is on the wire before the next step, so a cut comes after the lines written.
+      // Under a fault, each line is on the wire before the next step, so a cut comes after the lines written;
+      // otherwise the client's pace is followed (backpressure), as a server streaming a large file would.
       if (fault) await new Promise((resolve) => response.write(line, resolve));
-      else response.write(line);
+      else if (!response.write(line)) await new Promise((resolve) => response.once('drain', resolve));
     }
     response.end();
   };
