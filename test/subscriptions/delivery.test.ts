@@ -132,6 +132,22 @@ describe('event notifications', () => {
     expect(receiver.ofType('event-notification')).toEqual([]);
   });
 
+  it('is switched off by its subscriber with PUT status off, and on again with another PUT', async () => {
+    const id = await subscribe(subscription(receiver.url));
+    const worker = deliverer(baton.db);
+    await deliverDue(worker);
+    const off = await baton.request(`/fhir/Subscription/${id}`, { method: 'PUT', json: { ...subscription(receiver.url), id, status: 'off' } });
+    expect((await body(off)).status).toBe('off');
+    await putTask(task('while-off'));
+    await deliverDue(worker);
+    expect(receiver.ofType('event-notification')).toEqual([]);
+    await baton.request(`/fhir/Subscription/${id}`, { method: 'PUT', json: { ...subscription(receiver.url), id } });
+    await putTask(task('back-on'));
+    await deliverDue(worker);
+    expect(receiver.ofType('handshake').length).toBe(2);
+    expect(receiver.ofType('event-notification').flatMap((n) => n.bundle.entry.slice(1).map((e: { fullUrl: string }) => e.fullUrl))).toEqual([`${BASE_URL}/Task/back-on`]);
+  });
+
   it('records no event for a write that rolls back', async () => {
     const id = await subscribe(subscription(receiver.url));
     const before = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM subscription_events WHERE subscription_id = ${id}`);
