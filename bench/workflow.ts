@@ -1,4 +1,5 @@
 import { loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Bundle, BundleEntry, Endpoint, Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
@@ -205,6 +206,10 @@ const instruments = pools.map(() => sampledMetrics());
 const loadBefore = loadavg()[0];
 let loadMax = loadBefore;
 const loadTimer = setInterval(() => (loadMax = Math.max(loadMax, loadavg()[0])), 1000);
+// The workers, the API and the partner share this process's event loop: its delay is time every step and record waits.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const cpuBefore = process.cpuUsage();
 const firstPostMs = Date.now();
 const started = performance.now();
 const running = pools.map((pool, n) =>
@@ -246,6 +251,8 @@ while ((await open()) > 0) {
 }
 await Promise.all(running.map((r) => r.stop()));
 clearInterval(loadTimer);
+loopDelay.disable();
+const cpu = process.cpuUsage(cpuBefore);
 const wallSeconds = (performance.now() - started) / 1000;
 
 // When the last request ended, by the database's clock (the same machine's).
@@ -393,6 +400,11 @@ console.log(
         idle_claims: { n: batches.length - working.length, mean_ms: round(mean(batches.filter((b) => b.steps === 0).map((b) => b.claimMs)), 3) },
       },
       wall_seconds: round(wallSeconds),
+      process: {
+        cpu_seconds: round((cpu.user + cpu.system) / 1e6),
+        cpu_ms_per_request: round((cpu.user + cpu.system) / 1000 / requests, 1),
+        event_loop_delay_ms: { p50: round(loopDelay.percentile(50) / 1e6), p99: round(loopDelay.percentile(99) / 1e6), max: round(loopDelay.max / 1e6) },
+      },
       load_average: { before: round(loadBefore), max: round(loadMax), after: round(loadavg()[0]) },
     },
     null,
