@@ -97,9 +97,12 @@ const notifier = config.subscriptions.worker
   : undefined;
 // Runs payer-to-payer requests (issue 7): the routing versions shipped in config/routing/, then the worker.
 await loadRoutingFiles(db).catch(exitOnConfigurationError);
+// The default client key exists before any partner reads GET /jwks/client to register Baton.
+const outboundKeys = new OutboundClientKeys(db);
+await outboundKeys.get('default');
 const workflow = config.workflow.worker
   ? startWorkflowWorker(
-      { db, baseUrl: config.baseUrl, validator, logger, metrics, config: config.workflow, partnerClient: partnerClients({ keys: new OutboundClientKeys(db), breakers: new PartnerBreakers(), logger }) },
+      { db, baseUrl: config.baseUrl, validator, logger, metrics, config: config.workflow, partnerClient: partnerClients({ keys: outboundKeys, breakers: new PartnerBreakers(), logger }) },
       1000,
     )
   : undefined;
