@@ -303,6 +303,10 @@ for (const id of taskIds) {
 const [imports] = await db.execute<{ resources: number; sources: number; duplicated: number }>(sql`
   SELECT count(*)::int AS resources, count(DISTINCT source)::int AS sources, (count(*) - count(DISTINCT source))::int AS duplicated
   FROM (SELECT content::jsonb #>> '{meta,source}' AS source FROM resources WHERE NOT deleted AND content::jsonb #>> '{meta,source}' LIKE ${`${partner.baseUrl}/%`}) imported`);
+// A retried import reads pages it already imported: they must leave the stored resources as they were, not write them again.
+const [rewritten] = await db.execute<{ n: number }>(
+  sql`SELECT count(*)::int AS n FROM resource_history WHERE version_id > 1 AND content::jsonb #>> '{meta,source}' LIKE ${`${partner.baseUrl}/%`}`,
+);
 const [quarantined] = await db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM workflow_quarantine`);
 const jobStatus = Object.fromEntries(
   (await db.execute<{ status: string; n: number }>(sql`SELECT status, count(*)::int AS n FROM workflow_jobs GROUP BY status ORDER BY status`)).map((r) => [r.status, Number(r.n)]),
@@ -382,6 +386,7 @@ console.log(
         imported_resources: Number(imports.resources),
         distinct_partner_resources: Number(imports.sources),
         duplicate_imports: Number(imports.duplicated),
+        imported_versions_rewritten: Number(rewritten.n),
         quarantined: Number(quarantined.n),
         duplicate_stage_transitions: duplicateTransitions,
         tasks_with_duplicate_transitions: tasksWithDuplicateTransitions,
