@@ -62,6 +62,9 @@ export class WorkflowWorker {
       if (jobs.length === 0) break;
       await Promise.all(jobs.map((job) => this.process(job)));
       ran += jobs.length;
+      // On PGlite a query resolves without the event loop turning: without this, batches of
+      // database-only steps would hold the whole process (its API, timers, partner calls) until the queue ran dry.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     await this.checkDeadlines();
     return ran;
