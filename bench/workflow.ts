@@ -209,6 +209,7 @@ const loadTimer = setInterval(() => (loadMax = Math.max(loadMax, loadavg()[0])),
 // The workers, the API and the partner share this process's event loop: its delay is time every step and record waits.
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
+const lag = (nanoseconds: number) => Math.max(0, nanoseconds / 1e6 - 10);
 const cpuBefore = process.cpuUsage();
 const firstPostMs = Date.now();
 const started = performance.now();
@@ -239,6 +240,11 @@ const taskIds = await Promise.all(
   }),
 );
 const intakeSeconds = (performance.now() - started) / 1000;
+// The intake's lag apart: N in-process requests at once are one burst, not the worker's doing.
+// (A stall is sampled when the loop turns again, so let it turn first.)
+await sleep(50);
+const intakeLagMaxNs = loopDelay.max;
+loopDelay.reset();
 
 const open = async () => (await db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM workflow_jobs WHERE status IN ('queued', 'running')`))[0].n;
 let timedOut = false;
@@ -346,7 +352,6 @@ for (const name of ['validate', 'route', 'match', 'request', 'poll', 'import']) 
   if (of.length === 0) continue;
   byStep[name] = { ...spread(of.map((s) => s.ms)), failed: of.filter((s) => s.result === 'error').length };
 }
-const lag = (nanoseconds: number) => Math.max(0, nanoseconds / 1e6 - 10);
 const overheadMeanMs = mean(claimPerStep) + mean(recordMs);
 const calls = partner.calls.filter((c) => c.route !== 'token');
 
@@ -362,7 +367,7 @@ console.log(
       worker_poll_ms: pollMs,
       retry_policy: RETRY,
       sla_seconds: config.workflow.sla,
-      intake: { seconds: round(intakeSeconds), post_latency: spread(postLatencies) },
+      intake: { seconds: round(intakeSeconds), post_latency: spread(postLatencies), event_loop_lag_max_ms: round(lag(intakeLagMaxNs)) },
       completion_seconds: round(completionSeconds),
       throughput_requests_per_s: round(requests / completionSeconds, 1),
       timed_out: timedOut,
@@ -410,7 +415,7 @@ console.log(
         cpu_seconds: round((cpu.user + cpu.system) / 1e6),
         cpu_ms_per_request: round((cpu.user + cpu.system) / 1000 / requests, 1),
         // The histogram's samples include its 10 ms sampling interval: the lag is what comes on top.
-        event_loop_lag_ms: { p50: round(lag(loopDelay.percentile(50))), p99: round(lag(loopDelay.percentile(99))), max: round(lag(loopDelay.max)) },
+        event_loop_lag_after_intake_ms: { p50: round(lag(loopDelay.percentile(50))), p99: round(lag(loopDelay.percentile(99))), max: round(lag(loopDelay.max)) },
       },
       load_average: { before: round(loadBefore), max: round(loadMax), after: round(loadavg()[0]) },
     },
