@@ -10,7 +10,7 @@ import { readCurrent } from '../fhir/store.ts';
 import type { ResourceValidator } from '../fhir/validation.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { publishEvent } from '../subscriptions/events.ts';
+import { publishEvent, SLA_BREACH_TOPIC } from '../subscriptions/events.ts';
 import { DirectoryError, type Partner, readPartner } from './directory.ts';
 import type { ImportTarget } from './import.ts';
 import { claimJobs, endJob, type JobError, lockHeldJob, markBreached, moveJob, openJobsCreatedBefore, renewLease, retryJob, type WorkflowJob } from './jobs.ts';
@@ -41,7 +41,6 @@ export interface WorkflowDeps {
 }
 
 export const SLA_BREACH_EXTENSION = 'urn:baton:sla-breach';
-const SLA_TOPIC = 'urn:baton:subscription-topic:sla-breach';
 
 /** The stages in the order a request moves through them, for the SLA of "the next stage". */
 const PATH: readonly Stage[] = ['created', 'validated', 'routed', 'matched', 'acknowledged', 'fulfilled'];
@@ -196,7 +195,7 @@ export class WorkflowWorker {
         if (!task) return;
         const extension: Extension = { url: SLA_BREACH_EXTENSION, extension: [{ url: 'stage', valueCode: next }, { url: 'deadline', valueDateTime: new Date(deadlineMs).toISOString() }] };
         await transitionTask(this.deps, q, job.taskId, stageOf(task) ?? current, { extension });
-        await publishEvent(q, { topic: SLA_TOPIC, focus: { reference: `Task/${job.taskId}` } });
+        await publishEvent(q, { topic: SLA_BREACH_TOPIC, focus: { reference: `Task/${job.taskId}` } });
         this.deps.metrics?.workflowSlaBreaches.inc({ stage: next });
         this.deps.logger.warn({ task: job.taskId, stage: next }, 'workflow SLA breached');
       });
