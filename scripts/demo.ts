@@ -32,8 +32,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 const AUDIT_TIMEOUT_MS = 15_000;
 /** A member of the demo population with claims and clinical data, and neither a twin nor half of a Jr/Sr pair (src/seed/demo.ts). */
 const DEMO_MEMBER = 'demo-patient-2';
-/** The Endpoint names the outbound key Baton signs its client assertions with at this partner. */
-const KEY_ID = 'demo-key';
+/** The outbound key the new payer signs its client assertions with at the old payer: the one every Baton creates at start. */
+const KEY_ID = 'default';
 /** Where the request stops on its own: done, failed, or waiting for an operator (dead-lettered, manual review). */
 const FINAL_STAGES = ['fulfilled', 'failed', 'dead-lettered', 'cancelled', 'manual-review'];
 
@@ -450,12 +450,16 @@ async function main(): Promise<number> {
   console.log(`  new payer  ${NEW_PAYER.name} (${NEW_PAYER.identifier.value}) at ${newPayer.base}: empty`);
   console.log(`  both ready after ${seconds(Date.now() - startedMs)}`);
 
+  // The old payer fetches this key set when the new payer's first client assertion arrives; the key must be in it by then.
+  const jwks = (await (await fetch(`${newPayer.origin}/jwks/client`)).json()) as { keys: { kid: string }[] };
+  if (!jwks.keys.some((k) => k.kid === KEY_ID)) throw new DemoFailure(`The new payer's /jwks/client does not serve the key ${KEY_ID}`);
+
   // Events from here on are the exchange's (the servers' own start is left out).
   const auditSince = new Date().toISOString();
   const clientId = await registerNewPayerAtOldPayer(oldPayer, newPayer);
   await registerOldPayerAtNewPayer(newPayer, oldPayer, clientId);
   heading('Registration');
-  console.log(`  old payer: partner client ${clientId} for the new payer, keys at ${newPayer.origin}/jwks/client, scopes system/*.rs and $member-match`);
+  console.log(`  old payer: partner client ${clientId} for the new payer, keys at ${newPayer.origin}/jwks/client (serving key ${KEY_ID}), scopes system/*.rs and $member-match`);
   console.log(`  new payer: Organization/old-payer, Endpoint/old-payer-fhir (key id ${KEY_ID}), routing rule: payor ${OLD_PAYER.identifier.value} -> Endpoint/old-payer-fhir`);
 
   const { task: created, memberId } = await enroll(newPayer, oldPayer);
@@ -479,9 +483,6 @@ async function main(): Promise<number> {
   }
   await printMatchDecision(oldPayer, clientId);
   await printImport(newPayer, task);
-
-  const jwks = await fetch(`${newPayer.origin}/jwks/client`).then((r) => r.json() as Promise<{ keys: { kid: string }[] }>);
-  console.log(`  the new payer's /jwks/client now lists key ${jwks.keys.map((k) => k.kid).join(', ')}, which signed its client assertion at the old payer`);
 
   const [oldEvents, newEvents] = await Promise.all([
     auditEvents(oldPayer, auditSince, (events) => events.some((e) => auditRow(e).what.includes('$everything'))),
