@@ -34,6 +34,8 @@ export interface NewVersion {
 
 const COLUMNS = sql`resource_type AS "resourceType", id, version_id AS "versionId",
   (extract(epoch FROM last_updated) * 1000)::float8 AS "lastUpdatedMs", deleted, content AS json`;
+const COLUMNS_OF_R = sql`r.resource_type AS "resourceType", r.id, r.version_id AS "versionId",
+  (extract(epoch FROM r.last_updated) * 1000)::float8 AS "lastUpdatedMs", r.deleted, r.content AS json`;
 
 export async function readCurrent(q: Queryable, resourceType: string, id: string, forUpdate = false): Promise<StoredResource | undefined> {
   const lock = forUpdate ? sql` FOR UPDATE` : sql``;
@@ -41,24 +43,29 @@ export async function readCurrent(q: Queryable, resourceType: string, id: string
   return rows[0];
 }
 
+/**
+ * The (type, id) keys as two array parameters joined with unnest: a row-value IN list of one
+ * parameter pair per key grows the statement with the Bundle, and PGlite fails on a few
+ * hundred pairs ("bad buffer ID").
+ */
+function keysOf(refs: { resourceType: string; id: string }[]): SQL {
+  const types = sql.param(refs.map((r) => r.resourceType));
+  const ids = sql.param(refs.map((r) => r.id));
+  return sql`unnest(${types}::text[], ${ids}::text[]) AS k(resource_type, id)`;
+}
+
 /** Current versions of many resources at once (deleted ones excluded), in no particular order. */
 export async function readCurrentMany(q: Queryable, refs: { resourceType: string; id: string }[]): Promise<StoredResource[]> {
   if (refs.length === 0) return [];
-  const keys = sql.join(
-    refs.map((r) => sql`(${r.resourceType}, ${r.id})`),
-    sql`, `,
-  );
-  return q.execute<StoredResource>(sql`SELECT ${COLUMNS} FROM resources WHERE (resource_type, id) IN (${keys}) AND NOT deleted`);
+  return q.execute<StoredResource>(sql`SELECT ${COLUMNS_OF_R} FROM ${keysOf(refs)} JOIN resources r ON r.resource_type = k.resource_type AND r.id = k.id WHERE NOT r.deleted`);
 }
 
 /** Current rows (deleted ones included) locked FOR UPDATE in one statement, in key order so concurrent lockers do not deadlock. */
 export async function lockCurrentMany(q: Queryable, refs: { resourceType: string; id: string }[]): Promise<StoredResource[]> {
   if (refs.length === 0) return [];
-  const keys = sql.join(
-    refs.map((r) => sql`(${r.resourceType}, ${r.id})`),
-    sql`, `,
+  return q.execute<StoredResource>(
+    sql`SELECT ${COLUMNS_OF_R} FROM ${keysOf(refs)} JOIN resources r ON r.resource_type = k.resource_type AND r.id = k.id ORDER BY r.resource_type, r.id FOR UPDATE OF r`,
   );
-  return q.execute<StoredResource>(sql`SELECT ${COLUMNS} FROM resources WHERE (resource_type, id) IN (${keys}) ORDER BY resource_type, id FOR UPDATE`);
 }
 
 export async function readVersion(q: Queryable, resourceType: string, id: string, versionId: number): Promise<StoredResource | undefined> {

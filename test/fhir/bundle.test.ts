@@ -83,6 +83,17 @@ describe.skipIf(!existsSync(FIXTURES))('transaction over the Inferno $everything
 });
 
 describe('transaction', () => {
+  it('writes a Bundle of 600 PUTs, then updates every one of them in another', async () => {
+    const entries = (value: string) =>
+      Array.from({ length: 600 }, (_, i) => ({ resource: { resourceType: 'Basic', id: `bulk-put-${i}`, code: { text: value } }, request: { method: 'PUT', url: `Basic/bulk-put-${i}` } }));
+    const first = await post({ resourceType: 'Bundle', type: 'transaction', entry: entries('first') });
+    expect(first.status).toBe(200);
+    expect(((await first.json()) as Bundle).entry?.every((e) => e.response?.status?.startsWith('201'))).toBe(true);
+    const second = await post({ resourceType: 'Bundle', type: 'transaction', entry: entries('second') });
+    expect(second.status).toBe(200);
+    expect(((await second.json()) as Bundle).entry?.every((e) => e.response?.status?.startsWith('200') && e.response.etag === 'W/"2"')).toBe(true);
+  });
+
   it('rewrites urn:oid references too, in PUT bodies and in contained resources', async () => {
     const patientUrn = 'urn:oid:2.16.840.1.113883.3.4242.1';
     const res = await post(
