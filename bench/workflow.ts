@@ -1,7 +1,7 @@
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import type { Bundle, BundleEntry, Endpoint, Resource, Task } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Counter, LabelValues } from 'prom-client';
 import { createApp } from '../src/app.ts';
@@ -11,7 +11,7 @@ import { migrateDatabase } from '../src/db/migrate.ts';
 import { createValidator } from '../src/fhir/profiles.ts';
 import { createLogger } from '../src/logger.ts';
 import { createMetrics, type Metrics } from '../src/ops/metrics.ts';
-import { ENDPOINT_EXTENSION } from '../src/workflow/directory.ts';
+import { endpointResource } from '../src/workflow/directory.ts';
 import { PartnerBreakers } from '../src/workflow/partner/breakers.ts';
 import { OutboundClientKeys } from '../src/workflow/partner/client-keys.ts';
 import { partnerClients } from '../src/workflow/partners.ts';
@@ -115,24 +115,20 @@ async function put(resource: Resource): Promise<void> {
   if (response.status >= 300) throw new Error(`PUT ${resource.resourceType}: HTTP ${response.status} ${await response.text()}`);
 }
 await put({ resourceType: 'Organization', id: 'prior-payer', name: 'Prior Health Plan', identifier: [PRIOR_PAYER], active: true });
-await put({
-  resourceType: 'Endpoint',
-  id: 'prior-payer-fhir',
-  status: 'active',
-  connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7-fhir-rest' },
-  payloadType: [{ text: 'FHIR R4' }],
-  address: partner.baseUrl,
-  managingOrganization: { reference: 'Organization/prior-payer' },
-  extension: [
-    { url: ENDPOINT_EXTENSION.tokenUrl, valueUrl: partner.tokenUrl },
-    { url: ENDPOINT_EXTENSION.clientId, valueString: CLIENT_ID },
-    { url: ENDPOINT_EXTENSION.keyId, valueString: KEY_ID },
+await put(
+  endpointResource({
+    id: 'prior-payer-fhir',
+    baseUrl: partner.baseUrl,
+    tokenUrl: partner.tokenUrl,
+    clientId: CLIENT_ID,
+    keyId: KEY_ID,
     // Loose: PGlite runs on the event loop, and a long query must not turn a partner's answer into a timeout.
-    { url: ENDPOINT_EXTENSION.timeoutMs, valueInteger: 10_000 },
-    { url: ENDPOINT_EXTENSION.capability, valueCode: 'single-member' },
-    { url: ENDPOINT_EXTENSION.retryPolicy, valueString: JSON.stringify(RETRY) },
-  ],
-} satisfies Endpoint);
+    timeoutMs: 10_000,
+    capabilities: ['single-member'],
+    retryPolicy: RETRY,
+    organization: 'Organization/prior-payer',
+  }),
+);
 await publishRuleSet(db, { rules: [{ id: 'prior-payer', when: { payer: [`${PRIOR_PAYER.system}|${PRIOR_PAYER.value}`] }, endpoint: 'Endpoint/prior-payer-fhir' }] }, 'bench', 'bench routing', 100);
 
 // The members here: Patient, the old card naming the prior payer, an active Consent. 50 members

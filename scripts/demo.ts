@@ -19,9 +19,9 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AuditEvent, Bundle, Consent, Coverage, Endpoint, Organization, Patient, Provenance, Resource, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, Consent, Coverage, Organization, Patient, Provenance, Resource, Task } from '@medplum/fhirtypes';
 import { MEMBER_MATCH } from '../src/operations/member-match.ts';
-import { ENDPOINT_EXTENSION } from '../src/workflow/directory.ts';
+import { endpointResource } from '../src/workflow/directory.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A loaded two-core machine starts PGlite, applies the migrations and seeds 25 members in well under this. */
@@ -206,22 +206,16 @@ async function registerOldPayerAtNewPayer(newPayer: Instance, oldPayer: Instance
   const smart = await call<{ token_endpoint: string }>(oldPayer, 'GET', '/fhir/.well-known/smart-configuration');
   const organization: Organization = { resourceType: 'Organization', id: 'old-payer', active: true, name: OLD_PAYER.name, identifier: [OLD_PAYER.identifier] };
   await fhir(newPayer, 'PUT', 'Organization/old-payer', organization);
-  const endpoint: Endpoint = {
-    resourceType: 'Endpoint',
+  const endpoint = endpointResource({
     id: 'old-payer-fhir',
-    status: 'active',
-    connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7-fhir-rest' },
-    payloadType: [{ text: 'FHIR R4' }],
-    address: oldPayer.base,
-    managingOrganization: { reference: 'Organization/old-payer' },
-    extension: [
-      { url: ENDPOINT_EXTENSION.tokenUrl, valueUrl: smart.token_endpoint },
-      { url: ENDPOINT_EXTENSION.clientId, valueString: clientId },
-      { url: ENDPOINT_EXTENSION.scope, valueString: `system/*.rs ${MEMBER_MATCH}` },
-      { url: ENDPOINT_EXTENSION.keyId, valueString: KEY_ID },
-      { url: ENDPOINT_EXTENSION.capability, valueCode: 'single-member' },
-    ],
-  };
+    baseUrl: oldPayer.base,
+    tokenUrl: smart.token_endpoint,
+    clientId,
+    scope: `system/*.rs ${MEMBER_MATCH}`,
+    keyId: KEY_ID,
+    capabilities: ['single-member'],
+    organization: 'Organization/old-payer',
+  });
   await fhir(newPayer, 'PUT', 'Endpoint/old-payer-fhir', endpoint);
   await call(newPayer, 'PUT', '/admin/routing', {
     json: {
