@@ -12,7 +12,8 @@ import type { ResourceValidator } from '../fhir/validation.ts';
  * Imports what a partner sent about the member: each resource under an id derived from the
  * partner and its id there (so importing the same data again changes nothing: no duplicates,
  * whatever the retries), references rewritten to those ids (the partner's member becomes the
- * member here), `meta.source` naming the original; resources that fail validation are
+ * member here; another person, such as a subscriber, is not imported and stays referenced at
+ * the partner by absolute URL), `meta.source` naming the original; resources that fail validation are
  * quarantined, not dropped; one PDex Provenance per exchange names the partner as transmitter.
  */
 export interface ImportTarget {
@@ -100,7 +101,7 @@ export function localResource(target: Pick<ImportTarget, 'partnerBaseUrl' | 'par
     if (!match) return reference;
     const [, base, type, id] = match;
     if (base !== undefined && base.replace(/\/+$/, '') !== target.partnerBaseUrl) return reference;
-    if (type === 'Patient' && id === target.partnerMemberId) return `Patient/${target.memberId}`;
+    if (type === 'Patient') return id === target.partnerMemberId ? `Patient/${target.memberId}` : `${target.partnerBaseUrl}/Patient/${id}`;
     return `${type}/${localId(target.partnerBaseUrl, type, id)}`;
   };
   const walk = (value: unknown): unknown => {
