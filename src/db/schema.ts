@@ -687,6 +687,8 @@ export const subscriptions = pgTable(
     heartbeatSeconds: integer('heartbeat_seconds'),
     timeoutSeconds: integer('timeout_seconds').notNull(),
     maxCount: integer('max_count').notNull(),
+    /** Subscription.end: when the server turns the subscription off. */
+    ends: timestamp('ends', { withTimezone: true, mode: 'string' }),
     /** The last event number the endpoint acknowledged (2xx). */
     deliveredCount: bigint('delivered_count', { mode: 'number' }).notNull().default(0),
     leaseOwner: text('lease_owner'),

@@ -14,7 +14,7 @@ import { callerPolicy } from '../export/caller.ts';
 import { isVisible } from '../fhir/access.ts';
 import { readCurrent, writeVersions } from '../fhir/store.ts';
 import type { Logger } from '../logger.ts';
-import { inCheckedSubscriptionWrite } from './events.ts';
+import { endSubscriptions, inCheckedSubscriptionWrite } from './events.ts';
 import { type LoggedEvent, notificationBundle, type NotificationType, type StatusView } from './notification.ts';
 import type { PayloadContent } from './subscription.ts';
 
@@ -111,6 +111,8 @@ export class SubscriptionDeliverer {
 
   /** Claims what is due, up to the free delivery slots, and starts delivering it; returns how many it claimed. */
   async runPending(stopping: () => boolean = () => false): Promise<number> {
+    const ended = await endSubscriptions(this.deps.db, (q, id) => writeSubscriptionStatus(q, id, 'off', undefined));
+    if (ended > 0) this.deps.logger?.info({ subscriptions: ended }, 'subscriptions switched off at their end');
     const free = this.deps.config.concurrency - this.inFlight.size;
     if (free <= 0 || stopping()) return 0;
     const claimed = await this.claim(free);

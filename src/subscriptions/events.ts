@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
-import type { Queryable } from '../db/connection.ts';
+import type { Database, Queryable } from '../db/connection.ts';
 import { isVisible } from '../fhir/access.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { NewVersion } from '../fhir/store.ts';
@@ -169,7 +169,7 @@ async function activeSubscriptions(q: Queryable, topicUrls: string[]): Promise<C
   let copy = registryCopies.get(current.epoch);
   if (copy?.version !== current.version) {
     const rows = await q.execute<Omit<Candidate, 'filters'> & { version: number; filters: FilterCriterion[] | string }>(sql`SELECT v.version::float8 AS version, s.id, s.topic, s.filters, s.client_id AS "clientId", s.client_kind AS "clientKind", s.scopes
-      FROM subscription_registry_version v LEFT JOIN subscriptions s ON s.status <> 'off'`);
+      FROM subscription_registry_version v LEFT JOIN subscriptions s ON s.status <> 'off' AND (s.ends IS NULL OR s.ends > now())`);
     const byTopic = new Map<string, Candidate[]>();
     for (const { version: _version, ...row } of rows) {
       if (row.id === null) continue;
@@ -257,6 +257,22 @@ async function appendEvents(q: Queryable, events: PendingEvent[]): Promise<void>
     )
     INSERT INTO subscription_events (subscription_id, event_number, focus_type, focus_id, focus_version, focus_reference, method, additional_context)
     SELECT s, n::bigint, t, i, v::integer, r, m, c::jsonb FROM unnest(${s}, ${n}, ${t}, ${i}, ${v}, ${r}, ${m}, ${c}) AS e(s, n, t, i, v, r, m, c)`);
+}
+
+/**
+ * Subscription.end: subscriptions whose end has come are switched off (registry and a new
+ * Subscription version with status off); returns how many. Until then the registry copy leaves
+ * them out of new events as soon as it is read again.
+ */
+export async function endSubscriptions(db: Database, writeStatus: (q: Queryable, id: string) => Promise<void>): Promise<number> {
+  const due = await db.execute(sql`SELECT 1 FROM subscriptions WHERE status <> 'off' AND ends <= now() LIMIT 1`);
+  if (due.length === 0) return 0;
+  return db.transaction(async (q) => {
+    const ended = await q.execute<{ id: string }>(sql`UPDATE subscriptions SET status = 'off', lease_owner = NULL, lease_until = NULL WHERE status <> 'off' AND ends <= now() RETURNING id`);
+    for (const { id } of ended) await writeStatus(q, id);
+    if (ended.length > 0) await bumpRegistryVersion(q);
+    return ended.length;
+  });
 }
 
 /** A Subscription version is written only through the checked routes; its deletion switches delivery off. */

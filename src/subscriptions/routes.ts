@@ -50,6 +50,7 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
     const owner = exportCaller(ctx.access);
     const stored = { ...resource, status: settings.off ? ('off' as const) : ('requested' as const) };
     delete stored.error;
+    if (settings.ends === undefined) delete stored.end;
     return ctx.db.transaction(async (q) => {
       const scoped = { ...ctx, q, inTransaction: true };
       const result = await inCheckedSubscriptionWrite(q, async () => {
@@ -174,12 +175,12 @@ async function register(q: Queryable, id: string, owner: { clientId: string; kin
   const status = s.off ? 'off' : 'requested';
   const filters = JSON.stringify(s.filters);
   const headers = JSON.stringify(s.headers);
-  await q.execute(sql`INSERT INTO subscriptions (id, client_id, client_kind, scopes, topic, filters, status, endpoint, headers, content, content_type, heartbeat_seconds, timeout_seconds, max_count)
+  await q.execute(sql`INSERT INTO subscriptions (id, client_id, client_kind, scopes, topic, filters, status, endpoint, headers, content, content_type, heartbeat_seconds, timeout_seconds, max_count, ends)
     VALUES (${id}, ${owner.clientId}, ${owner.kind}, ${sql.param(owner.scopes)}::text[], ${s.topic.url}, ${filters}::jsonb, ${status}, ${s.endpoint}, ${headers}::jsonb, ${s.content}, ${s.contentType},
-      ${s.heartbeatSeconds ?? null}, ${s.timeoutSeconds}, ${s.maxCount})
+      ${s.heartbeatSeconds ?? null}, ${s.timeoutSeconds}, ${s.maxCount}, ${s.ends ?? null}::timestamptz)
     ON CONFLICT (id) DO UPDATE SET topic = excluded.topic, filters = excluded.filters, status = excluded.status, endpoint = excluded.endpoint, headers = excluded.headers,
       content = excluded.content, content_type = excluded.content_type, heartbeat_seconds = excluded.heartbeat_seconds, timeout_seconds = excluded.timeout_seconds,
-      max_count = excluded.max_count, scopes = excluded.scopes, attempts = 0, failing_since = NULL, next_attempt_at = now(), next_heartbeat_at = NULL`);
+      max_count = excluded.max_count, ends = excluded.ends, scopes = excluded.scopes, attempts = 0, failing_since = NULL, next_attempt_at = now(), next_heartbeat_at = NULL`);
   await q.execute(sql`INSERT INTO subscription_event_counters (subscription_id) VALUES (${id}) ON CONFLICT DO NOTHING`);
   await bumpRegistryVersion(q);
 }

@@ -33,6 +33,8 @@ export interface SubscriptionSettings {
   maxCount: number;
   /** 'off' when the client switches the subscription off; otherwise a handshake is due. */
   off: boolean;
+  /** Subscription.end (ISO instant): the subscription is turned off then. */
+  ends: string | undefined;
 }
 
 export interface SettingsPolicy {
@@ -94,7 +96,16 @@ export function checkSubscription(resource: BackportSubscription, access: Access
     if (!match) throw invalid('Each channel.header must be an HTTP header line "Name: value"', 'Subscription.channel.header', 'value');
     return [match[1], match[2].trim()];
   });
-  return { topic, filters, endpoint, headers, content: content as PayloadContent, contentType, heartbeatSeconds, timeoutSeconds, maxCount, off: resource.status === 'off' };
+  // Subscription.end turns the subscription off then. One already past when the Subscription is
+  // written is not kept (the stored Subscription has no end): the Inferno samples carry
+  // end 2020 and expect a working subscription.
+  let ends: string | undefined;
+  if (resource.end !== undefined) {
+    const endMs = Date.parse(resource.end);
+    if (Number.isNaN(endMs)) throw invalid('Subscription.end must be an instant', 'Subscription.end', 'value');
+    if (endMs > Date.now()) ends = new Date(endMs).toISOString();
+  }
+  return { topic, filters, endpoint, headers, content: content as PayloadContent, contentType, heartbeatSeconds, timeoutSeconds, maxCount, off: resource.status === 'off', ends };
 }
 
 /**

@@ -171,3 +171,31 @@ describe('event notifications', () => {
     expect(count).toBe(before[0].n + 1);
   });
 });
+
+describe('Subscription.end', () => {
+  it('refuses an end that is not an instant, and does not keep one already past (the Inferno samples carry 2020)', async () => {
+    const response = await baton.request('/fhir/Subscription', { method: 'POST', json: { ...subscription(receiver.url), end: 'tomorrow' } });
+    expect(response.status).toBe(422);
+    expect((await body(response)).issue[0].expression).toEqual(['Subscription.end']);
+    const past = await body(await baton.request('/fhir/Subscription', { method: 'POST', json: { ...subscription(receiver.url), end: '2020-12-31T12:00:00Z' } }));
+    expect(past.end).toBeUndefined();
+    await deliverDue(deliverer(baton.db));
+    expect((await body(await baton.request(`/fhir/Subscription/${past.id}`))).status).toBe('active');
+  });
+
+  it('switches the subscription off when its end comes: status off, and no event after it', async () => {
+    const end = new Date(Date.now() + 1500).toISOString();
+    const owner = `Organization/ending-${Date.now()}`;
+    const id = await subscribe({ ...subscription(receiver.url, { filters: [`Task?owner=${owner}`] }), end });
+    const worker = deliverer(baton.db);
+    await deliverDue(worker);
+    expect((await body(await baton.request(`/fhir/Subscription/${id}`))).status).toBe('active');
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    await deliverDue(worker);
+    const stored = await body(await baton.request(`/fhir/Subscription/${id}`));
+    expect(stored.status).toBe('off');
+    await putTask(task(`after-end-${id}`, { owner: { reference: owner } }));
+    const [{ n }] = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM subscription_events WHERE subscription_id = ${id}`);
+    expect(Number(n)).toBe(0);
+  });
+});

@@ -1,0 +1,1 @@
+ALTER TABLE "subscriptions" ADD COLUMN "ends" timestamp with time zone;
