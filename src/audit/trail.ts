@@ -115,6 +115,15 @@ export class RequestAudit implements AuditSink {
   }
 }
 
+/**
+ * The audit of writes Baton makes on its own account, outside a client's FHIR request (a worker
+ * moving a request on, a subscription's status, an operator's admin action): `path` names the
+ * resource acted on and `requestId` what groups the events (a Task's workflow, a subscription).
+ */
+export function serverAudit(server: string, requestId: string, path: string, caller: AuditCaller): RequestAudit {
+  return new RequestAudit({ requestId: requestId.slice(0, 64), method: 'PUT', path, search: '', server }, () => caller);
+}
+
 function parsed(served: ReturnedResource): Resource & { id: string } {
   if (typeof served.content !== 'string') return served.content as Resource & { id: string };
   // A Patient's compartment is itself: no need to parse it.

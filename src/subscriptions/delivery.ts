@@ -5,6 +5,8 @@ import { sql } from 'drizzle-orm';
 import { CompactSign } from 'jose';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { runInBackground } from '../audit/background.ts';
+import type { AuditCaller } from '../audit/record.ts';
+import { serverAudit } from '../audit/trail.ts';
 import { toAuditEvent } from '../audit/balp.ts';
 import { insertAuditEvents } from '../audit/writer.ts';
 import type { SigningKeyStore } from '../auth/signing-keys.ts';
@@ -111,7 +113,7 @@ export class SubscriptionDeliverer {
 
   /** Claims what is due, up to the free delivery slots, and starts delivering it; returns how many it claimed. */
   async runPending(stopping: () => boolean = () => false): Promise<number> {
-    const ended = await endSubscriptions(this.deps.db, (q, id) => writeSubscriptionStatus(q, id, 'off', undefined));
+    const ended = await endSubscriptions(this.deps.db, (q, id) => writeSubscriptionStatus(q, this.deps.baseUrl, id, 'off', undefined));
     if (ended > 0) this.deps.logger?.info({ subscriptions: ended }, 'subscriptions switched off at their end');
     const free = this.deps.config.concurrency - this.inFlight.size;
     if (free <= 0 || stopping()) return 0;
@@ -287,7 +289,7 @@ export class SubscriptionDeliverer {
     await this.deps.db.transaction(async (q) => {
       const changed = await q.execute(sql`UPDATE subscriptions SET status = ${status}, ${also} WHERE id = ${subscription.id} AND lease_owner = ${this.owner} AND status = ${subscription.status} RETURNING id`);
       if (changed.length === 0) return;
-      await writeSubscriptionStatus(q, subscription.id, status, error);
+      await writeSubscriptionStatus(q, this.deps.baseUrl, subscription.id, status, error);
     });
     if (status === 'error') this.deps.logger?.warn({ subscription: subscription.id, topic: subscription.topic }, 'subscription in error');
   }
@@ -323,8 +325,11 @@ export function backoffMs(attempt: number, baseMs: number, capMs: number): numbe
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
-/** Writes the Subscription's next version with this status (error text kept while in error). */
-export async function writeSubscriptionStatus(q: Queryable, id: string, status: Subscription['status'], error: string | undefined): Promise<void> {
+/** The server's own changes of a Subscription (its status), as the audit trail names their author. */
+const DELIVERY_CALLER: AuditCaller = { clientId: 'baton-subscriptions', kind: 'internal' };
+
+/** Writes the Subscription's next version with this status (error text kept while in error), audited in the same transaction. */
+export async function writeSubscriptionStatus(q: Queryable, baseUrl: string, id: string, status: Subscription['status'], error: string | undefined): Promise<void> {
   const current = await readCurrent(q, 'Subscription', id, true);
   if (!current || current.deleted) return;
   const resource = JSON.parse(current.json) as Subscription & { id: string };
@@ -335,6 +340,9 @@ export async function writeSubscriptionStatus(q: Queryable, id: string, status: 
   const lastUpdated = new Date().toISOString();
   resource.meta = { ...resource.meta, versionId: String(versionId), lastUpdated };
   await inCheckedSubscriptionWrite(q, () => writeVersions(q, [{ resource, versionId, lastUpdated, method: 'PUT', deleted: false }]));
+  const audit = serverAudit(baseUrl, `subscription-${id}`, `/Subscription/${id}`, DELIVERY_CALLER);
+  audit.wrote(q, { interaction: 'update', resource, versionId });
+  await audit.flush(q);
 }
 
 interface EventRow {

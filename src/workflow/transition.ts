@@ -1,6 +1,6 @@
 import type { Extension, Task, TaskOutput } from '@medplum/fhirtypes';
 import type { AuditCaller } from '../audit/record.ts';
-import { RequestAudit } from '../audit/trail.ts';
+import { type RequestAudit, serverAudit } from '../audit/trail.ts';
 import type { Database, Queryable } from '../db/connection.ts';
 import { systemAccess } from '../fhir/access.ts';
 import * as interactions from '../fhir/interactions.ts';
@@ -63,7 +63,7 @@ export async function transitionTask(deps: TransitionDeps, q: Queryable, taskId:
 
 /** The audit of the workflow's writes about one request (the Task's versions, the imported data). */
 export function workflowAudit(baseUrl: string, taskId: string, caller: AuditCaller = WORKFLOW_CALLER): RequestAudit {
-  return new RequestAudit({ requestId: `workflow-${taskId}`.slice(0, 64), method: 'PUT', path: `/Task/${taskId}`, search: '', server: baseUrl }, () => caller);
+  return serverAudit(baseUrl, `workflow-${taskId}`, `/Task/${taskId}`, caller);
 }
 
 /** Outputs replaced by type (text), so a re-run step leaves one entry of each. */

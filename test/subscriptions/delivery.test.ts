@@ -194,6 +194,9 @@ describe('Subscription.end', () => {
     await deliverDue(worker);
     const stored = await body(await baton.request(`/fhir/Subscription/${id}`));
     expect(stored.status).toBe('off');
+    // The server's change of the Subscription is in the audit trail, in its transaction.
+    const [{ audited }] = await baton.db.execute<{ audited: number }>(sql`SELECT count(*)::int AS audited FROM audit_events WHERE content LIKE ${`%Subscription/${id}/_history/${stored.meta.versionId}%`} AND content LIKE '%baton-subscriptions%'`);
+    expect(Number(audited)).toBe(1);
     await putTask(task(`after-end-${id}`, { owner: { reference: owner } }));
     const [{ n }] = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM subscription_events WHERE subscription_id = ${id}`);
     expect(Number(n)).toBe(0);

@@ -2,7 +2,7 @@ import type { Task } from '@medplum/fhirtypes';
 import { Hono } from 'hono';
 import type { Database } from '../../db/connection.ts';
 import type { AuditedEnv } from '../../audit/middleware.ts';
-import { RequestAudit } from '../../audit/trail.ts';
+import { type RequestAudit, serverAudit } from '../../audit/trail.ts';
 import { type AccessPolicy, systemAccess } from '../../fhir/access.ts';
 import { badRequest, conflict, FhirError, notFound, outcome, unprocessable } from '../../fhir/errors.ts';
 import * as interactions from '../../fhir/interactions.ts';
@@ -35,10 +35,7 @@ export function reviewRoutes(deps: { db: Database; baseUrl: string; validator: R
     const review = parseReview(await c.req.json().catch(() => undefined));
     const taskId = c.req.param('taskId');
     interactions.assertId(taskId);
-    const audit = new RequestAudit(
-      { requestId: c.get('requestId'), method: 'POST', path: `/Task/${taskId}`, search: '', server: deps.baseUrl },
-      () => OPERATOR,
-    );
+    const audit = serverAudit(deps.baseUrl, c.get('requestId'), `/Task/${taskId}`, OPERATOR);
     const task = await settleReview({ ...deps, audit }, taskId, review);
     return c.json(task, 200);
   });
