@@ -1,7 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { stopChild, waitUntilReady } from './servers.ts';
 
 /**
  * Baton processes for bench:export: an API process and export worker processes on one
@@ -20,16 +19,6 @@ export interface BatonProcess {
 
 const ROOT = new URL('..', import.meta.url);
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 function memoryOf(pid: number): { rssMb: number; hwmMb: number } | undefined {
   let status: string;
   try {
@@ -39,15 +28,6 @@ function memoryOf(pid: number): { rssMb: number; hwmMb: number } | undefined {
   }
   const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rssMb: Math.round(kb('VmRSS') / 1024), hwmMb: Math.round(kb('VmHWM') / 1024) };
-}
-
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Starts `src/server.ts` with `env` on `port` (node given `nodeArgs`, such as --cpu-prof); resolves once /readyz answers 200. */
@@ -61,27 +41,14 @@ export async function startBaton(databaseUrl: string, port: number, env: Record<
   process.on('exit', killOnExit);
   child.on('exit', () => process.off('exit', killOnExit));
   const origin = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`Baton exited with code ${child.exitCode} before it was ready`);
-    const ready = await fetch(`${origin}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (Date.now() > deadline) {
-      await stopChild(child, 'SIGKILL');
-      throw new Error('Baton was not ready within 180 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  await waitUntilReady(child, origin);
   const pid = child.pid as number;
   return {
     pid,
     origin,
     memory: () => memoryOf(pid),
-    kill: () => stopChild(child, 'SIGKILL'),
-    stop: () => stopChild(child, 'SIGTERM'),
+    kill: () => stopChild(child, 'SIGKILL', 15_000),
+    stop: () => stopChild(child, 'SIGTERM', 15_000),
   };
 }
 

@@ -34,16 +34,35 @@ function spawnTypeScript(script: string, env: Record<string, string>): ChildProc
   return child;
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** Ends a child with `signal`, killing it if it has not exited after `graceMs`. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }
 
-async function freePort(): Promise<number> {
+/** Resolves once a Baton child's /readyz answers 200 (migrations applied, database reachable); kills it after 180 s without. */
+export async function waitUntilReady(child: ChildProcess, origin: string): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Baton exited with code ${child.exitCode} before it was ready`);
+    const ready = await fetch(`${origin}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) return;
+    if (Date.now() > deadline) {
+      await stopChild(child, 'SIGKILL');
+      throw new Error('Baton was not ready within 180 s');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -68,20 +87,7 @@ export async function startBatonProcess(databaseUrl: string): Promise<BatonChild
   });
   child.stdout?.pipe(process.stderr);
   const origin = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`Baton exited with code ${child.exitCode} before it was ready`);
-    const ready = await fetch(`${origin}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (Date.now() > deadline) {
-      await stopChild(child);
-      throw new Error('Baton was not ready within 180 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  await waitUntilReady(child, origin);
   return withTokens({ url: `${origin}/fhir`, stop: () => stopChild(child) }, databaseUrl);
 }
 
