@@ -1,36 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { demoMembers } from '../src/seed/demo.ts';
 import { freshDatabase } from './support/baton.ts';
-
-/** Starts `src/server.ts` as `npm start` does and resolves once it logs its port. */
-function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; logs: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match) resolve({ child, port: Number(match[1]), logs: () => output });
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${output.slice(0, 2000)}`)));
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
+import { startServer, stopServer as stop } from './support/server-process.ts';
 
 const [member1, member2] = demoMembers();
 const DEMO_PHI = [member1.names[0].family, member2.names[0].family, member1.names[0].given[0], member1.birthDate, member2.birthDate, member1.memberId, member1.addresses[0].line[0]];

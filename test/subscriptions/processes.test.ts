@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/baton.ts';
+import { startServer as startProcess, stopServer as stop } from '../support/server-process.ts';
 import { eventNumbers, eventually, type Receiver, startReceiver, statusParameter, subscription, task } from './support.ts';
 
 /**
@@ -12,30 +13,10 @@ import { eventNumbers, eventually, type Receiver, startReceiver, statusParameter
 
 const ADMIN = 'subscription-processes-admin';
 
-/** Starts `src/server.ts` and resolves once it logs its port. */
-function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', BATON_ADMIN_TOKEN: ADMIN, BATON_ADMIN_SCOPE: 'system/*.cruds', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match) resolve({ child, base: `http://127.0.0.1:${match[1]}/fhir` });
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${output.slice(0, 2000)}`)));
-  });
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
+/** A server on the shared database with the operator credential; `base` is its FHIR base URL. */
+async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
+  const { child, port } = await startProcess({ BATON_ADMIN_TOKEN: ADMIN, BATON_ADMIN_SCOPE: 'system/*.cruds', ...env });
+  return { child, base: `http://127.0.0.1:${port}/fhir` };
 }
 
 const call = (base: string, path: string, method = 'GET', json?: unknown) =>
