@@ -49,7 +49,8 @@ export class StepFailure extends Error {
   }
 }
 
-export async function runStep(deps: StepDeps, job: WorkflowJob, task: Task): Promise<StepResult> {
+/** Runs the job's step; `partner` is the directory entry the route step chose (undefined before it). */
+export async function runStep(deps: StepDeps, job: WorkflowJob, task: Task, partner: Partner | undefined): Promise<StepResult> {
   const request = parseDataRequest(task);
   switch (job.step) {
     case 'validate':
@@ -57,13 +58,13 @@ export async function runStep(deps: StepDeps, job: WorkflowJob, task: Task): Pro
     case 'route':
       return route(deps.db, job, task, request);
     case 'match':
-      return match(deps, job, task, request);
+      return match(deps, chosen(partner), job, task, request);
     case 'request':
-      return requestData(deps, job);
+      return requestData(deps, chosen(partner), job);
     case 'poll':
-      return poll(deps, job);
+      return poll(deps, chosen(partner), job);
     case 'import':
-      return importData(deps, job, request);
+      return importData(deps, chosen(partner), job, request);
   }
 }
 
@@ -113,8 +114,7 @@ async function route(q: Queryable, job: WorkflowJob, task: Task, request: DataRe
 }
 
 /** matched: the partner's $member-match found the member (HRex), with the consent to share. */
-async function match(deps: StepDeps, job: WorkflowJob, task: Task, request: DataRequest): Promise<StepResult> {
-  const partner = await readPartner(deps.db, job.state.endpointId!);
+async function match(deps: StepDeps, partner: Partner, job: WorkflowJob, task: Task, request: DataRequest): Promise<StepResult> {
   const client = deps.partnerClient(partner);
   const parameters = await memberMatchParameters(deps.db, deps.baseUrl, task, request);
   const result = await client.memberMatch(parameters, { idempotencyKey: idempotencyKey(job, 'match') });
@@ -128,10 +128,9 @@ async function match(deps: StepDeps, job: WorkflowJob, task: Task, request: Data
 }
 
 /** acknowledged: the partner accepted the data request (bulk: 202 to the kick-off; single member: $everything follows at once). */
-async function requestData(deps: StepDeps, job: WorkflowJob): Promise<StepResult> {
+async function requestData(deps: StepDeps, partner: Partner, job: WorkflowJob): Promise<StepResult> {
   const state = { ...job.state, acknowledgedMs: job.nowMs };
   if (job.state.requestType !== 'bulk') return { stage: 'acknowledged', next: 'import', state };
-  const partner = await readPartner(deps.db, job.state.endpointId!);
   const started = await deps.partnerClient(partner).bulkKickOff(
     { path: 'Patient/$export', method: 'POST', parameters: { resourceType: 'Parameters', parameter: [{ name: 'patient', valueReference: { reference: `Patient/${job.state.partnerMember!.id}` } }] } },
     { idempotencyKey: idempotencyKey(job, 'kick-off') },
@@ -144,8 +143,7 @@ async function requestData(deps: StepDeps, job: WorkflowJob): Promise<StepResult
 }
 
 /** Waits for the partner's export, as long as its Retry-After asks, up to the bulk timeout. */
-async function poll(deps: StepDeps, job: WorkflowJob): Promise<StepResult> {
-  const partner = await readPartner(deps.db, job.state.endpointId!);
+async function poll(deps: StepDeps, partner: Partner, job: WorkflowJob): Promise<StepResult> {
   const client = deps.partnerClient(partner);
   const answer = await client.bulkPoll(job.state.statusUrl!, { idempotencyKey: idempotencyKey(job, 'poll') });
   if (answer.state === 'complete') return { next: 'import', state: { ...job.state, manifest: answer.manifest } };
@@ -157,8 +155,7 @@ async function poll(deps: StepDeps, job: WorkflowJob): Promise<StepResult> {
 }
 
 /** fulfilled: the member's data imported with a Provenance naming the partner. */
-async function importData(deps: StepDeps, job: WorkflowJob, request: DataRequest): Promise<StepResult> {
-  const partner = await readPartner(deps.db, job.state.endpointId!);
+async function importData(deps: StepDeps, partner: Partner, job: WorkflowJob, request: DataRequest): Promise<StepResult> {
   const client = deps.partnerClient(partner);
   const partnerMemberId = job.state.partnerMember!.id!;
   const target = deps.importTarget(job, partner, partnerMemberId, request.memberId);
@@ -180,6 +177,12 @@ async function importData(deps: StepDeps, job: WorkflowJob, request: DataRequest
   if (provenance) output.push({ type: { text: 'provenance' }, valueReference: { reference: provenance } });
   if (job.state.manifest?.error.length) output.push({ type: { text: 'partner-errors' }, valueInteger: job.state.manifest.error.length });
   return { stage: 'fulfilled', next: 'done', state: job.state, output };
+}
+
+/** The steps after routing talk to the partner routing chose. */
+function chosen(partner: Partner | undefined): Partner {
+  if (!partner) throw new StepFailure('dead-lettered', 'configuration', 'The request has no partner endpoint: it was not routed');
+  return partner;
 }
 
 /** Derived from the Task and the step, so a retried step is recognised by the partner and never applied twice. */

@@ -15,7 +15,7 @@ import { DirectoryError, type Partner, readPartner } from './directory.ts';
 import type { ImportTarget } from './import.ts';
 import { claimJobs, endJob, type JobError, lockHeldJob, markBreached, moveJob, openJobsCreatedBefore, renewLease, retryJob, type WorkflowJob } from './jobs.ts';
 import { PartnerError, type PartnerClient } from './partner/types.ts';
-import { decideRetry, DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.ts';
+import { decideRetry, DEFAULT_RETRY_POLICY } from './retry-policy.ts';
 import { type Stage, stageOf } from './stages.ts';
 import { outboundAuditEvent } from './outbound-audit.ts';
 import { runStep, StepFailure, type StepResult } from './steps.ts';
@@ -100,17 +100,20 @@ export class WorkflowWorker {
         if (!(await renewLease(db, job.taskId, this.owner, config.leaseSeconds))) throw new LostLease();
       },
     };
+    // The partner chosen by the route step, read once for the step, its AuditEvent and its retry policy.
+    let partner: Partner | undefined;
     let result: StepResult;
     try {
-      result = await runStep(stepDeps, job, task);
+      partner = job.state.endpointId ? await readPartner(db, job.state.endpointId) : undefined;
+      result = await runStep(stepDeps, job, task, partner);
     } catch (error) {
       metrics?.workflowSteps.observe({ step: job.step, result: 'error' }, (performance.now() - start) / 1000);
       if (error instanceof LostLease) return;
-      await this.recordFailure(job, error, await this.exchangeAudit(job, task, error));
+      await this.recordFailure(job, error, partner, exchangeAudit(job, task, partner, error));
       return;
     }
     metrics?.workflowSteps.observe({ step: job.step, result: 'wait' in result ? 'wait' : 'ok' }, (performance.now() - start) / 1000);
-    const exchange = 'wait' in result ? undefined : await this.exchangeAudit(job, task);
+    const exchange = 'wait' in result ? undefined : exchangeAudit(job, task, partner);
     const recording = performance.now();
     await db.transaction(async (q) => {
       const held = await lockHeldJob(q, job.taskId, this.owner);
@@ -131,21 +134,12 @@ export class WorkflowWorker {
     metrics?.workflowQueueSeconds.observe({ phase: 'record' }, (performance.now() - recording) / 1000);
   }
 
-  /** A failed step: tried again, dead-lettered, failed for good, or held for review. */
-  /** The AuditEvent of the step's exchange with the partner, if it had one (outbound-audit.ts). Read before any transaction. */
-  private async exchangeAudit(job: WorkflowJob, task: Task, error?: unknown): Promise<AuditEvent | undefined> {
-    if (!job.state.endpointId) return undefined;
-    const partner = await readPartner(this.deps.db, job.state.endpointId).catch(() => undefined);
-    if (!partner) return undefined;
-    return outboundAuditEvent(job, partner.endpoint.baseUrl, task.for?.reference?.replace(/^Patient\//, ''), error);
-  }
-
-  private async recordFailure(job: WorkflowJob, error: unknown, exchange: AuditEvent | undefined): Promise<void> {
+  /** A failed step: tried again (under the partner's retry policy, or the default before one is chosen), dead-lettered, failed for good, or held for review. */
+  private async recordFailure(job: WorkflowJob, error: unknown, partner: Partner | undefined, exchange: AuditEvent | undefined): Promise<void> {
     const { db, metrics, logger } = this.deps;
     const failure = classify(error);
     logger.warn({ task: job.taskId, step: job.step, code: failure.error.code, class: failure.error.class, status: failure.error.status, attempt: job.attempts + 1 }, 'workflow step failed');
-    // Read before the transaction: on PGlite a query outside it would wait for it forever.
-    const policy = failure.partnerError ? await this.retryPolicy(job) : DEFAULT_RETRY_POLICY;
+    const policy = (failure.partnerError && partner?.retry) || DEFAULT_RETRY_POLICY;
     await db.transaction(async (q) => {
       if (!(await lockHeldJob(q, job.taskId, this.owner))) return;
       if (exchange) await insertAuditEvents(q, [exchange]);
@@ -164,12 +158,6 @@ export class WorkflowWorker {
       await transitionTask(this.deps, q, job.taskId, outcome, { statusReason: failure.error });
       await endJob(q, job.taskId, outcome === 'manual-review' ? 'held' : outcome, job.state, failure.error);
     });
-  }
-
-  /** The partner's own retry policy, or the default before a partner is chosen (or when its entry is unusable). */
-  private async retryPolicy(job: WorkflowJob): Promise<RetryPolicy> {
-    if (!job.state.endpointId) return DEFAULT_RETRY_POLICY;
-    return readPartner(this.deps.db, job.state.endpointId).then((p) => p.retry, () => DEFAULT_RETRY_POLICY);
   }
 
   /**
@@ -219,6 +207,11 @@ function classify(error: unknown): Classified {
   // Baton's own trouble (the database, a bug): retried like a partner's 5xx, and named without details that could quote data.
   const name = (error as Error)?.constructor?.name ?? typeof error;
   return { outcome: 'retry', error: { class: 'retryable', code: 'internal', detail: `Internal error (${name}); the logs have its request id` } };
+}
+
+/** The AuditEvent of the step's exchange with the partner, if it had one (outbound-audit.ts). */
+function exchangeAudit(job: WorkflowJob, task: Task, partner: Partner | undefined, error?: unknown): AuditEvent | undefined {
+  return partner ? outboundAuditEvent(job, partner.endpoint.baseUrl, task.for?.reference?.replace(/^Patient\//, ''), error) : undefined;
 }
 
 async function readTask(q: Queryable, taskId: string): Promise<Task | undefined> {
