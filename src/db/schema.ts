@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 /**
  * Current version of every resource. `content` is the resource's JSON text exactly as served
@@ -277,6 +277,40 @@ export const auditChain = pgTable('audit_chain', {
   chainHash: text('chain_hash').notNull(),
   sealed: timestamp('sealed', { withTimezone: true, mode: 'string' }).notNull().defaultNow(),
 });
+
+/**
+ * Auditors' search over the sealed trail (src/audit/event-index.ts): one row per chain position,
+ * written by the sealer in the transaction that seals the event. `keys` holds a 128-bit digest of
+ * every value a FHIR search can ask for by equality (token, reference and uri parameters, and the
+ * presence of each parameter), so one GIN index answers any combination of them; the event's
+ * instant is a column of its own. The FHIR store holds no copy of AuditEvents: twenty-odd index
+ * rows per event there cost ~12 KB and most of the sealer's time. Append-only like the trail.
+ */
+export const auditIndex = pgTable(
+  'audit_index',
+  {
+    position: bigint('position', { mode: 'number' }).primaryKey(),
+    /** audit_events.seq of the event: its content. */
+    eventSeq: bigint('event_seq', { mode: 'number' }).notNull(),
+    eventId: text('event_id').notNull().unique(),
+    recorded: timestamp('recorded', { withTimezone: true, mode: 'string' }).notNull(),
+    keys: uuid('keys').array().notNull(),
+  },
+  (t) => [index('audit_index_keys_idx').using('gin', t.keys), index('audit_index_recorded_idx').on(t.recorded, t.position)],
+);
+
+/** String parameters of sealed AuditEvents (address, agent-name, entity-name): prefix and :contains matches need the text. */
+export const auditIndexStrings = pgTable(
+  'audit_index_strings',
+  {
+    position: bigint('position', { mode: 'number' }).notNull(),
+    code: text('code').notNull(),
+    /** Lower-cased, accents removed, as sp_string.value. */
+    value: text('value').notNull(),
+    exact: text('exact').notNull(),
+  },
+  (t) => [index('audit_index_strings_value_idx').on(t.code, t.value.op('text_pattern_ops'), t.position), index('audit_index_strings_position_idx').on(t.position)],
+);
 
 /** Signed checkpoints of the chain (append-only): a JWS over {position, chain hash, time} with Baton's audit key. */
 export const auditCheckpoints = pgTable('audit_checkpoints', {
