@@ -5,6 +5,7 @@ import type { Queryable } from '../db/connection.ts';
 import { patientsOf } from '../fhir/compartment.ts';
 import { callerPolicy } from './caller.ts';
 import type { ExportJob } from './jobs.ts';
+import { DELETED_IDS, deletedMatchingFilters } from './deleted-matches.ts';
 import { ExportSelection, isOutsideCompartment } from './selection.ts';
 import { readSnapshotPage, type SnapshotRange, type SnapshotRow, type SnapshotWindow } from './snapshot.ts';
 
@@ -56,11 +57,21 @@ export function hasMembers(job: ExportJob): boolean {
  * caller who sees every row reports every deletion of its types; otherwise a deletion is
  * reported when the resource was in the compartment of a Patient the export is about (a member,
  * or any Patient of a Patient export) that the caller may see; deletions outside the
- * compartment are reported by unrestricted system exports only. `_typeFilter` is not applied
- * (a deleted resource can no longer be searched): a client may hear of a deletion it never
- * downloaded, never miss one.
+ * compartment are reported by unrestricted system exports only. A type with `_typeFilter`
+ * searches reports only the deletions of resources whose last content matches one of them
+ * (Bulk Data 2.0.0: `deleted` lists resources "that match the kickoff request criteria";
+ * deleted-matches.ts).
  */
 export async function reportedDeletions(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, rows: SnapshotRow[], baseUrl: string): Promise<SnapshotRow[]> {
+  const reported = await placedDeletions(q, job, scope, resourceType, rows, baseUrl);
+  const matches = scope.selection.filterMatches(resourceType, DELETED_IDS);
+  if (reported.length === 0 || !matches) return reported;
+  const matching = await deletedMatchingFilters(q, resourceType, reported, matches);
+  return reported.filter((row) => matching.has(row.id));
+}
+
+/** The deletions whose place (a compartment the export is about, or the whole server) the export reports. */
+async function placedDeletions(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, rows: SnapshotRow[], baseUrl: string): Promise<SnapshotRow[]> {
   if (job.kind === 'system' && !scope.policy.filtersRows) return rows;
   if (isOutsideCompartment(resourceType)) return [];
   const patientsByRow = rows.map((row) => (resourceType === 'Patient' ? [row.id] : patientsOf(JSON.parse(row.content) as Resource, baseUrl)));

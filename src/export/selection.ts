@@ -31,7 +31,8 @@ import type { SnapshotRange } from './snapshot.ts';
  * Compartments, references and filters are read from the search index, which follows current
  * versions: a resource whose references changed after transactionTime is selected by its
  * current ones, and one deleted since has no index rows left, so only a system export (no
- * compartment, no filter, no partner) still holds it.
+ * compartment, no filter, no partner) still holds it. Deletions reported in `deleted[]` are
+ * judged by their last content instead (job-scope.ts reportedDeletions, deleted-matches.ts).
  */
 export interface SelectionScope {
   kind: ExportKind;
@@ -120,14 +121,19 @@ export class ExportSelection {
           WHERE t.resource_type = 'Group' AND t.code = '_tag' AND t.system = ${REQUESTING_CLIENT_TAG} AND t.value = ${client} ON CONFLICT DO NOTHING`);
       }
     }
-    const narrow = (type: string): SQL =>
-      based.has(type)
-        ? sql`DELETE FROM export_items WHERE job_id = ${jobId} AND resource_type = ${type} AND id NOT IN (${this.matches(type)})`
-        : sql`INSERT INTO export_items (job_id, resource_type, id) SELECT DISTINCT ${jobId}, ${type}, m.id FROM (${this.matches(type)}) m(id)`;
-    for (const type of types) if (type !== 'Provenance' && this.isFiltered(type)) statements.push(narrow(type));
+    const narrow = (type: string): void => {
+      const matches = this.filterMatches(type);
+      if (!matches) return;
+      statements.push(
+        based.has(type)
+          ? sql`DELETE FROM export_items WHERE job_id = ${jobId} AND resource_type = ${type} AND id NOT IN (${matches})`
+          : sql`INSERT INTO export_items (job_id, resource_type, id) SELECT DISTINCT ${jobId}, ${type}, m.id FROM (${matches}) m(id)`,
+      );
+    };
+    for (const type of types) if (type !== 'Provenance') narrow(type);
     // The Provenance of what is exported, once the other types are narrowed to what is.
     if (this.itemized && types.includes('Provenance')) statements.push(this.provenanceItems(jobId, this.scope.members ?? this.visiblePatients()));
-    if (types.includes('Provenance') && this.isFiltered('Provenance')) statements.push(narrow('Provenance'));
+    if (types.includes('Provenance')) narrow('Provenance');
     return statements;
   }
 
@@ -221,16 +227,22 @@ export class ExportSelection {
         AND NOT ${other}.deleted AND (${other}.last_updated, ${other}.id) > (${row}.last_updated, ${row}.id))`;
   }
 
-  /** The ids of the type's resources matching one of its `_typeFilter` searches. */
-  private matches(resourceType: string): SQL {
+  /**
+   * The ids of the type's resources matching one of its `_typeFilter` searches (among the ids of
+   * the subquery `among`, when given); undefined when the type has none.
+   */
+  filterMatches(resourceType: string, among?: SQL): SQL | undefined {
+    if (!this.isFiltered(resourceType)) return undefined;
+    const within = among ? sql`r.id IN (${among}) AND ` : sql``;
     const searches = this.scope.typeFilters
       .filter((f) => f.type === resourceType)
       .map((filter) => {
         const request = parseSearchRequest(resourceType, new URLSearchParams(filter.query), { strict: true, baseUrl: this.baseUrl });
-        return sql`SELECT r.id FROM resources r WHERE ${this.search.where(request)}`;
+        return sql`SELECT r.id FROM resources r WHERE ${within}${this.search.where(request)}`;
       });
     return sql.join(searches, sql` UNION `);
   }
+
 
   /**
    * The members and the resources of their compartments the caller may see, as (resource_type,

@@ -392,3 +392,66 @@ describe('the engine API', () => {
     expect(coverages.map((c) => c.id)).toEqual(['exp-coverage-2']);
   });
 });
+
+describe('deleted[] and _typeFilter', () => {
+  // Bulk Data 2.0.0: deleted[] lists the resources "that match the kickoff request criteria" deleted since _since;
+  // a deleted resource is judged by its last content.
+  const observation = (id: string, patient: string, code: string) => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: 'http://loinc.org', code }] },
+    subject: { reference: patient },
+  });
+  const deletedRefs = async (manifest: Manifest): Promise<string[]> => {
+    const refs: string[] = [];
+    for (const file of manifest.deleted ?? []) {
+      const bundles = await download(baton, file.url);
+      expect(bundles).toHaveLength(file.count);
+      for (const bundle of bundles) for (const entry of bundle.entry) refs.push(entry.request.url);
+    }
+    return refs.sort();
+  };
+  /** Writes the resources, takes _since, deletes them: every one was deleted after _since. */
+  const deletedSince = async (resources: Record<string, unknown>[]): Promise<string> => {
+    for (const resource of resources) await put(resource);
+    const since = new Date().toISOString();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const resource of resources) await remove(`${resource.resourceType}/${resource.id}`);
+    return encodeURIComponent(since);
+  };
+
+  it('a system export lists the deletions of a filtered type that match one of its searches (chained ones too), and every deletion of the other types', async () => {
+    await put({ resourceType: 'Patient', id: 'del-chain-target', name: [{ family: 'Deletedchain' }] });
+    const since = await deletedSince([
+      observation('del-sys-match', 'Patient/exp-patient-1', '2093-3'),
+      observation('del-sys-other', 'Patient/exp-patient-1', '718-7'),
+      observation('del-sys-chain', 'Patient/del-chain-target', '718-7'),
+      { resourceType: 'Condition', id: 'del-sys-condition', subject: { reference: 'Patient/exp-patient-1' }, code: { text: 'gone' } },
+    ]);
+    const filter = ['Observation?code=http://loinc.org|2093-3', 'Observation?subject:Patient.family=Deletedchain'].map(encodeURIComponent).join(',');
+    const { manifest } = await runExport(baton, `/fhir/$export?_type=Observation,Condition&_since=${since}&_typeFilter=${filter}`);
+    expect(await deletedRefs(manifest)).toEqual(['Condition/del-sys-condition', 'Observation/del-sys-chain', 'Observation/del-sys-match']);
+    const unfiltered = await runExport(baton, `/fhir/$export?_type=Observation,Condition&_since=${since}`);
+    expect(await deletedRefs(unfiltered.manifest)).toEqual(['Condition/del-sys-condition', 'Observation/del-sys-chain', 'Observation/del-sys-match', 'Observation/del-sys-other']);
+    await remove('Patient/del-chain-target');
+  });
+
+  it('a negated search judges the deleted resource, not its tombstone', async () => {
+    const since = await deletedSince([observation('del-not-match', 'Patient/exp-patient-2', '2093-3'), observation('del-not-other', 'Patient/exp-patient-2', '718-7')]);
+    const filter = encodeURIComponent('Observation?code:not=http://loinc.org|2093-3');
+    const { manifest } = await runExport(baton, `/fhir/$export?_type=Observation&_since=${since}&_typeFilter=${filter}`);
+    expect(await deletedRefs(manifest)).toEqual(['Observation/del-not-other']);
+  });
+
+  it("a Group export lists its members' deletions that match the filter only", async () => {
+    const since = await deletedSince([
+      observation('del-group-match', 'Patient/exp-patient-1', '2093-3'),
+      observation('del-group-other', 'Patient/exp-patient-2', '718-7'),
+      observation('del-group-outsider', 'Patient/exp-patient-6', '2093-3'),
+    ]);
+    const filter = encodeURIComponent('Observation?code=http://loinc.org|2093-3');
+    const { manifest } = await runExport(baton, `/fhir/Group/cohort/$export?_type=Observation&_since=${since}&_typeFilter=${filter}`);
+    expect(await deletedRefs(manifest)).toEqual(['Observation/del-group-match']);
+  });
+});
