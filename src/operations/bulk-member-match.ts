@@ -77,15 +77,16 @@ export async function bulkMemberMatchOperation(ctx: interactions.FhirContext, re
 
 /** One member, as $member-match would judge it; every way of not matching is `nomatch`. */
 async function judgeMember(ctx: interactions.FhirContext, deps: MemberMatchDeps, bundle: MemberBundle, clientId: string): Promise<MemberResult> {
-  const nomatch: MemberResult = { result: 'nomatch', memberPatient: bundle.memberPatient };
+  const submitted = { memberPatient: bundle.memberPatient, coverageToMatch: bundle.coverageToMatch };
+  const nomatch: MemberResult = { result: 'nomatch', ...submitted };
   const input = memberInput(ctx, bundle);
   if (!input) return nomatch;
   const query = queryFromMemberMatch(input.memberPatient, input.coverageToMatch);
   // HRex mm-7: a throttled member is reported as not matched, which says nothing about membership.
   if (!(await guardAllows(ctx, deps, clientId, query))) return nomatch;
   const resolved = await resolveAndLinkMember(ctx, deps, { input, query, clientId, consent: deps.consent(input, ctx) });
-  if (resolved.outcome === 'matched') return { result: 'match', memberPatient: bundle.memberPatient, patientId: resolved.patientId };
-  if (resolved.outcome === 'consent-refused' && resolved.patientId) return { result: 'consentconstraint', memberPatient: bundle.memberPatient };
+  if (resolved.outcome === 'matched') return { result: 'match', ...submitted, patientId: resolved.patientId };
+  if (resolved.outcome === 'consent-refused' && resolved.patientId) return { result: 'consentconstraint', ...submitted };
   return nomatch;
 }
 

@@ -17,6 +17,7 @@ import { consentFor, matchRequest, NEW_PAYER_NPI, putMember } from './member-mat
  */
 
 const MATCH_EXT = 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters';
+const COVERAGE_EXT = 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-coverage';
 const OTHER_NPI = { system: 'http://hl7.org/fhir/sid/us-npi', value: '1111111112' };
 const OKAFOR = { family: 'Okafor', given: ['Margaret'], birthDate: '1979-04-09', gender: 'female' as const, cardId: 'W123456789-01' };
 const BRANDT = { family: 'Brandt', given: ['Oskar'], birthDate: '1961-03-02', gender: 'male' as const, cardId: 'B4440001' };
@@ -119,9 +120,33 @@ describe('three members: one match, one unknown, one with an expired consent (PD
     expect(group.member).toHaveLength(1);
     const entity = group.member?.[0].entity;
     expect(entity?.reference).toMatch(/^#/);
-    expect(entity?.extension).toEqual([{ url: MATCH_EXT, valueReference: { reference: entity?.reference } }]);
-    expect(group.contained).toEqual([expect.objectContaining({ resourceType: 'Patient', id: entity?.reference?.slice(1), name: [{ family, given: expect.any(Array) }] })]);
+    expect(entity?.extension).toEqual([
+      { url: MATCH_EXT, valueReference: { reference: entity?.reference } },
+      { url: COVERAGE_EXT, valueReference: { reference: '#coverage-1' } },
+    ]);
+    expect(group.contained).toEqual([
+      expect.objectContaining({ resourceType: 'Patient', id: entity?.reference?.slice(1), name: [{ family, given: expect.any(Array) }] }),
+      expect.objectContaining({ resourceType: 'Coverage', id: 'coverage-1', beneficiary: { reference: entity?.reference } }),
+    ]);
     expect(JSON.stringify(group)).not.toMatch(/expired|consent-[a-z]|"Consent"|provision/);
+  });
+
+  it('points each member at the CoverageToMatch it was submitted with, contained, its beneficiary the contained Patient (base-ext-match-coverage)', () => {
+    const cards = new Map([
+      ['Okafor', OKAFOR.cardId],
+      ['Nemo', NOBODY.cardId],
+      ['Brandt', BRANDT.cardId],
+    ]);
+    for (const group of groups) {
+      for (const { entity } of group.member ?? []) {
+        const pointer = (url: string) => entity.extension?.find((e) => e.url === url)?.valueReference?.reference as string;
+        const patient = group.contained?.find((r) => `#${r.id}` === pointer(MATCH_EXT)) as any;
+        const coverage = group.contained?.find((r) => `#${r.id}` === pointer(COVERAGE_EXT)) as any;
+        expect(coverage).toMatchObject({ resourceType: 'Coverage', status: 'active', beneficiary: { reference: pointer(MATCH_EXT) } });
+        expect(coverage.identifier[0].value).toBe(cards.get(patient.name[0].family));
+        expect(coverage.meta).toBeUndefined();
+      }
+    }
   });
 
   it('grants the partner the matched member only', async () => {
@@ -165,6 +190,24 @@ describe('PDex 2.1 clients (no Prefer: respond-async)', () => {
       ['MatchedMembers', 0],
       ['NonMatchedMembers', 1],
     ]);
+  });
+});
+
+describe('the same patient submitted with two coverages (PDex §pdex-139d)', () => {
+  it('answers two entries, each with the coverage it was submitted with', async () => {
+    const known = matchRequest(OKAFOR);
+    const unknown = matchRequest({ ...OKAFOR, cardId: 'W999999999-09' });
+    const parameters = await body<Parameters>(await bulk({ resourceType: 'Parameters', parameter: [memberBundle(known), memberBundle(unknown)] }, { async: false }));
+    const entries = (parameters.parameter ?? []).flatMap((p) => {
+      const group = p.resource as Group;
+      return (group.member ?? []).map(({ entity }) => {
+        const coverageRef = entity.extension?.find((e) => e.url === COVERAGE_EXT)?.valueReference?.reference;
+        const coverage = group.contained?.find((r) => `#${r.id}` === coverageRef) as any;
+        return `${codeOf(group)} ${coverage?.identifier?.[0]?.value}`;
+      });
+    });
+    expect(entries).toHaveLength(2);
+    expect(entries.map((e) => e.split(' ')[1]).sort()).toEqual([OKAFOR.cardId, 'W999999999-09']);
   });
 });
 

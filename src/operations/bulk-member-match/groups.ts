@@ -1,4 +1,4 @@
-import type { Group, GroupMember, Identifier, Patient } from '@medplum/fhirtypes';
+import type { Coverage, Group, GroupMember, Identifier, Patient } from '@medplum/fhirtypes';
 import { REQUESTING_CLIENT_TAG } from '../../auth/access-policy.ts';
 import { OWN_ORGANIZATION_ID } from '../../fhir/own-organization.ts';
 
@@ -14,6 +14,12 @@ import { OWN_ORGANIZATION_ID } from '../../fhir/own-organization.ts';
  *   base-ext-match-parameters extension; member.entity references the matched Patient in the
  *   match Group, the contained copy otherwise ("a relative reference to the failed patient
  *   record"). Nothing about why a member failed is told (no consent details in Groups).
+ * - each member's submitted CoverageToMatch contained too, pointed at by the
+ *   base-ext-match-coverage extension (PDex, FHIR-55927, §pdex-139d: SHALL when the same patient
+ *   was submitted with several coverages, MAY otherwise; given for every member, so a requester
+ *   can always tell which (patient, coverage) pair an entry answers, and Baton need not decide
+ *   when two submitted Patients are "the same"). Its references to the submitted Patient point
+ *   at the contained copy (a `Patient/<id>` of the requester's would name a resource here).
  *
  * Identifiers: the batch (`urn:baton:bulk-member-match|<id>`, which finds the request's Groups)
  * and, as in the PDex examples, the requesting payer's identifiers. The meta.tag naming the
@@ -22,6 +28,7 @@ import { OWN_ORGANIZATION_ID } from '../../fhir/own-organization.ts';
 export const RESULT_SYSTEM = 'http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS';
 export const BATCH_SYSTEM = 'urn:baton:bulk-member-match';
 const MATCH_PARAMETERS = 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters';
+const MATCH_COVERAGE = 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-coverage';
 const PROFILE = {
   match: 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group',
   failed: 'http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group',
@@ -39,6 +46,8 @@ export interface MemberResult {
   result: MatchResult;
   /** The submitted MemberPatient. */
   memberPatient: Patient;
+  /** The submitted CoverageToMatch. */
+  coverageToMatch: Coverage;
   /** The local member, for `match`. */
   patientId?: string;
 }
@@ -64,12 +73,16 @@ export function memberMatchGroups(members: readonly MemberResult[], context: Gro
 
 function resultGroup(result: MatchResult, members: readonly MemberResult[], context: GroupContext): Group {
   const code = { coding: [{ system: RESULT_SYSTEM, code: result, display: RESULTS[result].display }] };
-  const contained: Patient[] = [];
+  const contained: (Patient | Coverage)[] = [];
   const member: GroupMember[] = members.map((m, i) => {
     const id = `member-${i + 1}`;
-    contained.push(containedCopy(m.memberPatient, id));
-    const parameters = { url: MATCH_PARAMETERS, valueReference: { reference: `#${id}` } };
-    return { entity: { extension: [parameters], reference: result === 'match' ? `Patient/${m.patientId as string}` : `#${id}` } };
+    const coverageId = `coverage-${i + 1}`;
+    contained.push(containedCopy(m.memberPatient, id), containedCoverage(m.coverageToMatch, coverageId, m.memberPatient.id, `#${id}`));
+    const extension = [
+      { url: MATCH_PARAMETERS, valueReference: { reference: `#${id}` } },
+      { url: MATCH_COVERAGE, valueReference: { reference: `#${coverageId}` } },
+    ];
+    return { entity: { extension, reference: result === 'match' ? `Patient/${m.patientId as string}` : `#${id}` } };
   });
   // A requester known by no Organization identifier is named by its client id.
   const requester = context.requester.length > 0 ? context.requester : [{ system: 'urn:baton:client-id', value: context.clientId }];
@@ -96,4 +109,16 @@ function resultGroup(result: MatchResult, members: readonly MemberResult[], cont
 function containedCopy(patient: Patient, id: string): Patient {
   const { id: _id, meta: _meta, text: _text, contained: _contained, ...rest } = patient;
   return { ...rest, resourceType: 'Patient', id };
+}
+
+/**
+ * The submitted CoverageToMatch as a contained resource, stripped as the Patient is; every
+ * reference to the submitted Patient (`Patient/<its id>`: beneficiary, subscriber,
+ * policyHolder) points at the Patient's contained copy instead.
+ */
+function containedCoverage(coverage: Coverage, id: string, patientId: string | undefined, patientCopy: string): Coverage {
+  const { id: _id, meta: _meta, text: _text, contained: _contained, ...rest } = coverage;
+  const submitted = patientId ? `Patient/${patientId}` : undefined;
+  const repointed = JSON.parse(JSON.stringify(rest), (key, value: unknown) => (key === 'reference' && submitted !== undefined && value === submitted ? patientCopy : value)) as Coverage;
+  return { ...repointed, resourceType: 'Coverage', id };
 }

@@ -1,4 +1,4 @@
-import type { OperationOutcomeIssue, Parameters, ParametersParameter, Patient } from '@medplum/fhirtypes';
+import type { Coverage, OperationOutcomeIssue, Parameters, ParametersParameter, Patient } from '@medplum/fhirtypes';
 import { FhirError } from '../../fhir/errors.ts';
 import type { ResourceValidator } from '../../fhir/validation.ts';
 
@@ -20,6 +20,7 @@ export interface MemberBundle {
   /** The member's parts as a $member-match request. */
   request: Parameters;
   memberPatient: Patient;
+  coverageToMatch: Coverage;
 }
 
 const PARTS = { MemberPatient: 'Patient', CoverageToMatch: 'Coverage', CoverageToLink: 'Coverage', Consent: 'Consent' } as const;
@@ -80,11 +81,12 @@ function memberBundle(parameter: ParametersParameter, index: number, validator: 
     index,
     request: { resourceType: 'Parameters', parameter: [...found.values()].map((part) => ({ name: part.name, resource: part.resource })) },
     memberPatient: found.get('MemberPatient')?.resource as Patient,
+    coverageToMatch: found.get('CoverageToMatch')?.resource as Coverage,
   };
 }
 
 /**
- * Base R4 validity. The submitted Patient is kept in a stored Group, so it must be valid FHIR;
+ * Base R4 validity. The submitted Patient and CoverageToMatch are kept in a stored Group, so they must be valid FHIR;
  * the validator's messages can quote values (a person's data): quoted text is replaced.
  */
 function validate(part: ParametersParameter, expression: string, label: string, validator: ResourceValidator, issues: OperationOutcomeIssue[]): void {
