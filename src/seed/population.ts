@@ -4,14 +4,16 @@ import { dayOf, isoDate } from './dates.ts';
 import { DEFAULT_HOUSEHOLD_SHARES, HOUSEHOLD_KINDS, type HouseholdContext, type HouseholdShares, type SyntheticHousehold, generateHousehold } from './households.ts';
 import { householdNumbers } from './identifiers.ts';
 import { coverageIdOf, memberCoverage, memberPatient } from './member-resources.ts';
+import { payerRecords } from './payer-records.ts';
 import { type ProviderDirectory, providerOrganizations } from './providers.ts';
 import { WeightedTable } from './random.ts';
 import { seedTables } from './tables.ts';
 
 /**
  * A synthetic payer population: `members` people in households, each with a Patient and a
- * Coverage and (unless `clinical` is off) claims and clinical resources, preceded by the
- * provider Organizations the claims name. The same options always give the same resources.
+ * Coverage and (unless `clinical` is off) claims and clinical resources (with `payerRecords`,
+ * pharmacy fills, a prior authorization and Provenance too), preceded by the provider
+ * Organizations the claims name. The same options always give the same resources.
  */
 export interface PopulationOptions {
   members: number;
@@ -23,6 +25,12 @@ export interface PopulationOptions {
   householdShares: HouseholdShares;
   /** Claims and clinical resources besides each member's Patient and Coverage. */
   clinical: boolean;
+  /**
+   * With clinical data: each member's pharmacy fills, a prior authorization and the Provenance of
+   * their records too (payer-records.ts). The demo has them; off by default, so the populations
+   * tests and benchmarks measure stay as they were.
+   */
+  payerRecords: boolean;
 }
 
 /** A fixed date, so a seed gives the same population whenever it is generated. */
@@ -36,7 +44,7 @@ export type PopulationOptionsInput = Pick<PopulationOptions, 'members'> & Partia
 
 /** Options with their defaults, checked; `householdShares` changes the listed kinds and keeps the others' defaults. */
 export function populationOptions(input: PopulationOptionsInput): PopulationOptions {
-  const { members, seed = DEFAULT_SEED, asOf = DEFAULT_AS_OF, clinical = true } = input;
+  const { members, seed = DEFAULT_SEED, asOf = DEFAULT_AS_OF, clinical = true, payerRecords = false } = input;
   if (!Number.isInteger(members) || members < 1 || members > MAX_MEMBERS) throw new PopulationOptionsError(`members must be an integer from 1 to ${MAX_MEMBERS}`);
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new PopulationOptionsError('seed must be an integer from 0 to 4294967295');
   const idPrefix = input.idPrefix ?? `seed${seed}`;
@@ -49,7 +57,7 @@ export function populationOptions(input: PopulationOptionsInput): PopulationOpti
     if (!Number.isFinite(householdShares[kind]) || householdShares[kind] < 0) throw new PopulationOptionsError(`the share of ${kind} households must be a number of 0 or more`);
   }
   if (HOUSEHOLD_KINDS.every((kind) => householdShares[kind] === 0)) throw new PopulationOptionsError('at least one household kind needs a share above 0');
-  return { members, seed, idPrefix, asOf, householdShares, clinical };
+  return { members, seed, idPrefix, asOf, householdShares, clinical, payerRecords };
 }
 
 function householdContext(options: PopulationOptions): HouseholdContext {
@@ -95,7 +103,10 @@ export function* generatePopulation(options: PopulationOptions): Generator<Popul
     for (const member of household.members) {
       const coverageId = coverageIdOf(options.idPrefix, member.ordinal);
       resources.push(memberPatient(member), memberCoverage(household, member, options.idPrefix));
-      if (providers) resources.push(...clinicalResources({ seed: options.seed, idPrefix: options.idPrefix, asOf, tables, providers }, member, coverageId));
+      if (!providers) continue;
+      const clinical = clinicalResources({ seed: options.seed, idPrefix: options.idPrefix, asOf, tables, providers }, member, coverageId);
+      resources.push(...clinical);
+      if (options.payerRecords) resources.push(...payerRecords({ seed: options.seed, idPrefix: options.idPrefix, asOf, providers }, member, coverageId, clinical));
     }
     yield { household, resources };
   }
