@@ -3,7 +3,7 @@ import { HOUSEHOLD_KINDS, type HouseholdKind, type HouseholdShares } from './hou
 import { type PopulationOptions, PopulationOptionsError, populationOptions } from './population.ts';
 
 export const SEED_USAGE = `npm run seed -- --members <N> [--seed <S>] [--households-share single=36,couple=22,family=32,single-parent=10]
-                   [--prefix <id prefix>] [--as-of YYYY-MM-DD] [--members-only]`;
+                   [--prefix <id prefix>] [--as-of YYYY-MM-DD] [--members-only | --payer-records]`;
 
 export class SeedUsageError extends Error {}
 
@@ -37,12 +37,14 @@ export function parseSeedArguments(args: string[]): PopulationOptions {
         prefix: { type: 'string' },
         'as-of': { type: 'string' },
         'members-only': { type: 'boolean', default: false },
+        'payer-records': { type: 'boolean', default: false },
       },
     }));
   } catch (error) {
     throw new SeedUsageError((error as Error).message);
   }
   if (values.members === undefined) throw new SeedUsageError('--members <N> is required');
+  if (values['members-only'] && values['payer-records']) throw new SeedUsageError('--payer-records needs the clinical data --members-only leaves out');
   try {
     return populationOptions({
       members: wholeNumber(values.members, '--members'),
@@ -51,6 +53,7 @@ export function parseSeedArguments(args: string[]): PopulationOptions {
       ...(values['as-of'] !== undefined ? { asOf: values['as-of'] } : {}),
       ...(values['households-share'] !== undefined ? { householdShares: householdShares(values['households-share']) } : {}),
       clinical: !values['members-only'],
+      payerRecords: values['payer-records'],
     });
   } catch (error) {
     if (error instanceof PopulationOptionsError) throw new SeedUsageError(error.message);

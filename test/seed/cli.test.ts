@@ -17,8 +17,9 @@ function runSeed(args: string[], env: Record<string, string>): Promise<{ code: n
 }
 
 describe('npm run seed arguments', () => {
-  it('reads members, seed, prefix, as-of date, household shares and --members-only', () => {
-    expect(parseSeedArguments(['--members', '1000'])).toEqual({ members: 1000, seed: 1, idPrefix: 'seed1', asOf: '2026-07-01', householdShares: DEFAULT_HOUSEHOLD_SHARES, clinical: true });
+  it('reads members, seed, prefix, as-of date, household shares, --members-only and --payer-records', () => {
+    expect(parseSeedArguments(['--members', '1000'])).toEqual({ members: 1000, seed: 1, idPrefix: 'seed1', asOf: '2026-07-01', householdShares: DEFAULT_HOUSEHOLD_SHARES, clinical: true, payerRecords: false });
+    expect(parseSeedArguments(['--members', '10', '--payer-records'])).toMatchObject({ clinical: true, payerRecords: true });
     expect(parseSeedArguments(['--members', '5', '--seed', '9', '--prefix', 'pop2', '--as-of', '2025-01-31', '--households-share', 'family=50,single=10', '--members-only'])).toEqual({
       members: 5,
       seed: 9,
@@ -26,6 +27,7 @@ describe('npm run seed arguments', () => {
       asOf: '2025-01-31',
       householdShares: { ...DEFAULT_HOUSEHOLD_SHARES, family: 50, single: 10 },
       clinical: false,
+      payerRecords: false,
     });
   });
 
@@ -41,6 +43,7 @@ describe('npm run seed arguments', () => {
     [['--members', '10', '--prefix', 'no-dashes'], /id prefix/],
     [['--members', '10', '--as-of', 'yesterday'], /as-of date/],
     [['--members', '10', '--colour', 'blue'], /Unknown option '--colour'/],
+    [['--members', '10', '--members-only', '--payer-records'], /--payer-records needs the clinical data/],
   ])('refuses %j', (args, message) => {
     expect(() => parseSeedArguments(args)).toThrow(message);
   });
