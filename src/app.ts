@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { type AuditedEnv, adminOperation, auditFhirRequests, auditRegistrations, auditTokenRequests } from './audit/middleware.ts';
+import { auditEventStore } from './audit/event-store.ts';
 import { AuditWriter } from './audit/writer.ts';
 import { AccessTokenVerifier } from './auth/access-token.ts';
 import { type Authenticate, bearerAuthenticator } from './auth/authenticate.ts';
@@ -103,7 +104,7 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.route('/', reviewRoutes({ db: deps.db, baseUrl, validator: deps.validator }));
   app.route('/', workflowAdminRoutes({ db: deps.db, baseUrl, validator: deps.validator, metrics }));
   const authenticateFhir = (authorization: string | undefined, connection: unknown) => authenticate(authorization, verifiedCertificateThumbprint(connection));
-  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, writeRules: workflowWriteRules, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
+  app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, writeRules: workflowWriteRules, separateStores: { AuditEvent: auditEventStore(baseUrl) }, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {

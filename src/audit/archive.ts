@@ -4,7 +4,6 @@ import { basename } from 'node:path';
 import { sql } from 'drizzle-orm';
 import type { AuditConfig, AuditRetentionConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
-import { INDEX_TABLES } from '../fhir/search/extract.ts';
 import type { Logger } from '../logger.ts';
 import { type ArchiveLine, type ArchiveManifest, archiveFiles, syncDirectory, verifyArchive, writeFileDurably } from './archive-file.ts';
 import { type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
@@ -212,7 +211,7 @@ function parseEvent(row: EventRow): ArchiveLine['event'] {
 }
 
 /**
- * Records the segment and deletes its rows from the trail, the FHIR store and the search index,
+ * Records the segment and deletes its rows from the trail and its search index,
  * all or nothing. False when another archiver recorded the segment meanwhile.
  */
 async function deleteArchived(db: Database, plan: SegmentPlan, written: WrittenEvents, file: string): Promise<boolean> {
@@ -223,18 +222,14 @@ async function deleteArchived(db: Database, plan: SegmentPlan, written: WrittenE
     await tx.execute(sql`
       INSERT INTO audit_archive_segments (to_position, from_position, previous_chain_hash, chain_hash, last_event_txid, last_event_seq, file, sha256)
       VALUES (${plan.to}, ${plan.from}, ${plan.previousChainHash}, ${plan.checkpoint.chainHash}, ${written.lastTxid}::xid8, ${written.lastSeq}, ${file}, ${written.sha256})`);
-    const events = await tx.execute<{ seq: string; event_id: string }>(sql`
-      SELECT e.seq::text AS seq, e.event_id FROM audit_chain c
-      CROSS JOIN LATERAL (SELECT seq, event_id FROM audit_events WHERE seq = c.event_seq LIMIT 1) e
+    const events = await tx.execute<{ seq: string }>(sql`
+      SELECT e.seq::text AS seq FROM audit_chain c
+      CROSS JOIN LATERAL (SELECT seq FROM audit_events WHERE seq = c.event_seq LIMIT 1) e
       WHERE c.position BETWEEN ${plan.from} AND ${plan.to}`);
     const expected = plan.to - plan.from + 1;
     if (events.length !== expected) throw new AuditArchiveError(`positions ${plan.from}-${plan.to} hold ${events.length} events instead of ${expected}; nothing was deleted`);
-    const ids = sql`${sql.param(events.map((e) => e.event_id))}::text[]`;
-    for (const table of INDEX_TABLES) {
-      await tx.execute(sql`DELETE FROM ${sql.identifier(`sp_${table}`)} WHERE resource_type = 'AuditEvent' AND resource_id = ANY(${ids})`);
-    }
-    await tx.execute(sql`DELETE FROM resource_history WHERE resource_type = 'AuditEvent' AND id = ANY(${ids})`);
-    await tx.execute(sql`DELETE FROM resources WHERE resource_type = 'AuditEvent' AND id = ANY(${ids})`);
+    await tx.execute(sql`DELETE FROM audit_index_strings WHERE position BETWEEN ${plan.from} AND ${plan.to}`);
+    await tx.execute(sql`DELETE FROM audit_index WHERE position BETWEEN ${plan.from} AND ${plan.to}`);
     await tx.execute(sql`DELETE FROM audit_events WHERE seq = ANY(${sql.param(events.map((e) => e.seq))}::bigint[])`);
     await tx.execute(sql`DELETE FROM audit_chain WHERE position BETWEEN ${plan.from} AND ${plan.to}`);
     return true;

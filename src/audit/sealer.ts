@@ -3,16 +3,16 @@ import { type SQL, sql } from 'drizzle-orm';
 import { CompactSign } from 'jose';
 import type { AuditConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
-import { writeVersions } from '../fhir/store.ts';
 import type { Logger } from '../logger.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditSigningKey, loadAuditSigningKey } from './audit-key.ts';
 import { runInBackground } from './background.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
+import { indexUnindexedPositions, writeEventIndex } from './event-index.ts';
 
 /**
  * The single sealer of the audit trail (issue 4): it appends audit_events to the hash chain in
- * (txid, seq) order, copies each sealed AuditEvent into the FHIR store (so auditors find it with
- * FHIR search) and signs checkpoints. Events are taken only from transactions older than the
+ * (txid, seq) order, indexes each sealed AuditEvent for auditors' FHIR search (event-index.ts)
+ * and signs checkpoints. Events are taken only from transactions older than the
  * oldest one still running: those have all committed or aborted, so no event can later appear
  * below what was sealed, and the order is gap-free without a global lock on the write path.
  */
@@ -32,6 +32,11 @@ export interface CheckpointPayload {
   chain_hash: string;
   /** ISO instant the checkpoint was made. */
   time: string;
+}
+
+/** Waits for the sealers' lock, held until the transaction ends. */
+async function takeSealerLock(tx: Queryable): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(${SEALER_LOCK})`);
 }
 
 /** Events sealed per transaction at most. */
@@ -57,6 +62,7 @@ const SEALING_HORIZON = sql`(SELECT coalesce(
 /** Seals until nothing is pending (waiting for a sealer of another process to finish its pass). */
 export async function sealPending(deps: SealerDeps): Promise<{ sealed: number }> {
   const key = await loadAuditSigningKey(deps.db, deps.audit.key);
+  await indexUnindexedPositions(deps.db, takeSealerLock);
   let sealed = 0;
   for (;;) {
     const pass = await sealAuditBatch(deps.db, key, deps.audit, 'wait');
@@ -89,8 +95,13 @@ export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Pr
     return key;
   };
 
+  let indexed = false;
   return runInBackground(async (stopping) => {
     try {
+      if (!indexed) {
+        await indexUnindexedPositions(deps.db, takeSealerLock);
+        indexed = true;
+      }
       const signing = await signingKey();
       // A backlog is sealed batch after batch, each in a transaction of its own.
       let sealed: number;
@@ -120,7 +131,7 @@ interface PendingEvent {
 
 /**
  * One pass in one transaction: the next batch of events after the chain head, their chain rows,
- * their FHIR store copies and the checkpoints due. 'skip-if-busy' returns at once when another
+ * their search index rows and the checkpoints due. 'skip-if-busy' returns at once when another
  * sealer holds the lock; 'wait' waits for it.
  */
 export async function sealAuditBatch(
@@ -131,7 +142,7 @@ export async function sealAuditBatch(
 ): Promise<{ sealed: number }> {
   return db.transaction(async (tx) => {
     if (whenBusy === 'wait') {
-      await tx.execute(sql`SELECT pg_advisory_xact_lock(${SEALER_LOCK})`);
+      await takeSealerLock(tx);
     } else {
       const [lock] = await tx.execute<{ locked: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${SEALER_LOCK}) AS locked`);
       if (!lock.locked) return { sealed: 0 };
@@ -145,29 +156,18 @@ export async function sealAuditBatch(
       WHERE ${afterWatermark(head)} txid < ${SEALING_HORIZON}
       -- The columns, not the text aliases of the select list: as text, txid 10000 sorts before 9999.
       ORDER BY audit_events.txid, audit_events.seq LIMIT ${BATCH}`);
-    const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent);
+    const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent & { id: string });
     const rows = chainRows(head, events, parsed);
     if (rows.length > 0) {
       await insertChainRows(tx, rows);
-      await writeVersions(
+      await writeEventIndex(
         tx,
-        events.map((event, i) => {
-          const lastUpdated = new Date(event.recorded_ms).toISOString();
-          return { resource: storedAuditEvent(parsed[i], event.event_id, lastUpdated), versionId: 1, lastUpdated, method: 'POST', deleted: false };
-        }),
+        events.map((event, i) => ({ position: rows[i].position, eventSeq: event.seq, event: { ...parsed[i], id: event.event_id }, recorded: new Date(event.recorded_ms).toISOString() })),
       );
     }
     await writeCheckpoints(tx, key, policy, head, rows);
     return { sealed: rows.length };
   });
-}
-
-/**
- * The AuditEvent as the FHIR store serves it: the recorded content as version 1, last updated
- * when it was recorded. Verification rebuilds it the same way to check the copy.
- */
-export function storedAuditEvent(event: AuditEvent, eventId: string, lastUpdated: string): AuditEvent & { id: string } {
-  return { ...event, id: eventId, meta: { ...event.meta, versionId: '1', lastUpdated } };
 }
 
 interface ChainRow {

@@ -5,12 +5,14 @@ import { compactVerify, decodeProtectedHeader } from 'jose';
 import type { Queryable } from '../db/connection.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
-import { CHECKPOINT_TYPE, type CheckpointPayload, storedAuditEvent } from './sealer.ts';
+import { eventIndexEntry } from './event-keys.ts';
+import { CHECKPOINT_TYPE, type CheckpointPayload } from './sealer.ts';
 
 /**
  * Verification of the audit trail (issue 4): recomputes every content hash from audit_events
  * and the chain over positions, checks that each sealed event is still there, unchanged, and
- * served unchanged by the FHIR store, that no event lies below the sealed watermark without a
+ * indexed for search exactly as it reads (so no event is hidden from auditors' searches nor
+ * found by a search it does not match), that no event lies below the sealed watermark without a
  * chain row (one inserted behind the sealer's back), and that every checkpoint carries a valid
  * signature of a trusted audit key over the chain hash at its position. It reads in pages of
  * positions, so the trail's size does not matter, and stops at the first position that does
@@ -80,11 +82,12 @@ interface PageRow {
   event_id: string | null;
   recorded_ms: number | null;
   content: string | null;
-  /** Its copy in the FHIR store: current version and version 1 in the history. */
-  stored_version: number | null;
-  stored_deleted: boolean | null;
-  stored_content: string | null;
-  history_content: string | null;
+  /** Its row in the search index (null when it is gone): event, instant, keys (comma-separated) and strings (JSON [code, value, exact] triples). */
+  index_event_seq: number | null;
+  index_event_id: string | null;
+  index_recorded_ms: number | null;
+  index_keys: string | null;
+  index_strings: string | null;
 }
 
 interface CheckpointRow {
@@ -200,7 +203,7 @@ async function endOfChain(db: Queryable, to: number | undefined, chainEnd: numbe
 }
 
 /**
- * One page of chain rows with their events and FHIR store copies. Each lookup is a LATERAL
+ * One page of chain rows with their events and index rows. Each lookup is a LATERAL
  * subquery on a primary key (LIMIT 1 keeps the planner from flattening it), so every row costs
  * index probes whatever the statistics say: on tables never analyzed (PGlite has no autovacuum)
  * plain joins were planned as a nested loop over all of resource_history, quadratic in the trail.
@@ -209,11 +212,12 @@ function readPage(db: Queryable, after: number, to: number): Promise<PageRow[]> 
   return db.execute<PageRow>(sql`
     SELECT c.position::float8 AS position, c.event_seq::float8 AS event_seq, c.event_txid::text AS event_txid, c.content_hash, c.chain_hash,
       e.seq::float8 AS seq, e.txid::text AS txid, e.event_id, (extract(epoch FROM e.recorded) * 1000)::float8 AS recorded_ms, e.content,
-      r.version_id AS stored_version, r.deleted AS stored_deleted, r.content AS stored_content, h.content AS history_content
+      x.event_seq::float8 AS index_event_seq, x.event_id AS index_event_id, (extract(epoch FROM x.recorded) * 1000)::float8 AS index_recorded_ms,
+      array_to_string(x.keys, ',') AS index_keys,
+      (SELECT json_agg(json_build_array(s.code, s.value, s.exact))::text FROM audit_index_strings s WHERE s.position = c.position) AS index_strings
     FROM audit_chain c
     LEFT JOIN LATERAL (SELECT seq, txid, event_id, recorded, content FROM audit_events WHERE seq = c.event_seq LIMIT 1) e ON TRUE
-    LEFT JOIN LATERAL (SELECT version_id, deleted, content FROM resources WHERE resource_type = 'AuditEvent' AND id = e.event_id LIMIT 1) r ON TRUE
-    LEFT JOIN LATERAL (SELECT content FROM resource_history WHERE resource_type = 'AuditEvent' AND id = e.event_id AND version_id = 1 LIMIT 1) h ON TRUE
+    LEFT JOIN LATERAL (SELECT event_seq, event_id, recorded, keys FROM audit_index WHERE position = c.position LIMIT 1) x ON TRUE
     WHERE c.position > ${after} AND c.position <= ${to}
     ORDER BY c.position LIMIT ${PAGE}`);
 }
@@ -232,12 +236,21 @@ function checkPosition(previous: Link, row: PageRow): Failure | undefined {
   const content = parseJson(row.content);
   if (content === undefined || contentHash(content) !== row.content_hash) return fail(`${event} has changed since it was sealed`);
   if (chainHash(previous.chainHash, row.content_hash) !== row.chain_hash) return fail(`the chain hash at position ${position} does not follow from position ${position - 1}`);
-  const served = JSON.stringify(storedAuditEvent(content, row.event_id, new Date(row.recorded_ms).toISOString()));
-  if (row.stored_content === null || row.history_content === null) return fail(`the FHIR store has lost the AuditEvent of position ${position}`);
-  if (row.stored_version !== 1 || row.stored_deleted || row.stored_content !== served || row.history_content !== served) {
-    return fail(`the FHIR store's AuditEvent of position ${position} differs from the sealed event`);
+  if (row.index_event_id === null) return fail(`the search index has lost the AuditEvent of position ${position}`);
+  if (row.index_event_seq !== row.seq || row.index_event_id !== row.event_id || row.index_recorded_ms !== row.recorded_ms || !indexMatches(row, content)) {
+    return fail(`the search index of position ${position} differs from the sealed event`);
   }
   return undefined;
+}
+
+/** Whether the index holds exactly the keys and strings the sealed event has: no more (a forged match), no fewer (a hidden one). */
+function indexMatches(row: PageRow, content: AuditEvent): boolean {
+  const expected = eventIndexEntry({ ...content, id: row.event_id as string });
+  const keys = new Set(row.index_keys ? row.index_keys.split(',') : []);
+  if (keys.size !== expected.keys.length || expected.keys.some((key) => !keys.has(key))) return false;
+  const strings = (JSON.parse(row.index_strings ?? '[]') as string[][]).map((s) => JSON.stringify(s)).sort();
+  const wanted = expected.strings.map((s) => JSON.stringify([s.code, s.value, s.exact])).sort();
+  return strings.length === wanted.length && strings.every((s, i) => s === wanted[i]);
 }
 
 function follows(previous: Link, txid: bigint, seq: number): boolean {

@@ -1,6 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../db/connection.ts';
+import type { SeparateStore } from './separate-store.ts';
 
 /**
  * What the caller may do, as every data path asks it. The REST interactions, search, includes,
@@ -40,10 +41,12 @@ export const systemAccess: AccessPolicy = {
 };
 
 /** Whether the current resource `type/id` is visible under the policy (true when nothing restricts the type). */
-export async function isVisible(q: Queryable, access: AccessPolicy, resourceType: string, id: string): Promise<boolean> {
+export async function isVisible(q: Queryable, access: AccessPolicy, resourceType: string, id: string, separate?: SeparateStore): Promise<boolean> {
   const r = sql.raw('r');
   const filter = access.visibility(resourceType, r, 'r');
   if (!filter) return true;
+  // A store of its own has no `resources` row to filter: only callers who may see all of it see any.
+  if (separate) return false;
   const rows = await q.execute(sql`SELECT 1 FROM resources ${r} WHERE ${r}.resource_type = ${resourceType} AND ${r}.id = ${id} AND ${filter}`);
   return rows.length > 0;
 }

@@ -22,11 +22,17 @@ const cache = new WeakMap<readonly StructureDefinition[], Map<string, Capability
  * includes src/fhir/search supports and the profiles the validator enforces. Built once per
  * base URL and profile set: it is large.
  */
-export function capabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security?: CapabilityStatementRestSecurity): CapabilityStatement {
+export function capabilityStatement(
+  baseUrl: string,
+  profiles: readonly StructureDefinition[],
+  security?: CapabilityStatementRestSecurity,
+  separateTypes: readonly string[] = [],
+): CapabilityStatement {
   let byBase = cache.get(profiles);
   if (!byBase) cache.set(profiles, (byBase = new Map()));
-  let statement = byBase.get(baseUrl);
-  if (!statement) byBase.set(baseUrl, (statement = buildCapabilityStatement(baseUrl, profiles, security)));
+  const key = `${baseUrl} ${separateTypes.join(',')}`;
+  let statement = byBase.get(key);
+  if (!statement) byBase.set(key, (statement = buildCapabilityStatement(baseUrl, profiles, security, new Set(separateTypes))));
   return statement;
 }
 
@@ -56,12 +62,21 @@ const TYPE_OPERATIONS: Record<string, CapabilityStatementRestResourceOperation[]
   ],
 };
 
-function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureDefinition[], security: CapabilityStatementRestSecurity | undefined): CapabilityStatement {
+/**
+ * Types kept in stores of their own (`separateTypes`, the audit trail) are searched without
+ * _include and _revinclude, and are not reverse-included into other types' searches.
+ */
+function buildCapabilityStatement(
+  baseUrl: string,
+  profiles: readonly StructureDefinition[],
+  security: CapabilityStatementRestSecurity | undefined,
+  separateTypes: ReadonlySet<string>,
+): CapabilityStatement {
   const base = readRepositoryJson<CapabilityStatement>('conformance/capability-statement.base.json');
   const perType = readRepositoryJson<Omit<CapabilityStatementRestResource, 'type'>>('conformance/capability-statement.resource.json');
   const software = readRepositoryJson<{ name: string; version: string }>('package.json');
   const definitions = definitionsByCode();
-  const revIncludes = revIncludesByTarget();
+  const revIncludes = revIncludesByTarget(separateTypes);
   const [rest, ...others] = base.rest ?? [];
   return {
     ...base,
@@ -73,7 +88,7 @@ function buildCapabilityStatement(baseUrl: string, profiles: readonly StructureD
       {
         ...rest,
         ...(security ? { security } : {}),
-        resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes)),
+        resource: getResourceTypes().map((type) => resourceCapabilities(type, perType, profiles, definitions, revIncludes, separateTypes.has(type))),
         operation: SYSTEM_OPERATIONS,
       },
       ...others,
@@ -87,12 +102,13 @@ function resourceCapabilities(
   profiles: readonly StructureDefinition[],
   definitions: Map<string, SearchParameter[]>,
   revIncludes: Map<string, string[]>,
+  separate: boolean,
 ): CapabilityStatementRestResource {
   const resource: CapabilityStatementRestResource = { type: type as ResourceType, profile: `http://hl7.org/fhir/StructureDefinition/${type}`, ...structuredClone(perType) };
   // FHIR JSON has no empty arrays (json.html): a list with nothing in it is left out.
   const supportedProfile = profiles.filter((p) => p.type === type).map((p) => p.url);
   if (supportedProfile.length) resource.supportedProfile = supportedProfile.sort();
-  const searchInclude = [...searchParamsOf(type).values()].filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`);
+  const searchInclude = separate ? [] : [...searchParamsOf(type).values()].filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`);
   if (searchInclude.length) resource.searchInclude = searchInclude.sort();
   const searchRevInclude = revIncludes.get(type) ?? [];
   if (searchRevInclude.length) resource.searchRevInclude = [...searchRevInclude].sort();
@@ -125,9 +141,9 @@ function definitionsByCode(): Map<string, SearchParameter[]> {
 }
 
 /** `_revinclude` values per target type: every reference parameter of every type that may point at it. */
-function revIncludesByTarget(): Map<string, string[]> {
+function revIncludesByTarget(separateTypes: ReadonlySet<string>): Map<string, string[]> {
   const byTarget = new Map<string, string[]>();
-  for (const source of getResourceTypes()) {
+  for (const source of getResourceTypes().filter((type) => !separateTypes.has(type))) {
     for (const param of searchParamsOf(source).values()) {
       if (param.type !== 'reference') continue;
       for (const target of param.targets) byTarget.set(target, [...(byTarget.get(target) ?? []), `${source}:${param.code}`]);

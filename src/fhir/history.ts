@@ -23,33 +23,27 @@ export async function history(ctx: FhirContext, request: HistoryRequest): Promis
   if (resourceType) assertResourceType(resourceType);
   // SMART: instance history is part of read, type and system history of search.
   ctx.access.authorize(id ? 'r' : 's', resourceType ?? '*');
+  const separate = resourceType ? ctx.separateStores?.[resourceType] : undefined;
   let visible: SQL | undefined;
   if (id) {
     assertId(id);
     const type = resourceType as string;
-    if (!(await readCurrent(ctx.q, type, id)) || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${resourceType}/${id} is not known`);
+    const current = separate ? await separate.readCurrent(ctx.q, id) : await readCurrent(ctx.q, type, id);
+    if (!current || !(await isVisible(ctx.q, ctx.access, type, id, separate))) throw notFound(`${resourceType}/${id} is not known`);
   } else if (resourceType) {
     const filter = ctx.access.visibility(resourceType, sql.raw('r'), 's');
+    if (filter && separate) throw new FhirError(403, outcome('error', 'forbidden', `The history of ${resourceType} is available only to clients that may search all of it`));
     if (filter) visible = sql`(resource_type, id) IN (SELECT r.resource_type, r.id FROM resources r WHERE r.resource_type = ${resourceType} AND ${filter})`;
   } else if (ctx.access.filtersRows) {
     throw new FhirError(403, outcome('error', 'forbidden', 'Whole-system history is not available to this client; ask for the history of a resource type'));
-  } else if (!ctx.access.mayRead('AuditEvent')) {
-    visible = sql`resource_type <> 'AuditEvent'`;
   }
   const count = parseCount(params.get('_count'));
   const since = parseInstant(params.get('_since'), '_since');
   const at = parseInstant(params.get('_at'), '_at');
   const cursor = params.get('_cursor');
   if (cursor !== null && !/^[1-9][0-9]{0,15}$/.test(cursor)) throw badRequest('_cursor is not a cursor this server issued', ['_cursor']);
-  const records = await readHistory(ctx.q, {
-    resourceType,
-    id,
-    since,
-    before: at,
-    beforeSeq: cursor === null ? undefined : Number(cursor),
-    limit: count + 1,
-    visible,
-  });
+  const query = { resourceType, id, since, before: at, beforeSeq: cursor === null ? undefined : Number(cursor), limit: count + 1, visible };
+  const records = separate ? await separate.readHistory(ctx.q, query) : await readHistory(ctx.q, query);
   const page = records.slice(0, count);
   ctx.audit.returned(page.map((r) => ({ resourceType: r.resourceType, id: r.id, versionId: r.versionId, content: r.json })));
   const bundle: Bundle = {

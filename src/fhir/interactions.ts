@@ -5,6 +5,7 @@ import { applyPatch, type Operation } from 'rfc6902';
 import type { Database, Queryable } from '../db/connection.ts';
 import { type AccessPolicy, isVisible } from './access.ts';
 import { provenanceOf } from './provenance.ts';
+import type { SeparateStore, SeparateStores } from './separate-store.ts';
 import type { AuditSink, WriteFact } from './audit-sink.ts';
 import { isResourceType } from './definitions.ts';
 import { badRequest, FhirError, gone, methodNotAllowed, notFound, outcome, preconditionFailed } from './errors.ts';
@@ -36,6 +37,8 @@ export interface FhirContext {
   requestId?: string;
   /** Rules of resource types that carry a workflow (a data-request Task starts one), applied to every write of the type. */
   writeRules?: WriteRules;
+  /** Types read and searched in stores of their own (AuditEvent). */
+  separateStores?: SeparateStores;
 }
 
 /**
@@ -97,8 +100,9 @@ export async function read(ctx: FhirContext, type: string, id: string): Promise<
   assertResourceType(type);
   ctx.access.authorize('r', type);
   assertId(id);
-  const stored = await readCurrent(ctx.q, type, id);
-  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} is not known`);
+  const separate = ctx.separateStores?.[type];
+  const stored = separate ? await separate.readCurrent(ctx.q, id) : await readCurrent(ctx.q, type, id);
+  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id, separate))) throw notFound(`${type}/${id} is not known`);
   if (stored.deleted) throw deletedError(type, id, stored);
   ctx.audit.returned([{ resourceType: type, id, content: stored.json }]);
   return fromStored(200, stored);
@@ -108,11 +112,19 @@ export async function vread(ctx: FhirContext, type: string, id: string, vid: str
   assertResourceType(type);
   ctx.access.authorize('r', type);
   assertId(id);
-  const stored = await readVersion(ctx.q, type, id, parseVersionId(vid));
-  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id))) throw notFound(`${type}/${id} has no version ${vid}`);
+  const versionId = parseVersionId(vid);
+  const separate = ctx.separateStores?.[type];
+  const stored = separate ? await separateVersion(ctx.q, separate, id, versionId) : await readVersion(ctx.q, type, id, versionId);
+  if (!stored || !(await isVisible(ctx.q, ctx.access, type, id, separate))) throw notFound(`${type}/${id} has no version ${vid}`);
   if (stored.deleted) throw deletedError(type, id, stored);
   ctx.audit.returned([{ resourceType: type, id, versionId: stored.versionId, content: stored.json }]);
   return fromStored(200, stored);
+}
+
+/** A separately stored resource has one version, its current one. */
+async function separateVersion(q: Queryable, store: SeparateStore, id: string, versionId: number): Promise<StoredResource | undefined> {
+  const stored = await store.readCurrent(q, id);
+  return stored?.versionId === versionId ? stored : undefined;
 }
 
 function deletedError(type: string, id: string, stored: StoredResource): FhirError {

@@ -96,15 +96,13 @@ async function rowsOf(db: Database, ids: string[]): Promise<Record<string, numbe
   return {
     audit_events: await countWhere(db, seqs),
     audit_chain: await countWhere(db, sql`SELECT 1 FROM audit_chain WHERE event_seq IN (${seqs})`),
-    resources: await countWhere(db, sql`SELECT 1 FROM resources WHERE resource_type = 'AuditEvent' AND id = ANY(${list})`),
-    resource_history: await countWhere(db, sql`SELECT 1 FROM resource_history WHERE resource_type = 'AuditEvent' AND id = ANY(${list})`),
-    sp_token: await countWhere(db, sql`SELECT 1 FROM sp_token WHERE resource_type = 'AuditEvent' AND resource_id = ANY(${list})`),
-    sp_reference: await countWhere(db, sql`SELECT 1 FROM sp_reference WHERE resource_type = 'AuditEvent' AND resource_id = ANY(${list})`),
-    sp_date: await countWhere(db, sql`SELECT 1 FROM sp_date WHERE resource_type = 'AuditEvent' AND resource_id = ANY(${list})`),
+    audit_index: await countWhere(db, sql`SELECT 1 FROM audit_index WHERE event_id = ANY(${list})`),
+    audit_index_strings: await countWhere(db, sql`SELECT 1 FROM audit_index_strings WHERE position IN (SELECT position FROM audit_index WHERE event_id = ANY(${list}))`),
+    orphan_strings: await countWhere(db, sql`SELECT 1 FROM audit_index_strings s WHERE NOT EXISTS (SELECT 1 FROM audit_index x WHERE x.position = s.position)`),
   };
 }
 
-const none = { audit_events: 0, audit_chain: 0, resources: 0, resource_history: 0, sp_token: 0, sp_reference: 0, sp_date: 0 };
+const none = { audit_events: 0, audit_chain: 0, audit_index: 0, audit_index_strings: 0, orphan_strings: 0 };
 
 async function chainHashAt(db: Database, table: 'audit_chain' | 'audit_checkpoints', position: number): Promise<string> {
   const [row] = await db.execute<{ chain_hash: string }>(sql`SELECT chain_hash FROM ${sql.identifier(table)} WHERE position = ${position}`);
@@ -177,9 +175,9 @@ describe('archiving the audit trail past retention', () => {
     });
   });
 
-  it('removes the archived events from the trail, the FHIR store and the search index, keeps every checkpoint, and records the segment', async () => {
+  it('removes the archived events from the trail and its search index, keeps every checkpoint, and records the segment', async () => {
     expect(await rowsOf(baton.db, ids.slice(0, 10))).toEqual(none);
-    expect(await rowsOf(baton.db, ids.slice(10))).toEqual({ ...none, audit_events: 15, audit_chain: 15, resources: 15, resource_history: 15, sp_token: expect.any(Number), sp_reference: expect.any(Number), sp_date: 15 });
+    expect(await rowsOf(baton.db, ids.slice(10))).toEqual({ ...none, audit_events: 15, audit_chain: 15, audit_index: 15, audit_index_strings: 15 });
     expect(await countWhere(baton.db, sql`SELECT 1 FROM audit_chain WHERE position <= 10`)).toBe(0);
     expect(await baton.db.execute(sql`SELECT position::int AS position FROM audit_checkpoints ORDER BY position`)).toEqual([{ position: 10 }, { position: 20 }]);
     const segments = await baton.db.execute(sql`SELECT from_position::int AS "from", to_position::int AS "to", chain_hash, file, sha256 FROM audit_archive_segments`);
@@ -229,7 +227,7 @@ describe('archiving the audit trail past retention', () => {
     expect(errorText(await archiveExpiredAudit(deps, later).catch((error: unknown) => error))).toContain('simulated crash');
     const files = archiveFiles(dir, 11, 20);
     const written = await readFile(files.ndjson);
-    expect(await rowsOf(baton.db, ids.slice(10, 20))).toMatchObject({ audit_events: 10, audit_chain: 10, resources: 10, resource_history: 10, sp_date: 10 });
+    expect(await rowsOf(baton.db, ids.slice(10, 20))).toMatchObject({ audit_events: 10, audit_chain: 10, audit_index: 10, audit_index_strings: 10 });
     expect(await countWhere(baton.db, sql`SELECT 1 FROM audit_archive_segments`)).toBe(1);
     expect(await verifyAuditTrail(baton.db)).toMatchObject({ verified: true, checkedEvents: 15 });
 
@@ -274,12 +272,12 @@ describe('archiving the audit trail past retention', () => {
     });
     const chainRow = (position: number) => sql`DELETE FROM audit_chain WHERE position = ${position}`;
     const eventRow = (position: number) => sql`DELETE FROM audit_events WHERE seq = (SELECT event_seq FROM audit_chain WHERE position = ${position})`;
-    const storedRow = (position: number) =>
-      sql`DELETE FROM resources WHERE resource_type = 'AuditEvent' AND id = (SELECT e.event_id FROM audit_chain c JOIN audit_events e ON e.seq = c.event_seq WHERE c.position = ${position})`;
+    const indexRow = (position: number) => sql`DELETE FROM audit_index WHERE position = ${position}`;
+    const indexStrings = (position: number) => sql`DELETE FROM audit_index_strings WHERE position = ${position}`;
 
     it('deletes rows of the segment recorded in the same transaction with the setting on', async () => {
       const segment = insertSegment(archived + 1, archived + 10);
-      expect(await failureOf(baton.db, ARCHIVING_ON, segment, storedRow(archived + 5), eventRow(archived + 5), chainRow(archived + 5))).toBeUndefined();
+      expect(await failureOf(baton.db, ARCHIVING_ON, segment, indexStrings(archived + 5), indexRow(archived + 5), eventRow(archived + 5), chainRow(archived + 5))).toBeUndefined();
     });
 
     it.each<[string, (a: number) => SQL[]]>([
@@ -288,7 +286,9 @@ describe('archiving the audit trail past retention', () => {
       ['a DELETE without a segment recorded in the transaction', (a) => [ARCHIVING_ON, chainRow(a + 5)]],
       ['a DELETE of a chain row above the segment', (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), chainRow(a + 11)]],
       ['a DELETE of an event above the segment', (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), eventRow(a + 11)]],
-      ["a DELETE of an event's FHIR store copy above the segment", (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), storedRow(a + 11)]],
+      ["a DELETE of an event's index row above the segment", (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), indexRow(a + 11)]],
+      ["a DELETE of an event's index strings above the segment", (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), indexStrings(a + 11)]],
+      ['a DELETE of an index row without the setting', (a) => [insertSegment(a + 1, a + 10), indexRow(a + 5)]],
       ['a DELETE of a checkpoint', (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), sql`DELETE FROM audit_checkpoints WHERE position = ${a + 10}`]],
       ['a DELETE of an archive segment', (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), sql`DELETE FROM audit_archive_segments`]],
       ['an UPDATE inside the segment', (a) => [ARCHIVING_ON, insertSegment(a + 1, a + 10), sql`UPDATE audit_chain SET chain_hash = 'x' WHERE position = ${a + 5}`]],

@@ -4,6 +4,7 @@ import { CompactSign, calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScopedAccess } from '../../src/auth/access-policy.ts';
 import { contentHash, chainHash } from '../../src/audit/chain.ts';
+import { eventIndexEntry } from '../../src/audit/event-keys.ts';
 import { CHECKPOINT_TYPE, sealPending } from '../../src/audit/sealer.ts';
 import { type VerifyRange, type VerifyResult, VerifyRangeError, parseVerifyRange, verifyAuditTrail } from '../../src/audit/verify.ts';
 import { FhirError } from '../../src/fhir/errors.ts';
@@ -102,16 +103,40 @@ describe('verifyAuditTrail', () => {
     ],
     ['the end of the chain cut off', async () => [sql`DELETE FROM audit_chain WHERE position > 25`, sql`DELETE FROM audit_events e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = e.seq)`], 26, /a checkpoint signs position 30 but the chain ends at position 25/],
     [
-      "the FHIR store's copy of an event changed",
-      async () => [sql`UPDATE resources SET content = replace(content, '"outcome":"0"', '"outcome":"4"') WHERE resource_type = 'AuditEvent' AND id = (SELECT event_id FROM audit_events WHERE seq = ${eventAt(12)})`],
+      'an index row deleted (the event hidden from search)',
+      async () => [sql`DELETE FROM audit_index WHERE position = 12`],
       12,
-      /FHIR store's AuditEvent of position 12 differs from the sealed event/,
+      /search index has lost the AuditEvent of position 12/,
     ],
     [
-      "the FHIR store's copy of an event deleted",
-      async () => [sql`DELETE FROM resource_history WHERE resource_type = 'AuditEvent' AND id = (SELECT event_id FROM audit_events WHERE seq = ${eventAt(12)})`],
+      'a key removed from an index row (the event hidden from one search)',
+      async () => [sql`UPDATE audit_index SET keys = keys[2:] WHERE position = 12`],
       12,
-      /FHIR store has lost the AuditEvent of position 12/,
+      /search index of position 12 differs from the sealed event/,
+    ],
+    [
+      'a key added to an index row (the event found by a search it does not match)',
+      async () => [sql`UPDATE audit_index SET keys = array_append(keys, '00000000-0000-4000-8000-000000000001'::uuid) WHERE position = 12`],
+      12,
+      /search index of position 12 differs from the sealed event/,
+    ],
+    [
+      'an index row pointing at another event',
+      async () => [sql`UPDATE audit_index SET event_seq = ${eventAt(13)} WHERE position = 12`],
+      12,
+      /search index of position 12 differs from the sealed event/,
+    ],
+    [
+      "an index row's instant moved",
+      async () => [sql`UPDATE audit_index SET recorded = recorded - interval '1 day' WHERE position = 12`],
+      12,
+      /search index of position 12 differs from the sealed event/,
+    ],
+    [
+      "an index row's string changed",
+      async () => [sql`UPDATE audit_index_strings SET value = 'elsewhere' WHERE position = 12`],
+      12,
+      /search index of position 12 differs from the sealed event/,
     ],
   ])('detects %s', async (_name, tampering, position, reason) => {
     const result = await verifyTampered(await tampering());
@@ -142,11 +167,10 @@ async function rewriteFrom(position: number): Promise<SQL[]> {
     statements.push(sql`UPDATE audit_events SET content = ${content} WHERE seq = ${row.seq}`);
     statements.push(sql`UPDATE audit_chain SET content_hash = ${hash}, chain_hash = ${previous} WHERE position = ${row.position}`);
   }
-  // The FHIR store's copy too, or that alone would show the change.
-  for (const table of ['resources', 'resource_history']) {
-    statements.push(sql`UPDATE ${sql.identifier(table)} SET content = replace(content, '"outcome":"0"', '"outcome":"4"')
-      WHERE resource_type = 'AuditEvent' AND id = (SELECT event_id FROM audit_events WHERE seq = ${rows[0].seq})`);
-  }
+  // The search index too, or that alone would show the change.
+  const rewritten = JSON.parse(rows[0].content.replace('"outcome":"0"', '"outcome":"4"'));
+  const keys = eventIndexEntry(rewritten).keys.join(',');
+  statements.push(sql`UPDATE audit_index SET keys = string_to_array(${keys}, ',')::uuid[] WHERE position = ${position}`);
   return statements;
 }
 

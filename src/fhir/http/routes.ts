@@ -15,6 +15,7 @@ import type { ResourceValidator } from '../validation.ts';
 import { type IdempotencyOptions, idempotency } from './idempotency.ts';
 import { assertAcceptable, preferredHandling, readJsonBody } from './negotiation.ts';
 import { interactionResponse, resourceResponse, responseOptions, serialize } from './respond.ts';
+import type { SeparateStores } from '../separate-store.ts';
 
 export interface FhirRoutesDeps {
   db: Database;
@@ -33,6 +34,8 @@ export interface FhirRoutesDeps {
   idempotency: IdempotencyOptions;
   /** Rules applied to every write of their resource type (interactions.WriteRule). */
   writeRules?: interactions.WriteRules;
+  /** Types read and searched in stores of their own (AuditEvent: src/audit/event-store.ts). */
+  separateStores?: SeparateStores;
 }
 
 /**
@@ -74,6 +77,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
       audit: c.get('audit'),
       ...(requestId ? { requestId } : {}),
       ...(deps.writeRules ? { writeRules: deps.writeRules } : {}),
+      ...(deps.separateStores ? { separateStores: deps.separateStores } : {}),
     };
   };
   // Creates and updates may carry the client's Provenance (X-Provenance).
@@ -122,7 +126,7 @@ export function fhirRoutes(deps: FhirRoutesDeps): Hono<FhirEnv> {
 
   // SMART App Launch 2.2: browser-based clients read the CapabilityStatement cross-origin.
   app.get('/metadata', (c) => {
-    const response = jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles, deps.security));
+    const response = jsonResponse(c, capabilityStatement(deps.baseUrl, deps.validator.profiles, deps.security, Object.keys(deps.separateStores ?? {})));
     response.headers.set('Access-Control-Allow-Origin', '*');
     return response;
   });

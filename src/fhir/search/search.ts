@@ -2,7 +2,7 @@ import type { Bundle, BundleEntry, BundleLink, OperationOutcome, Resource } from
 import { type SQL, sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import type { AccessPolicy } from '../access.ts';
-import { badRequest } from '../errors.ts';
+import { badRequest, FhirError, outcome } from '../errors.ts';
 import { assertResourceType, type FhirContext } from '../interactions.ts';
 import { applyRepresentation } from '../representation.ts';
 import { includedResources } from './include.ts';
@@ -36,20 +36,16 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   assertResourceType(resourceType);
   ctx.access.authorize('s', resourceType);
   const request = parseSearchRequest(resourceType, params, { strict, baseUrl: ctx.baseUrl });
+  refuseSeparateIncludes(ctx, request);
   const builder = new SearchSql({ baseUrl: ctx.baseUrl });
-  const where = visibleWhere(builder.where(request), ctx.access, resourceType);
+  const matching = matchingIn(ctx, builder, request);
   // _summary=count, or a page of nothing (_count=0): what is asked is how many.
   const countOnly = request.summary === 'count' || (request.count === 0 && request.total !== 'none');
 
-  let page: { json: string }[] = [];
+  let page: string[] = [];
   let hasNext = false;
   if (!countOnly && request.count > 0) {
-    // The page's ids are chosen first, from indexes, and only their content is read.
-    const rows = await ctx.q.execute<{ json: string }>(sql`SELECT c.content AS json
-      FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}))
-        WITH ORDINALITY AS page(id, ord)
-      JOIN resources c ON c.resource_type = ${resourceType} AND c.id = page.id
-      ORDER BY page.ord`);
+    const rows = await matching.page();
     hasNext = rows.length > request.count;
     page = hasNext ? rows.slice(0, request.count) : rows;
   }
@@ -60,11 +56,11 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   // out, so that a broad search over a million resources stays as cheap as its first page.
   const known = !countOnly && request.count > 0 && !hasNext && (page.length > 0 || request.offset === 0) ? request.offset + page.length : undefined;
   let total: number | undefined;
-  if (countOnly || request.total === 'accurate') total = await countMatches(ctx.q, where);
-  else if (request.total === 'estimate') total = known ?? (await estimateMatches(ctx.q, where));
+  if (countOnly || request.total === 'accurate') total = await matching.count();
+  else if (request.total === 'estimate') total = known ?? (await matching.estimate());
   else if (request.total !== 'none') total = known;
 
-  const matches = page.map((row) => JSON.parse(row.json) as Resource);
+  const matches = page.map((json) => JSON.parse(json) as Resource);
   const included = await includedResources(ctx.q, ctx.access, builder, request, matches);
   ctx.audit.returned([...matches, ...included].map((resource) => ({ resourceType: resource.resourceType, id: resource.id as string, content: resource })));
   const representation = { summary: request.summary, elements: request.elements };
@@ -82,6 +78,54 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   return bundle;
 }
 
+/** The resources matching a search, in the FHIR store or in the type's own store. */
+interface Matching {
+  /** The page's JSON, plus one more resource when there is a next page. */
+  page(): Promise<string[]>;
+  count(): Promise<number>;
+  estimate(): Promise<number>;
+}
+
+function matchingIn(ctx: FhirContext, builder: SearchSql, request: SearchRequest): Matching {
+  const { resourceType } = request;
+  const separate = ctx.separateStores?.[resourceType];
+  if (separate) {
+    // A store of its own has no `resources` row to filter: only callers who may see all of it search it.
+    if (ctx.access.visibility(resourceType, sql.raw('r'), 's')) {
+      throw new FhirError(403, outcome('error', 'forbidden', `Searching ${resourceType} is available only to clients that may see all of it`));
+    }
+    return {
+      page: () => separate.searchPage(ctx.q, request),
+      count: () => separate.countMatches(ctx.q, request),
+      estimate: () => separate.estimateMatches(ctx.q, request),
+    };
+  }
+  const where = visibleWhere(builder.where(request), ctx.access, resourceType);
+  return {
+    async page() {
+      // The page's ids are chosen first, from indexes, and only their content is read.
+      const rows = await ctx.q.execute<{ json: string }>(sql`SELECT c.content AS json
+        FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}))
+          WITH ORDINALITY AS page(id, ord)
+        JOIN resources c ON c.resource_type = ${resourceType} AND c.id = page.id
+        ORDER BY page.ord`);
+      return rows.map((row) => row.json);
+    },
+    count: () => countMatches(ctx.q, where),
+    estimate: () => estimateMatches(ctx.q, where),
+  };
+}
+
+/** _include and _revinclude follow the FHIR store's reference index, which holds nothing of a separately stored type. */
+function refuseSeparateIncludes(ctx: FhirContext, request: SearchRequest): void {
+  const separate = (type: string | undefined) => type !== undefined && ctx.separateStores?.[type] !== undefined;
+  if (separate(request.resourceType) && request.include.length + request.revinclude.length > 0) {
+    throw badRequest(`_include and _revinclude are not supported on ${request.resourceType} searches`, request.include.length > 0 ? ['_include'] : ['_revinclude']);
+  }
+  const rule = request.revinclude.find((r) => separate(r.sourceType));
+  if (rule) throw badRequest(`${rule.sourceType} cannot be reverse-included; search ${rule.sourceType} by its own parameters instead`, ['_revinclude']);
+}
+
 /** The search's conditions on `r`, narrowed to what the caller may see. */
 function visibleWhere(where: SQL, access: AccessPolicy, resourceType: string): SQL {
   const visible = access.visibility(resourceType, sql.raw('r'), 's');
@@ -93,10 +137,15 @@ async function countMatches(q: Queryable, where: SQL): Promise<number> {
 }
 
 /** Counted up to a bound, beyond it the query planner's estimate of the rows. */
-async function estimateMatches(q: Queryable, where: SQL): Promise<number> {
-  const [{ n }] = await q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM (SELECT 1 FROM resources r WHERE ${where} LIMIT ${ESTIMATE_FROM + 1}) bounded`);
+function estimateMatches(q: Queryable, where: SQL): Promise<number> {
+  return estimateRows(q, sql`SELECT 1 FROM resources r WHERE ${where}`);
+}
+
+/** The rows `query` selects: counted up to a bound, beyond it the query planner's estimate (_total=estimate). */
+export async function estimateRows(q: Queryable, query: SQL): Promise<number> {
+  const [{ n }] = await q.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM (${query} LIMIT ${ESTIMATE_FROM + 1}) bounded`);
   if (n <= ESTIMATE_FROM) return n;
-  const [row] = await q.execute<{ 'QUERY PLAN': unknown }>(sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r WHERE ${where}`);
+  const [row] = await q.execute<{ 'QUERY PLAN': unknown }>(sql`EXPLAIN (FORMAT JSON) ${query}`);
   const plan = row['QUERY PLAN'];
   const [{ Plan }] = (typeof plan === 'string' ? JSON.parse(plan) : plan) as { Plan: { 'Plan Rows': number } }[];
   return Math.max(n, Math.round(Plan['Plan Rows']));

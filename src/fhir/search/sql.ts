@@ -231,16 +231,16 @@ function all(conditions: SQL[]): SQL {
 }
 
 /** A prefix match the text_pattern_ops index serves even in a generic plan: a range, then the exact test. */
-function startsWith(column: SQL, prefix: string): SQL {
+export function startsWith(column: SQL, prefix: string): SQL {
   return sql`(${column} ~>=~ ${prefix}::text AND ${column} ~<~ ${prefix + MAX_CHAR}::text AND starts_with(${column}, ${prefix}::text))`;
 }
 
-function escapeLike(text: string): string {
+export function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 /** The URL and every parent path of it, for uri:above (`http://a/fhir/ValueSet/1` is below `http://a/fhir`). */
-function uriAncestors(uri: string): string[] {
+export function uriAncestors(uri: string): string[] {
   const out = [uri];
   const authority = uri.indexOf('://');
   const floor = authority < 0 ? 0 : uri.indexOf('/', authority + 3);
@@ -253,7 +253,7 @@ function uriAncestors(uri: string): string[] {
  * Date prefixes over the resource's range [rs, re] and the search value's [vs, ve]
  * (search.html#prefix): eq = contained, gt = something after ve, ge = gt or eq, sa = starts after…
  */
-function dateCondition(rs: SQL, re: SQL, p: Extract<Predicate, { type: 'date' }>): SQL {
+export function dateCondition(rs: SQL, re: SQL, p: Extract<Predicate, { type: 'date' }>): SQL {
   const vs = sql`${p.range.start}::timestamptz`;
   const ve = sql`${p.range.end}::timestamptz`;
   const eq = sql`(${rs} >= ${vs} AND ${re} <= ${ve})`;
