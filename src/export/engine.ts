@@ -11,7 +11,7 @@ import { readCurrent } from '../fhir/store.ts';
 import type { Logger } from '../logger.ts';
 import { exportCaller } from './caller.ts';
 import { cancelJob, type ExportFile, type ExportJob, insertJob, jobFile, jobFiles, pollJob, readJob } from './jobs.ts';
-import { jobScope, snapshotPages } from './job-scope.ts';
+import { jobScope, snapshotPages, STREAM_PAGE_ROWS } from './job-scope.ts';
 import { localPatientId } from './plan.ts';
 import type { ExportRequest } from './request.ts';
 import type { SnapshotRow } from './snapshot.ts';
@@ -157,7 +157,7 @@ export class ExportEngine {
     }
     const scope = jobScope(job, this.deps.baseUrl);
     const state = file.kind === 'output' ? 'live' : 'deleted';
-    const pages = snapshotPages(this.deps.db, job, scope, file.resourceType, state, { after: file.afterId, upTo: file.lastId }, this.deps.baseUrl);
+    const pages = snapshotPages(this.deps.db, job, scope, file.resourceType, state, { after: file.afterId, upTo: file.lastId }, this.deps.baseUrl, STREAM_PAGE_ROWS);
     const line = state === 'live' ? resourceLine(file.resourceType, job.parameters.elements) : deletionLine(file.resourceType);
     return new ReadableStream({
       // A page can keep nothing (deletions another member's): pull until a line or the end.

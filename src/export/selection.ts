@@ -77,6 +77,11 @@ export class ExportSelection {
     return all(conditions);
   }
 
+  /** Whether the type's rows are selected among its recorded items (export_items), so reading them can be paged by those items. */
+  readsItems(resourceType: string): boolean {
+    return this.itemized || this.isFiltered(resourceType) || (this.scope.kind === 'patient' && isOutsideCompartment(resourceType));
+  }
+
   /** A type whose `_typeFilter` matches are recorded (searched once, when the job is resolved). */
   private isFiltered(resourceType: string): boolean {
     return this.scope.typeFilters.some((f) => f.type === resourceType);
