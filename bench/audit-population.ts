@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { toAuditEvent } from '../src/audit/balp.ts';
+import { chainHash, GENESIS_CHAIN_HASH } from '../src/audit/chain.ts';
+import { insertIndexRows } from '../src/audit/event-index.ts';
+import type { EventIndexEntry } from '../src/audit/event-keys.ts';
 import type { AuditCaller, AuditRecord } from '../src/audit/record.ts';
 import { authUrls } from '../src/auth/smart-configuration.ts';
 import type { Database } from '../src/db/connection.ts';
-import { type NewVersion, writeVersions } from '../src/fhir/store.ts';
 
 /*
  * bench:audit's synthetic audit trail: the AuditEvents a Baton would have recorded over two
@@ -18,8 +21,7 @@ import { type NewVersion, writeVersions } from '../src/fhir/store.ts';
  * Members and clients are drawn from fixed lists derived from a seed, so that a later run can
  * query them without reading the database; everything else (event, request and token ids) is
  * random. Events are generated in chunks each covering its own slice of the time span, in time
- * order, and written straight into the FHIR store as the sealer writes them: version 1, last
- * updated when recorded (resources, history and search index through store.writeVersions).
+ * order, and written as the writer and the sealer would have left them (loadTrail).
  */
 
 /** The FHIR base the events were recorded by; client identifiers are namespaced by its issuer. */
@@ -216,11 +218,12 @@ export class TrailGenerator {
   }
 }
 
-/** An AuditEvent as the sealer stores it: version 1, last updated when it was recorded. */
-export function storedVersion(event: AuditEvent): NewVersion {
-  const lastUpdated = event.recorded as string;
-  const resource = { ...event, id: event.id as string, meta: { ...event.meta, versionId: '1', lastUpdated } };
-  return { resource, versionId: 1, lastUpdated, method: 'POST', deleted: false };
+/** One generated event with what the sealer computes for it (bench/audit-load-worker.ts). */
+export interface LoadedEvent extends EventIndexEntry {
+  id: string;
+  recorded: string;
+  content: string;
+  contentHash: string;
 }
 
 export interface LoadOptions {
@@ -228,33 +231,88 @@ export interface LoadOptions {
   chunk: number;
   /** Transactions in flight at once, each on a connection of its own. */
   parallel: number;
+  /** Threads generating and hashing chunks. */
+  threads: number;
 }
 
 /**
- * Writes the whole trail into the FHIR store, chunk after chunk in time order, `parallel`
- * chunks in flight. Commits are not waited on by the disk (synchronous_commit off, per
- * transaction): a crash would only lose the tail of a load that is started again anyway.
+ * Writes the whole trail as the writer and the sealer would have left it, chunk after chunk in
+ * time order: audit_events, the hash chain and the search index, nothing left to seal. Threads
+ * generate chunks and hash their events; this thread chains them in order and writes `parallel`
+ * chunks at once. The events carry one low txid and seq = position, so that sealing order is
+ * position order and the trail verifies; the seq sequence is moved past them at the end. Commits
+ * are not waited on by the disk (synchronous_commit off, per transaction): a crash would only lose
+ * the tail of a load that is started again anyway.
  */
 export async function loadTrail(db: Database, population: AuditPopulation, options: LoadOptions, progress: (done: number) => void): Promise<void> {
-  const generator = new TrailGenerator(population);
   const chunks = Math.ceil(population.events / options.chunk);
   const slice = (SPAN.to - SPAN.from) / chunks;
-  let next = 0;
-  let done = 0;
-  const worker = async (): Promise<void> => {
-    while (next < chunks) {
-      const index = next++;
-      const count = Math.min(options.chunk, population.events - index * options.chunk);
-      // The last session of a slice may run up to five minutes past it; keep the whole trail in the span.
-      const to = Math.min(SPAN.from + (index + 1) * slice, SPAN.to - TOKEN_SECONDS * 1000);
-      const versions = generator.chunk(count, SPAN.from + index * slice, to).map(storedVersion);
-      await db.transaction(async (tx) => {
-        await tx.execute(sql`SET LOCAL synchronous_commit = off`);
-        await writeVersions(tx, versions);
-      });
-      done += count;
-      progress(done);
-    }
+  // A worker thread does not inherit tsx's loader: the worker registers it before importing the TypeScript module.
+  const module = JSON.stringify(new URL('./audit-load-worker.ts', import.meta.url).href);
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${module}); });`;
+  const workers = Array.from({ length: options.threads }, () => new Worker(bootstrap, { eval: true, workerData: population }));
+  const generated = new Map<number, LoadedEvent[]>();
+  let wake: (() => void) | undefined;
+  for (const worker of workers) {
+    worker.on('message', (result: { index: number; events: LoadedEvent[] }) => {
+      generated.set(result.index, result.events);
+      wake?.();
+    });
+  }
+  let dispatched = 0;
+  const dispatch = (worker: Worker) => {
+    if (dispatched >= chunks) return;
+    const index = dispatched++;
+    const count = Math.min(options.chunk, population.events - index * options.chunk);
+    // The last session of a slice may run up to five minutes past it; keep the whole trail in the span.
+    const to = Math.min(SPAN.from + (index + 1) * slice, SPAN.to - TOKEN_SECONDS * 1000);
+    worker.postMessage({ index, count, from: SPAN.from + index * slice, to });
   };
-  await Promise.all(Array.from({ length: options.parallel }, worker));
+  const writes = new Set<Promise<void>>();
+  let previous = GENESIS_CHAIN_HASH;
+  let done = 0;
+  try {
+    // Two chunks per thread in the making at most, so memory stays flat whatever the trail's size.
+    for (const worker of workers) for (let i = 0; i < 2; i++) dispatch(worker);
+    for (let index = 0; index < chunks; index++) {
+      while (!generated.has(index)) await new Promise<void>((resolve) => (wake = resolve));
+      const events = generated.get(index) as LoadedEvent[];
+      generated.delete(index);
+      dispatch(workers[index % workers.length]);
+      const first = index * options.chunk + 1;
+      const chain = events.map((event) => (previous = chainHash(previous, event.contentHash)));
+      while (writes.size >= options.parallel) await Promise.race(writes);
+      const write = writeChunk(db, first, events, chain).then(() => {
+        writes.delete(write);
+        done += events.length;
+        progress(done);
+      });
+      writes.add(write);
+    }
+    await Promise.all(writes);
+    await db.execute(sql`SELECT setval(pg_get_serial_sequence('audit_events', 'seq'), (SELECT max(seq) FROM audit_events))`);
+  } finally {
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+}
+
+/** The txid the loaded events carry: below any real transaction's, so every later event seals after them. */
+const LOADED_TXID = '3';
+
+async function writeChunk(db: Database, first: number, events: LoadedEvent[], chain: string[]): Promise<void> {
+  const column = (values: string[]) => sql`${sql.param(values)}::text[]`;
+  const positions = events.map((_, i) => String(first + i));
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`SET LOCAL synchronous_commit = off`);
+    await tx.execute(sql`INSERT INTO audit_events (seq, txid, event_id, recorded, content) OVERRIDING SYSTEM VALUE
+      SELECT seq::bigint, ${LOADED_TXID}::xid8, event_id, recorded::timestamptz, content
+      FROM unnest(${column(positions)}, ${column(events.map((e) => e.id))}, ${column(events.map((e) => e.recorded))}, ${column(events.map((e) => e.content))}) AS e(seq, event_id, recorded, content)`);
+    await tx.execute(sql`INSERT INTO audit_chain (position, event_seq, event_txid, content_hash, chain_hash)
+      SELECT position::bigint, position::bigint, ${LOADED_TXID}::xid8, content_hash, chain_hash
+      FROM unnest(${column(positions)}, ${column(events.map((e) => e.contentHash))}, ${column(chain)}) AS c(position, content_hash, chain_hash)`);
+    await insertIndexRows(
+      tx,
+      events.map((event, i) => ({ position: first + i, eventSeq: first + i, eventId: event.id, recorded: event.recorded, keys: event.keys, strings: event.strings })),
+    );
+  });
 }

@@ -10,7 +10,7 @@ import { createLogger } from '../src/logger.ts';
  * Baton's app for bench:audit, started as a child process on BENCH_DATABASE_URL, with the
  * production request path (bearer verification included) and either the whole audit trail
  * (BENCH_AUDITING=on: events recorded with writes and through the group-commit writer, and a
- * sealer chaining them into the FHIR store, as a production server runs one) or none of it
+ * sealer chaining and indexing them, as a production server runs one) or none of it
  * (off: AppDeps.auditing false, no sealer). Prints {"port": n} once listening; the FHIR base is
  * http://127.0.0.1:<port>/fhir.
  */

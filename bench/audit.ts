@@ -15,15 +15,17 @@ import { count } from './arguments.ts';
 /*
  * npm run bench:audit [-- --events N --patients N --clients N --members N --duration S --warmup S
  *                         --connections N --query-connections N --rounds N --chunk N --parallel N
+ *                         --threads N
  *                         --keep --fresh]
  * (or BENCH_AUDIT_EVENTS, default 10,000,000; the rest default to 50,000 patients, 200 clients,
  * 10,000 members, 10 s, 5 s, 32 connections, 4 query connections, 2 rounds, chunks of 5,000
- * events, 3 chunks in flight)
+ * events, 3 chunks in flight, 2 threads generating them)
  *
  * Issue 4's auditor-search and auditing-cost figures on PostgreSQL, in one run:
  * - loads N AuditEvents (bench/audit-population.ts: two years of partner traffic built with the
- *   production BALP builder) straight into the FHIR store as the sealer materializes them, then
- *   VACUUM ANALYZE; reports the load time and rate and the database size;
+ *   production BALP builder) as the writer and the sealer leave them (audit_events, the hash
+ *   chain, the search index), then VACUUM ANALYZE; reports the load time and rate and the
+ *   database size;
  * - p50/p99 over HTTP (autocannon against `src/server.ts` as a child process, an auditor token
  *   holding system/AuditEvent.rs) of one member's events over a year, one client's failures in a
  *   day, and everything under one token; each answer of a sample is checked first;
@@ -37,8 +39,6 @@ import { count } from './arguments.ts';
  * one). Dropped at the end unless --keep; a kept database is reused (migrated forward) when it
  * was loaded with the same sizes and the same row-shaping code (a fingerprint in the database's
  * comment, with the load's figures), otherwise loaded again; --fresh always loads.
- * The audit_events write-ahead table is not loaded: rows there are what the sealer has still
- * to seal, and it would chain and store every one of them again.
  */
 
 const BENCH_DATABASE = 'baton_bench_audit';
@@ -58,6 +58,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     chunk: { type: 'string' },
     parallel: { type: 'string' },
+    threads: { type: 'string' },
     keep: { type: 'boolean', default: false },
     fresh: { type: 'boolean', default: false },
   },
@@ -76,6 +77,7 @@ const settings = {
   rounds: count(flags.rounds, undefined, 2, 1, 'rounds'),
   chunk: count(flags.chunk, undefined, 5000, 100, 'chunk'),
   parallel: count(flags.parallel, undefined, 3, 1, 'parallel'),
+  threads: count(flags.threads, undefined, 2, 1, 'threads'),
 };
 const population = { events: settings.events, patients: settings.patients, clients: settings.clients };
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -94,7 +96,9 @@ const load1m = (): number => round(loadavg()[0]);
  * changes no stored row, so a query change is measured on the same data.
  */
 const ROW_SHAPING = [
-  'src/fhir/store.ts',
+  'src/audit/chain.ts',
+  'src/audit/event-keys.ts',
+  'src/audit/event-index.ts',
   'src/fhir/search/extract.ts',
   'src/fhir/search/fhirpath.ts',
   'src/fhir/search/parameters.ts',
@@ -102,6 +106,7 @@ const ROW_SHAPING = [
   'src/fhir/search/index-writer.ts',
   'src/audit/balp.ts',
   'bench/audit-population.ts',
+  'bench/audit-load-worker.ts',
   'bench/population.ts',
 ];
 
@@ -151,12 +156,12 @@ async function prepareDatabase(): Promise<{ reused: boolean; migrate_s?: number;
       await seedPopulation(db, { patients: settings.members, observations: 0 }, () => undefined);
       const membersSeconds = (performance.now() - started) / 1000;
 
-      log(`loading ${settings.events} AuditEvents into ${BENCH_DATABASE} (${settings.parallel} transactions of ${settings.chunk} in flight)`);
+      log(`loading ${settings.events} AuditEvents into ${BENCH_DATABASE} (${settings.parallel} transactions of ${settings.chunk} in flight, ${settings.threads} threads generating)`);
       const milestones: Milestone[] = [];
       const step = Math.max(settings.chunk, Math.round(settings.events / 20));
       let last = { events: 0, at: 0 };
       started = performance.now();
-      await loadTrail(db, population, { chunk: settings.chunk, parallel: settings.parallel }, (done) => {
+      await loadTrail(db, population, { chunk: settings.chunk, parallel: settings.parallel, threads: settings.threads }, (done) => {
         if (done - last.events < step && done !== settings.events) return;
         const at = (performance.now() - started) / 1000;
         const milestone = { events: done, elapsed_s: round(at, 1), rate: round((done - last.events) / (at - last.at), 0) };
@@ -198,7 +203,7 @@ async function dropDatabase(): Promise<void> {
   await admin.end();
 }
 
-const TABLES = ['resources', 'resource_history', 'sp_token', 'sp_string', 'sp_date', 'sp_reference', 'sp_uri', 'audit_events', 'audit_chain'];
+const TABLES = ['audit_events', 'audit_chain', 'audit_index', 'audit_index_strings', 'audit_checkpoints', 'resources', 'resource_history'];
 
 async function databaseSize(sql: postgres.Sql): Promise<Record<string, unknown>> {
   const [{ total }] = await sql<{ total: number }[]>`SELECT pg_database_size(current_database())::float8 AS total`;
@@ -509,7 +514,7 @@ async function main(): Promise<void> {
     log(`database: ${JSON.stringify(size)}`);
     const jtis = (
       await sql<{ value: string }[]>`
-        SELECT value FROM sp_uri TABLESAMPLE SYSTEM (1) WHERE resource_type = 'AuditEvent' AND code = 'policy' LIMIT 5000`
+        SELECT DISTINCT a.policy AS value FROM audit_events e TABLESAMPLE SYSTEM (0.1), jsonb_array_elements((e.content::jsonb)->'agent') g, jsonb_array_elements_text(g->'policy') a(policy) LIMIT 5000`
     ).map((r) => r.value);
 
     log('starting Baton');
@@ -543,7 +548,7 @@ async function main(): Promise<void> {
         reused: prepared.reused,
         ...(prepared.migrate_s === undefined ? {} : { migrate_s: prepared.migrate_s }),
         ...load,
-        via: `store.writeVersions in-process, ${settings.chunk} AuditEvents per transaction, ${settings.parallel} transactions at once; audit_events (the sealer's input) not loaded`,
+        via: `audit_events, audit_chain and audit_index as the sealer leaves them, ${settings.chunk} AuditEvents per transaction, ${settings.parallel} transactions at once, ${settings.threads} threads generating and hashing`,
         last_quarter_events_per_s: round(lastRate, 0),
         extrapolated_10M_s: settings.events >= 10_000_000 ? load.load_s : round(load.load_s + (10_000_000 - settings.events) / lastRate, 0),
       },

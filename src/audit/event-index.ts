@@ -1,7 +1,7 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
-import { eventIndexEntry } from './event-keys.ts';
+import { type EventIndexEntry, eventIndexEntry } from './event-keys.ts';
 
 /**
  * Writes the auditors' search index of the sealed trail (audit_index, audit_index_strings): one
@@ -17,20 +17,27 @@ export interface SealedEvent {
 }
 
 export async function writeEventIndex(q: Queryable, sealed: readonly SealedEvent[]): Promise<void> {
-  if (sealed.length === 0) return;
-  const strings: { position: string; code: string; value: string; exact: string }[] = [];
-  const keys: string[] = [];
-  for (const { position, event } of sealed) {
-    const entry = eventIndexEntry(event);
-    keys.push(entry.keys.join(','));
-    for (const s of entry.strings) strings.push({ position: String(position), ...s });
-  }
+  await insertIndexRows(
+    q,
+    sealed.map(({ position, eventSeq, event, recorded }) => ({ position, eventSeq, eventId: event.id, recorded, ...eventIndexEntry(event) })),
+  );
+}
+
+/** Between the keys of one row: JSON text never holds a raw control character. */
+export const KEY_SEPARATOR = '\u001e';
+/** The digests of a row's `keys` (its key texts joined by KEY_SEPARATOR), as event-keys.ts's keyDigest makes them. */
+export const KEY_DIGESTS = sql.raw(`ARRAY(SELECT md5(k)::uuid FROM unnest(string_to_array(keys, chr(30))) AS k)`);
+
+/** Index rows whose entries are already computed (a bulk load computes them elsewhere). */
+export async function insertIndexRows(q: Queryable, rows: readonly (Omit<SealedEvent, 'event'> & { eventId: string } & EventIndexEntry)[]): Promise<void> {
+  if (rows.length === 0) return;
+  const strings = rows.flatMap((row) => row.strings.map((s) => ({ position: String(row.position), ...s })));
   const column = (values: string[]) => sql`${sql.param(values)}::text[]`;
   await q.execute(sql`
     INSERT INTO audit_index (position, event_seq, event_id, recorded, keys)
-    SELECT position::bigint, event_seq::bigint, event_id, recorded::timestamptz, string_to_array(keys, ',')::uuid[]
-    FROM unnest(${column(sealed.map((s) => String(s.position)))}, ${column(sealed.map((s) => String(s.eventSeq)))}, ${column(sealed.map((s) => s.event.id))},
-      ${column(sealed.map((s) => s.recorded))}, ${column(keys)}) AS e(position, event_seq, event_id, recorded, keys)`);
+    SELECT position::bigint, event_seq::bigint, event_id, recorded::timestamptz, ${KEY_DIGESTS}
+    FROM unnest(${column(rows.map((r) => String(r.position)))}, ${column(rows.map((r) => String(r.eventSeq)))}, ${column(rows.map((r) => r.eventId))},
+      ${column(rows.map((r) => r.recorded))}, ${column(rows.map((r) => r.keys.join(KEY_SEPARATOR)))}) AS e(position, event_seq, event_id, recorded, keys)`);
   if (strings.length === 0) return;
   await q.execute(sql`
     INSERT INTO audit_index_strings (position, code, value, exact)

@@ -19,8 +19,10 @@ import { referenceTarget } from '../fhir/search/values.ts';
  * - uri → ['u', code, value];
  * - a parameter having a value at all (`:missing`) → ['m', code], a reference to a type → ['mt', code, type].
  * Strings (prefix and :contains matches) and the date are kept apart as text and a column.
- * A key is the first 128 bits of SHA-256 over its JSON, written as a uuid: a collision between
- * two keys is as likely as one between random UUIDs.
+ * A key is its JSON text; the index stores the MD5 of it as a uuid, computed by PostgreSQL as the
+ * row is written (60-odd digests per event cost the sealer more in Node than all its SQL), and a
+ * search computes the same digests for its few keys (keyDigest). Keys are Baton's own values and
+ * MD5 keeps its preimage resistance, so no value can be made to pass for another's key.
  */
 export type Key = string;
 
@@ -127,7 +129,12 @@ export function presenceKey(code: string, targetType?: string): Key {
 }
 
 function keyOf(parts: (string | null)[]): Key {
-  const hex = createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+  return JSON.stringify(parts);
+}
+
+/** The digest audit_index.keys holds for a key: PostgreSQL's `md5(key)::uuid`, which the sealer's INSERT computes. */
+export function keyDigest(key: Key): string {
+  const hex = createHash('md5').update(key).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 

@@ -7,7 +7,7 @@ import { estimateRows } from '../fhir/search/search.ts';
 import { dateCondition, escapeLike, startsWith } from '../fhir/search/sql.ts';
 import type { SeparateStore } from '../fhir/separate-store.ts';
 import type { HistoryQuery, HistoryRecord, StoredResource } from '../fhir/store.ts';
-import { DATE_CODE, type Key, predicateKeys, presenceKey } from './event-keys.ts';
+import { DATE_CODE, type Key, keyDigest, predicateKeys, presenceKey } from './event-keys.ts';
 
 /**
  * AuditEvent as the FHIR API serves it: the sealed trail. Read, vread, history and search answer
@@ -150,7 +150,7 @@ class EventSearch {
 }
 
 function keyArray(keys: Key[]): SQL {
-  return sql`${sql.param([...new Set(keys)])}::uuid[]`;
+  return sql`${sql.param([...new Set(keys)].map(keyDigest))}::uuid[]`;
 }
 
 /** The keys telling that the parameter stored as `rows` has a value (a reference parameter narrowed to a type: a reference to that type). */

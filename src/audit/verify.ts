@@ -5,6 +5,7 @@ import { compactVerify, decodeProtectedHeader } from 'jose';
 import type { Queryable } from '../db/connection.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
+import { KEY_DIGESTS, KEY_SEPARATOR } from './event-index.ts';
 import { eventIndexEntry } from './event-keys.ts';
 import { CHECKPOINT_TYPE, type CheckpointPayload } from './sealer.ts';
 
@@ -82,11 +83,10 @@ interface PageRow {
   event_id: string | null;
   recorded_ms: number | null;
   content: string | null;
-  /** Its row in the search index (null when it is gone): event, instant, keys (comma-separated) and strings (JSON [code, value, exact] triples). */
+  /** Its row in the search index (null when it is gone): event, instant and strings (JSON [code, value, exact] triples). */
   index_event_seq: number | null;
   index_event_id: string | null;
   index_recorded_ms: number | null;
-  index_keys: string | null;
   index_strings: string | null;
 }
 
@@ -164,11 +164,12 @@ async function walkChain(
   while (previous.position < to) {
     const rows = await readPage(db, previous.position, to);
     if (rows.length === 0) return { position: previous.position + 1, reason: `chain position ${previous.position + 1} is missing` };
+    const wrongKeys = await indexKeyMismatches(db, rows);
     let failure: Failure | undefined;
     let valid = previous;
     const chainHashes = new Map<number, string>();
     for (const row of rows) {
-      failure = checkPosition(valid, row);
+      failure = checkPosition(valid, row, wrongKeys);
       if (failure) break;
       valid = { position: row.position, chainHash: row.chain_hash, txid: BigInt(row.event_txid), seq: row.event_seq };
       chainHashes.set(row.position, row.chain_hash);
@@ -213,7 +214,6 @@ function readPage(db: Queryable, after: number, to: number): Promise<PageRow[]> 
     SELECT c.position::float8 AS position, c.event_seq::float8 AS event_seq, c.event_txid::text AS event_txid, c.content_hash, c.chain_hash,
       e.seq::float8 AS seq, e.txid::text AS txid, e.event_id, (extract(epoch FROM e.recorded) * 1000)::float8 AS recorded_ms, e.content,
       x.event_seq::float8 AS index_event_seq, x.event_id AS index_event_id, (extract(epoch FROM x.recorded) * 1000)::float8 AS index_recorded_ms,
-      array_to_string(x.keys, ',') AS index_keys,
       (SELECT json_agg(json_build_array(s.code, s.value, s.exact))::text FROM audit_index_strings s WHERE s.position = c.position) AS index_strings
     FROM audit_chain c
     LEFT JOIN LATERAL (SELECT seq, txid, event_id, recorded, content FROM audit_events WHERE seq = c.event_seq LIMIT 1) e ON TRUE
@@ -223,7 +223,7 @@ function readPage(db: Queryable, after: number, to: number): Promise<PageRow[]> 
 }
 
 /** What is wrong with `row` as the position after `previous`, if anything. */
-function checkPosition(previous: Link, row: PageRow): Failure | undefined {
+function checkPosition(previous: Link, row: PageRow, wrongKeys: ReadonlySet<number>): Failure | undefined {
   const position = previous.position + 1;
   const fail = (reason: string): Failure => ({ position, reason });
   if (row.position !== position) return fail(`chain position ${position} is missing`);
@@ -237,20 +237,42 @@ function checkPosition(previous: Link, row: PageRow): Failure | undefined {
   if (content === undefined || contentHash(content) !== row.content_hash) return fail(`${event} has changed since it was sealed`);
   if (chainHash(previous.chainHash, row.content_hash) !== row.chain_hash) return fail(`the chain hash at position ${position} does not follow from position ${position - 1}`);
   if (row.index_event_id === null) return fail(`the search index has lost the AuditEvent of position ${position}`);
-  if (row.index_event_seq !== row.seq || row.index_event_id !== row.event_id || row.index_recorded_ms !== row.recorded_ms || !indexMatches(row, content)) {
+  if (row.index_event_seq !== row.seq || row.index_event_id !== row.event_id || row.index_recorded_ms !== row.recorded_ms || wrongKeys.has(position) || !stringsMatch(row, content)) {
     return fail(`the search index of position ${position} differs from the sealed event`);
   }
   return undefined;
 }
 
-/** Whether the index holds exactly the keys and strings the sealed event has: no more (a forged match), no fewer (a hidden one). */
-function indexMatches(row: PageRow, content: AuditEvent): boolean {
-  const expected = eventIndexEntry({ ...content, id: row.event_id as string });
-  const keys = new Set(row.index_keys ? row.index_keys.split(',') : []);
-  if (keys.size !== expected.keys.length || expected.keys.some((key) => !keys.has(key))) return false;
+/** Whether the index holds exactly the strings the sealed event has. */
+function stringsMatch(row: PageRow, content: AuditEvent): boolean {
   const strings = (JSON.parse(row.index_strings ?? '[]') as string[][]).map((s) => JSON.stringify(s)).sort();
-  const wanted = expected.strings.map((s) => JSON.stringify([s.code, s.value, s.exact])).sort();
+  const wanted = eventIndexEntry({ ...content, id: row.event_id as string })
+    .strings.map((s) => JSON.stringify([s.code, s.value, s.exact]))
+    .sort();
   return strings.length === wanted.length && strings.every((s, i) => s === wanted[i]);
+}
+
+/**
+ * Positions of the page whose index row does not hold exactly the keys of its sealed event: no
+ * more (found by a search it does not match), no fewer (hidden from one). PostgreSQL digests the
+ * keys as the sealer's INSERT does. Events that no longer parse are left to checkPosition.
+ */
+async function indexKeyMismatches(db: Queryable, rows: PageRow[]): Promise<Set<number>> {
+  const positions: string[] = [];
+  const keys: string[] = [];
+  for (const row of rows) {
+    const content = row.content === null ? undefined : parseJson(row.content);
+    if (!content || row.event_id === null) continue;
+    positions.push(String(row.position));
+    keys.push(eventIndexEntry({ ...content, id: row.event_id }).keys.join(KEY_SEPARATOR));
+  }
+  if (positions.length === 0) return new Set();
+  const wrong = await db.execute<{ position: number }>(sql`
+    SELECT e.position::float8 AS position
+    FROM (SELECT position::bigint AS position, ${KEY_DIGESTS} AS digests FROM unnest(${sql.param(positions)}::text[], ${sql.param(keys)}::text[]) AS e(position, keys)) e
+    JOIN audit_index x ON x.position = e.position
+    WHERE NOT (x.keys @> e.digests AND x.keys <@ e.digests)`);
+  return new Set(wrong.map((w) => w.position));
 }
 
 function follows(previous: Link, txid: bigint, seq: number): boolean {

@@ -4,7 +4,7 @@ import { CompactSign, calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScopedAccess } from '../../src/auth/access-policy.ts';
 import { contentHash, chainHash } from '../../src/audit/chain.ts';
-import { eventIndexEntry } from '../../src/audit/event-keys.ts';
+import { eventIndexEntry, keyDigest } from '../../src/audit/event-keys.ts';
 import { CHECKPOINT_TYPE, sealPending } from '../../src/audit/sealer.ts';
 import { type VerifyRange, type VerifyResult, VerifyRangeError, parseVerifyRange, verifyAuditTrail } from '../../src/audit/verify.ts';
 import { FhirError } from '../../src/fhir/errors.ts';
@@ -169,8 +169,8 @@ async function rewriteFrom(position: number): Promise<SQL[]> {
   }
   // The search index too, or that alone would show the change.
   const rewritten = JSON.parse(rows[0].content.replace('"outcome":"0"', '"outcome":"4"'));
-  const keys = eventIndexEntry(rewritten).keys.join(',');
-  statements.push(sql`UPDATE audit_index SET keys = string_to_array(${keys}, ',')::uuid[] WHERE position = ${position}`);
+  const keys = eventIndexEntry(rewritten).keys.map(keyDigest);
+  statements.push(sql`UPDATE audit_index SET keys = ${sql.param(keys)}::uuid[] WHERE position = ${position}`);
   return statements;
 }
 
