@@ -1,8 +1,10 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventIndexEntry, predicateKeys } from '../../src/audit/event-keys.ts';
+import { verifyAuditTrail } from '../../src/audit/verify.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
-import { auditEvent, recordEvents } from './sealed-trail.ts';
+import { auditEvent, recordEvents, tamper } from './sealed-trail.ts';
 
 /**
  * AuditEvent read, history and search answered from the sealed trail and its index
@@ -205,5 +207,18 @@ describe('search keys', () => {
   it('leave to other means what equality cannot answer', () => {
     expect(predicateKeys({ table: 'token', codes: ['type'] }, { type: 'token-text', text: 'rest' }, BASE_URL)).toBeUndefined();
     expect(predicateKeys({ table: 'uri', codes: ['policy'] }, { type: 'uri', mode: 'below', value: 'urn:' }, BASE_URL)).toBeUndefined();
+  });
+});
+
+describe('a trail sealed before the index existed', () => {
+  it('is indexed at the next sealing pass, and searchable again', async () => {
+    // As migration 0025 leaves an older trail: chained, not indexed.
+    const before = await ids('_sort=date&_count=1000');
+    await tamper(baton.db, sql`DELETE FROM audit_index_strings`, sql`DELETE FROM audit_index`);
+    expect(await ids('patient=Patient/es-member-a&_sort=date')).toEqual([]);
+    await baton.sealAudit();
+    expect(await ids('patient=Patient/es-member-a&_sort=date')).toEqual(['es-1', 'es-2', 'es-4']);
+    expect((await ids('_sort=date&_count=1000')).slice(0, before.length)).toEqual(before);
+    expect(await verifyAuditTrail(baton.db)).toMatchObject({ verified: true });
   });
 });
