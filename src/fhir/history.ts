@@ -37,6 +37,7 @@ export async function history(ctx: FhirContext, request: HistoryRequest): Promis
   } else if (ctx.access.filtersRows) {
     throw new FhirError(403, outcome('error', 'forbidden', 'Whole-system history is not available to this client; ask for the history of a resource type'));
   }
+  // Whole-system history is the FHIR store's: a separately stored type (the audit trail) has a type history of its own.
   const count = parseCount(params.get('_count'));
   const since = parseInstant(params.get('_since'), '_since');
   const at = parseInstant(params.get('_at'), '_at');
