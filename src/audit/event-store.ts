@@ -1,5 +1,6 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
+import type { Queryable } from '../db/connection.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { RowSource } from '../fhir/search/parameters.ts';
 import type { Filter, Predicate, SearchRequest, SortRule } from '../fhir/search/request.ts';
@@ -29,8 +30,9 @@ export function auditEventStore(baseUrl: string): SeparateStore {
     },
     async searchPage(q, request) {
       const search = new EventSearch(request, baseUrl);
+      const where = await search.narrowed(q);
       const rows = await q.execute<EventRow>(sql`SELECT ${EVENT_COLUMNS}
-        FROM unnest(ARRAY(SELECT i.position FROM audit_index i WHERE ${search.where()} ORDER BY ${search.orderBy()} LIMIT ${request.count + 1} OFFSET ${request.offset}))
+        FROM unnest(ARRAY(SELECT i.position FROM audit_index i WHERE ${where} ORDER BY ${search.orderBy()} LIMIT ${request.count + 1} OFFSET ${request.offset}))
           WITH ORDINALITY AS page(position, ord)
         JOIN audit_index x ON x.position = page.position
         JOIN audit_events e ON e.seq = x.event_seq
@@ -52,6 +54,9 @@ export function auditEventStore(baseUrl: string): SeparateStore {
 export function servedAuditEvent(event: AuditEvent, eventId: string, lastUpdated: string): AuditEvent & { id: string } {
   return { ...event, id: eventId, meta: { ...event.meta, versionId: '1', lastUpdated } };
 }
+
+/** Up to this many positions selected by the key filters are looked up one by one (see EventSearch.narrowed). */
+const FEW_POSITIONS = 5000;
 
 interface EventRow {
   position: number;
@@ -84,6 +89,8 @@ function historyWhere(query: HistoryQuery): SQL {
 class EventSearch {
   /** Keys every match holds (filters with one alternative), tested together by one `@>`. */
   private readonly required: Key[] = [];
+  /** Filters with several alternatives: a match holds one of each list's keys. */
+  private readonly alternatives: Key[][] = [];
   private readonly conditions: SQL[] = [];
 
   constructor(
@@ -94,8 +101,30 @@ class EventSearch {
   }
 
   where(): SQL {
-    const all = this.required.length > 0 ? [sql`i.keys @> ${keyArray(this.required)}`, ...this.conditions] : this.conditions;
+    const all = [...this.keyConditions(), ...this.conditions];
     return all.length > 0 ? sql.join(all, sql` AND `) : sql`TRUE`;
+  }
+
+  /**
+   * The conditions, with the positions the key filters select when they are few. The planner
+   * cannot tell how many events hold a key (a member's, a token's: no statistic knows each of
+   * millions), so with a sort and a LIMIT it may walk the recorded index backwards through most
+   * of the trail looking for them. The few positions are fetched first through the keys' index
+   * and the page is chosen among them; many positions leave the choice to the planner, which
+   * then rightly walks the recorded index.
+   */
+  async narrowed(q: Queryable): Promise<SQL> {
+    const keys = this.keyConditions();
+    if (keys.length === 0) return this.where();
+    const positions = await q.execute<{ position: string }>(
+      sql`SELECT i.position::text AS position FROM audit_index i WHERE ${sql.join(keys, sql` AND `)} LIMIT ${FEW_POSITIONS + 1}`,
+    );
+    if (positions.length > FEW_POSITIONS) return this.where();
+    return sql`i.position = ANY(${sql.param(positions.map((p) => p.position))}::bigint[]) AND ${this.where()}`;
+  }
+
+  private keyConditions(): SQL[] {
+    return [...(this.required.length > 0 ? [sql`i.keys @> ${keyArray(this.required)}`] : []), ...this.alternatives.map((keys) => sql`i.keys && ${keyArray(keys)}`)];
   }
 
   /** By the date (recorded), _lastUpdated (the same instant) or _id, then by sealing order; by sealing order alone when unsorted. */
@@ -145,7 +174,8 @@ class EventSearch {
     });
     if (filter.negate) this.conditions.push(keys.length > 0 ? sql`NOT (i.keys && ${keyArray(keys)})` : sql`TRUE`);
     else if (keys.length === 1) this.required.push(keys[0]);
-    else this.conditions.push(keys.length > 0 ? sql`i.keys && ${keyArray(keys)}` : sql`FALSE`);
+    else if (keys.length > 1) this.alternatives.push(keys);
+    else this.conditions.push(sql`FALSE`);
   }
 }
 
