@@ -5,7 +5,7 @@ import { badRequest } from '../fhir/errors.ts';
 import type { RowSource } from '../fhir/search/parameters.ts';
 import type { Filter, Predicate, SearchRequest, SortRule } from '../fhir/search/request.ts';
 import { estimateRows } from '../fhir/search/search.ts';
-import { dateCondition, escapeLike, startsWith } from '../fhir/search/sql.ts';
+import { all, any, dateCondition, escapeLike, startsWith } from '../fhir/search/sql.ts';
 import type { SeparateStore } from '../fhir/separate-store.ts';
 import type { HistoryQuery, HistoryRecord, StoredResource } from '../fhir/store.ts';
 import { DATE_CODE, type Key, keyDigest, predicateKeys, presenceKey } from './event-keys.ts';
@@ -222,14 +222,4 @@ function unsupported(p: Predicate): string {
     default:
       return `A ${p.type} comparison`;
   }
-}
-
-function any(conditions: SQL[]): SQL {
-  if (conditions.length === 0) return sql`FALSE`;
-  return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` OR `)})`;
-}
-
-function all(conditions: SQL[]): SQL {
-  if (conditions.length === 0) return sql`TRUE`;
-  return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` AND `)})`;
 }

@@ -164,12 +164,12 @@ async function walkChain(
   while (previous.position < to) {
     const rows = await readPage(db, previous.position, to);
     if (rows.length === 0) return { position: previous.position + 1, reason: `chain position ${previous.position + 1} is missing` };
-    const wrongKeys = await indexKeyMismatches(db, rows);
+    const wrongIndex = await indexMismatches(db, rows);
     let failure: Failure | undefined;
     let valid = previous;
     const chainHashes = new Map<number, string>();
     for (const row of rows) {
-      failure = checkPosition(valid, row, wrongKeys);
+      failure = checkPosition(valid, row, wrongIndex);
       if (failure) break;
       valid = { position: row.position, chainHash: row.chain_hash, txid: BigInt(row.event_txid), seq: row.event_seq };
       chainHashes.set(row.position, row.chain_hash);
@@ -223,7 +223,7 @@ function readPage(db: Queryable, after: number, to: number): Promise<PageRow[]> 
 }
 
 /** What is wrong with `row` as the position after `previous`, if anything. */
-function checkPosition(previous: Link, row: PageRow, wrongKeys: ReadonlySet<number>): Failure | undefined {
+function checkPosition(previous: Link, row: PageRow, wrongIndex: ReadonlySet<number>): Failure | undefined {
   const position = previous.position + 1;
   const fail = (reason: string): Failure => ({ position, reason });
   if (row.position !== position) return fail(`chain position ${position} is missing`);
@@ -237,42 +237,40 @@ function checkPosition(previous: Link, row: PageRow, wrongKeys: ReadonlySet<numb
   if (content === undefined || contentHash(content) !== row.content_hash) return fail(`${event} has changed since it was sealed`);
   if (chainHash(previous.chainHash, row.content_hash) !== row.chain_hash) return fail(`the chain hash at position ${position} does not follow from position ${position - 1}`);
   if (row.index_event_id === null) return fail(`the search index has lost the AuditEvent of position ${position}`);
-  if (row.index_event_seq !== row.seq || row.index_event_id !== row.event_id || row.index_recorded_ms !== row.recorded_ms || wrongKeys.has(position) || !stringsMatch(row, content)) {
+  if (row.index_event_seq !== row.seq || row.index_event_id !== row.event_id || row.index_recorded_ms !== row.recorded_ms || wrongIndex.has(position)) {
     return fail(`the search index of position ${position} differs from the sealed event`);
   }
   return undefined;
 }
 
-/** Whether the index holds exactly the strings the sealed event has. */
-function stringsMatch(row: PageRow, content: AuditEvent): boolean {
-  const strings = (JSON.parse(row.index_strings ?? '[]') as string[][]).map((s) => JSON.stringify(s)).sort();
-  const wanted = eventIndexEntry({ ...content, id: row.event_id as string })
-    .strings.map((s) => JSON.stringify([s.code, s.value, s.exact]))
-    .sort();
-  return strings.length === wanted.length && strings.every((s, i) => s === wanted[i]);
-}
-
 /**
- * Positions of the page whose index row does not hold exactly the keys of its sealed event: no
- * more (found by a search it does not match), no fewer (hidden from one). PostgreSQL digests the
- * keys as the sealer's INSERT does. Events that no longer parse are left to checkPosition.
+ * Positions of the page whose index does not hold exactly what its sealed event has: no more key
+ * or string (found by a search it does not match), no fewer (hidden from one). Each event's entry
+ * is computed once; PostgreSQL digests its keys as the sealer's INSERT does, strings are compared
+ * here. Events that no longer parse are left to checkPosition.
  */
-async function indexKeyMismatches(db: Queryable, rows: PageRow[]): Promise<Set<number>> {
+async function indexMismatches(db: Queryable, rows: PageRow[]): Promise<Set<number>> {
+  const wrong = new Set<number>();
   const positions: string[] = [];
   const keys: string[] = [];
   for (const row of rows) {
     const content = row.content === null ? undefined : parseJson(row.content);
     if (!content || row.event_id === null) continue;
+    const entry = eventIndexEntry({ ...content, id: row.event_id });
     positions.push(String(row.position));
-    keys.push(eventIndexEntry({ ...content, id: row.event_id }).keys.join(KEY_SEPARATOR));
+    keys.push(entry.keys.join(KEY_SEPARATOR));
+    const held = (JSON.parse(row.index_strings ?? '[]') as string[][]).map((s) => JSON.stringify(s)).sort();
+    const wanted = entry.strings.map((s) => JSON.stringify([s.code, s.value, s.exact])).sort();
+    if (held.length !== wanted.length || held.some((s, i) => s !== wanted[i])) wrong.add(row.position);
   }
-  if (positions.length === 0) return new Set();
-  const wrong = await db.execute<{ position: number }>(sql`
+  if (positions.length === 0) return wrong;
+  const differing = await db.execute<{ position: number }>(sql`
     SELECT e.position::float8 AS position
     FROM (SELECT position::bigint AS position, ${KEY_DIGESTS} AS digests FROM unnest(${sql.param(positions)}::text[], ${sql.param(keys)}::text[]) AS e(position, keys)) e
     JOIN audit_index x ON x.position = e.position
     WHERE NOT (x.keys @> e.digests AND x.keys <@ e.digests)`);
-  return new Set(wrong.map((w) => w.position));
+  for (const { position } of differing) wrong.add(position);
+  return wrong;
 }
 
 function follows(previous: Link, txid: bigint, seq: number): boolean {

@@ -221,11 +221,13 @@ export function rowsOfAny(t: SQL, sources: RowSource[]): SQL {
   return any(sources.map((rows) => rowsOf(t, rows)));
 }
 
-function any(conditions: SQL[]): SQL {
+/** OR of one or more conditions. */
+export function any(conditions: SQL[]): SQL {
   return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` OR `)})`;
 }
 
-function all(conditions: SQL[]): SQL {
+/** AND of conditions; TRUE for none. */
+export function all(conditions: SQL[]): SQL {
   if (conditions.length === 0) return sql`TRUE`;
   return conditions.length === 1 ? conditions[0] : sql`(${sql.join(conditions, sql` AND `)})`;
 }
