@@ -4,8 +4,7 @@ import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { toAuditEvent } from '../src/audit/balp.ts';
 import { chainHash, GENESIS_CHAIN_HASH } from '../src/audit/chain.ts';
-import { insertIndexRows } from '../src/audit/event-index.ts';
-import type { EventIndexEntry } from '../src/audit/event-keys.ts';
+import { type IndexColumns, insertIndexColumns } from '../src/audit/event-index.ts';
 import type { AuditCaller, AuditRecord } from '../src/audit/record.ts';
 import { authUrls } from '../src/auth/smart-configuration.ts';
 import type { Database } from '../src/db/connection.ts';
@@ -218,12 +217,13 @@ export class TrailGenerator {
   }
 }
 
-/** One generated event with what the sealer computes for it (bench/audit-load-worker.ts). */
-export interface LoadedEvent extends EventIndexEntry {
-  id: string;
-  recorded: string;
-  content: string;
-  contentHash: string;
+/** One generated chunk with what the sealer computes for it (bench/audit-load-worker.ts), its columns as PostgreSQL array literals. */
+export interface LoadedChunk {
+  /** The chunk's place in the trail: 0, 1, … */
+  order: number;
+  contentHashes: string[];
+  events: { seq: string; eventId: string; recorded: string; content: string };
+  index: IndexColumns;
 }
 
 export interface LoadOptions {
@@ -234,6 +234,12 @@ export interface LoadOptions {
   /** Threads generating and hashing chunks. */
   threads: number;
 }
+
+/**
+ * A worker's young generation: a chunk's short-lived values outgrow V8's default (16 MB), and
+ * survivors copied into the old generation made garbage collection a third of a worker's time.
+ */
+const YOUNG_GENERATION_MB = 64;
 
 /**
  * Writes the whole trail as the writer and the sealer would have left it, chunk after chunk in
@@ -250,12 +256,12 @@ export async function loadTrail(db: Database, population: AuditPopulation, optio
   // A worker thread does not inherit tsx's loader: the worker registers it before importing the TypeScript module.
   const module = JSON.stringify(new URL('./audit-load-worker.ts', import.meta.url).href);
   const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${module}); });`;
-  const workers = Array.from({ length: options.threads }, () => new Worker(bootstrap, { eval: true, workerData: population }));
-  const generated = new Map<number, LoadedEvent[]>();
+  const workers = Array.from({ length: options.threads }, () => new Worker(bootstrap, { eval: true, workerData: population, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }));
+  const generated = new Map<number, LoadedChunk>();
   let wake: (() => void) | undefined;
   for (const worker of workers) {
-    worker.on('message', (result: { index: number; events: LoadedEvent[] }) => {
-      generated.set(result.index, result.events);
+    worker.on('message', (chunk: LoadedChunk) => {
+      generated.set(chunk.order, chunk);
       wake?.();
     });
   }
@@ -266,7 +272,7 @@ export async function loadTrail(db: Database, population: AuditPopulation, optio
     const count = Math.min(options.chunk, population.events - index * options.chunk);
     // The last session of a slice may run up to five minutes past it; keep the whole trail in the span.
     const to = Math.min(SPAN.from + (index + 1) * slice, SPAN.to - TOKEN_SECONDS * 1000);
-    worker.postMessage({ index, count, from: SPAN.from + index * slice, to });
+    worker.postMessage({ order: index, first: index * options.chunk + 1, count, from: SPAN.from + index * slice, to });
   };
   const writes = new Set<Promise<void>>();
   let previous = GENESIS_CHAIN_HASH;
@@ -276,15 +282,14 @@ export async function loadTrail(db: Database, population: AuditPopulation, optio
     for (const worker of workers) for (let i = 0; i < 2; i++) dispatch(worker);
     for (let index = 0; index < chunks; index++) {
       while (!generated.has(index)) await new Promise<void>((resolve) => (wake = resolve));
-      const events = generated.get(index) as LoadedEvent[];
+      const chunk = generated.get(index) as LoadedChunk;
       generated.delete(index);
       dispatch(workers[index % workers.length]);
-      const first = index * options.chunk + 1;
-      const chain = events.map((event) => (previous = chainHash(previous, event.contentHash)));
+      const chain = chunk.contentHashes.map((hash) => (previous = chainHash(previous, hash)));
       while (writes.size >= options.parallel) await Promise.race(writes);
-      const write = writeChunk(db, first, events, chain).then(() => {
+      const write = writeChunk(db, chunk, chain).then(() => {
         writes.delete(write);
-        done += events.length;
+        done += chain.length;
         progress(done);
       });
       writes.add(write);
@@ -299,20 +304,16 @@ export async function loadTrail(db: Database, population: AuditPopulation, optio
 /** The txid the loaded events carry: below any real transaction's, so every later event seals after them. */
 const LOADED_TXID = '3';
 
-async function writeChunk(db: Database, first: number, events: LoadedEvent[], chain: string[]): Promise<void> {
-  const column = (values: string[]) => sql`${sql.param(values)}::text[]`;
-  const positions = events.map((_, i) => String(first + i));
+async function writeChunk(db: Database, chunk: LoadedChunk, chain: string[]): Promise<void> {
+  const column = (values: string | string[]) => sql`${sql.param(values)}::text[]`;
   await db.transaction(async (tx) => {
     await tx.execute(sql`SET LOCAL synchronous_commit = off`);
     await tx.execute(sql`INSERT INTO audit_events (seq, txid, event_id, recorded, content) OVERRIDING SYSTEM VALUE
       SELECT seq::bigint, ${LOADED_TXID}::xid8, event_id, recorded::timestamptz, content
-      FROM unnest(${column(positions)}, ${column(events.map((e) => e.id))}, ${column(events.map((e) => e.recorded))}, ${column(events.map((e) => e.content))}) AS e(seq, event_id, recorded, content)`);
+      FROM unnest(${column(chunk.events.seq)}, ${column(chunk.events.eventId)}, ${column(chunk.events.recorded)}, ${column(chunk.events.content)}) AS e(seq, event_id, recorded, content)`);
     await tx.execute(sql`INSERT INTO audit_chain (position, event_seq, event_txid, content_hash, chain_hash)
       SELECT position::bigint, position::bigint, ${LOADED_TXID}::xid8, content_hash, chain_hash
-      FROM unnest(${column(positions)}, ${column(events.map((e) => e.contentHash))}, ${column(chain)}) AS c(position, content_hash, chain_hash)`);
-    await insertIndexRows(
-      tx,
-      events.map((event, i) => ({ position: first + i, eventSeq: first + i, eventId: event.id, recorded: event.recorded, keys: event.keys, strings: event.strings })),
-    );
+      FROM unnest(${column(chunk.events.seq)}, ${column(chunk.contentHashes)}, ${column(chain)}) AS c(position, content_hash, chain_hash)`);
+    await insertIndexColumns(tx, chunk.index);
   });
 }

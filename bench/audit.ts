@@ -18,7 +18,7 @@ import { count } from './arguments.ts';
  *                         --threads N
  *                         --keep --fresh]
  * (or BENCH_AUDIT_EVENTS, default 10,000,000; the rest default to 50,000 patients, 200 clients,
- * 10,000 members, 10 s, 5 s, 32 connections, 4 query connections, 2 rounds, chunks of 5,000
+ * 10,000 members, 10 s, 5 s, 32 connections, 4 query connections, 2 rounds, chunks of 2,000
  * events, 3 chunks in flight, 2 threads generating them)
  *
  * Issue 4's auditor-search and auditing-cost figures on PostgreSQL, in one run:
@@ -75,7 +75,7 @@ const settings = {
   connections: count(flags.connections, undefined, 32, 1, 'connections'),
   queryConnections: count(flags['query-connections'], undefined, 4, 1, 'query-connections'),
   rounds: count(flags.rounds, undefined, 2, 1, 'rounds'),
-  chunk: count(flags.chunk, undefined, 5000, 100, 'chunk'),
+  chunk: count(flags.chunk, undefined, 2000, 100, 'chunk'),
   parallel: count(flags.parallel, undefined, 3, 1, 'parallel'),
   threads: count(flags.threads, undefined, 2, 1, 'threads'),
 };

@@ -28,22 +28,65 @@ export const KEY_SEPARATOR = '\u001e';
 /** The digests of a row's `keys` (its key texts joined by KEY_SEPARATOR), as event-keys.ts's keyDigest makes them. */
 export const KEY_DIGESTS = sql.raw(`ARRAY(SELECT md5(k)::uuid FROM unnest(string_to_array(keys, chr(30))) AS k)`);
 
-/** Index rows whose entries are already computed (a bulk load computes them elsewhere). */
-export async function insertIndexRows(q: Queryable, rows: readonly (Omit<SealedEvent, 'event'> & { eventId: string } & EventIndexEntry)[]): Promise<void> {
-  if (rows.length === 0) return;
+/** One index row whose entry is computed: what insertIndexRows writes. */
+export type IndexRow = Omit<SealedEvent, 'event'> & { eventId: string } & EventIndexEntry;
+
+/**
+ * A column of a batch of rows: its values, or their PostgreSQL array literal (arrayLiteral), which
+ * a bulk load builds on the threads that generate the rows so that its writing thread only passes
+ * strings on. Either travels as one text[] parameter.
+ */
+export type Column = readonly string[] | string;
+
+export interface IndexColumns {
+  position: Column;
+  eventSeq: Column;
+  eventId: Column;
+  recorded: Column;
+  /** Each row's keys joined by KEY_SEPARATOR. */
+  keys: Column;
+  /** Absent when no row has a string value. */
+  strings?: { position: Column; code: Column; value: Column; exact: Column };
+}
+
+export function indexColumns(rows: readonly IndexRow[]): IndexColumns {
   const strings = rows.flatMap((row) => row.strings.map((s) => ({ position: String(row.position), ...s })));
-  const column = (values: string[]) => sql`${sql.param(values)}::text[]`;
+  return {
+    position: rows.map((r) => String(r.position)),
+    eventSeq: rows.map((r) => String(r.eventSeq)),
+    eventId: rows.map((r) => r.eventId),
+    recorded: rows.map((r) => r.recorded),
+    keys: rows.map((r) => r.keys.join(KEY_SEPARATOR)),
+    ...(strings.length === 0
+      ? {}
+      : { strings: { position: strings.map((s) => s.position), code: strings.map((s) => s.code), value: strings.map((s) => s.value), exact: strings.map((s) => s.exact) } }),
+  };
+}
+
+/** The PostgreSQL array literal of text values (every element quoted, so none reads as NULL). */
+export function arrayLiteral(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(ARRAY_ESCAPED, '\\$&')}"`).join(',')}}`;
+}
+
+const ARRAY_ESCAPED = /[\\"]/g;
+
+export async function insertIndexRows(q: Queryable, rows: readonly IndexRow[]): Promise<void> {
+  if (rows.length > 0) await insertIndexColumns(q, indexColumns(rows));
+}
+
+/** Writes a batch of index rows given as columns: two statements whatever its size. */
+export async function insertIndexColumns(q: Queryable, c: IndexColumns): Promise<void> {
+  const column = (values: Column) => sql`${sql.param(values)}::text[]`;
   await q.execute(sql`
     INSERT INTO audit_index (position, event_seq, event_id, recorded, keys)
     SELECT position::bigint, event_seq::bigint, event_id, recorded::timestamptz, ${KEY_DIGESTS}
-    FROM unnest(${column(rows.map((r) => String(r.position)))}, ${column(rows.map((r) => String(r.eventSeq)))}, ${column(rows.map((r) => r.eventId))},
-      ${column(rows.map((r) => r.recorded))}, ${column(rows.map((r) => r.keys.join(KEY_SEPARATOR)))}) AS e(position, event_seq, event_id, recorded, keys)`);
-  if (strings.length === 0) return;
+    FROM unnest(${column(c.position)}, ${column(c.eventSeq)}, ${column(c.eventId)}, ${column(c.recorded)}, ${column(c.keys)})
+      AS e(position, event_seq, event_id, recorded, keys)`);
+  if (!c.strings) return;
   await q.execute(sql`
     INSERT INTO audit_index_strings (position, code, value, exact)
     SELECT position::bigint, code, value, exact
-    FROM unnest(${column(strings.map((s) => s.position))}, ${column(strings.map((s) => s.code))}, ${column(strings.map((s) => s.value))},
-      ${column(strings.map((s) => s.exact))}) AS s(position, code, value, exact)`);
+    FROM unnest(${column(c.strings.position)}, ${column(c.strings.code)}, ${column(c.strings.value)}, ${column(c.strings.exact)}) AS s(position, code, value, exact)`);
 }
 
 /** Positions indexed per transaction while catching up. */

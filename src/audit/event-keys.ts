@@ -144,7 +144,12 @@ export function keyDigest(key: Key): string {
  */
 function baseOf(reference: string, type: string, id: string): string | undefined {
   if (!referenceTarget(reference)) return undefined;
-  const at = reference.search(new RegExp(`(^|/)${type}/${id.replace(/[.-]/g, '\\$&')}(/_history/[^/]+)?$`));
-  if (at < 0) return undefined;
-  return at === 0 && !reference.startsWith('/') ? '' : reference.slice(0, at);
+  const path = reference.replace(HISTORY_SUFFIX, '');
+  const target = `${type}/${id}`;
+  if (!path.endsWith(target)) return undefined;
+  const at = path.length - target.length;
+  if (at === 0) return '';
+  return path[at - 1] === '/' ? path.slice(0, at - 1) : undefined;
 }
+
+const HISTORY_SUFFIX = /\/_history\/[^/]+$/;
