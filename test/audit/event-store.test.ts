@@ -1,6 +1,7 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { arrayLiteral, KEY_SEPARATOR } from '../../src/audit/event-index.ts';
 import { eventIndexEntry, predicateKeys } from '../../src/audit/event-keys.ts';
 import { verifyAuditTrail } from '../../src/audit/verify.ts';
 import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
@@ -204,6 +205,23 @@ describe('search keys', () => {
     expect(holds(predicateKeys({ table: 'reference', codes: ['entity'] }, { type: 'reference', targetType: 'Group', id: 'k-member' }, BASE_URL))).toBe(false);
   });
 
+  it('tell a reference\'s base from its target, versioned or not', () => {
+    const referencing = (reference: string) => {
+      const e = auditEvent('k-member');
+      (e.entity ?? [])[0].what = { reference };
+      return new Set(eventIndexEntry(e).keys);
+    };
+    const ours = (found: Set<string>) => predicateKeys({ table: 'reference', codes: ['entity'], targetType: 'Patient' }, { type: 'reference', id: 'k-1.a' }, BASE_URL)?.some((k) => found.has(k));
+    expect(ours(referencing('Patient/k-1.a'))).toBe(true);
+    expect(ours(referencing('Patient/k-1.a/_history/3'))).toBe(true);
+    expect(ours(referencing(`${BASE_URL}/Patient/k-1.a/_history/3`))).toBe(true);
+    expect(ours(referencing('https://partner.example/fhir/Patient/k-1.a'))).toBe(false);
+    // Not a base before the target: the id must follow a whole path segment.
+    expect(ours(referencing('Patient/xk-1.a'))).toBe(false);
+    expect(ours(referencing('https://x.example/fhir/XPatient/k-1.a'))).toBe(false);
+    expect(ours(referencing('urn:uuid:6a3c5f0e-1d2b-4c3a-9e8f-7a6b5c4d3e2f'))).toBe(false);
+  });
+
   it('leave to other means what equality cannot answer', () => {
     expect(predicateKeys({ table: 'token', codes: ['type'] }, { type: 'token-text', text: 'rest' }, BASE_URL)).toBeUndefined();
     expect(predicateKeys({ table: 'uri', codes: ['policy'] }, { type: 'uri', mode: 'below', value: 'urn:' }, BASE_URL)).toBeUndefined();
@@ -220,5 +238,13 @@ describe('a trail sealed before the index existed', () => {
     expect(await ids('patient=Patient/es-member-a&_sort=date')).toEqual(['es-1', 'es-2', 'es-4']);
     expect((await ids('_sort=date&_count=1000')).slice(0, before.length)).toEqual(before);
     expect(await verifyAuditTrail(baton.db)).toMatchObject({ verified: true });
+  });
+});
+
+describe('index columns as array literals (the bulk load path)', () => {
+  it('reach the database as the values themselves, quotes, backslashes and separators included', async () => {
+    const values = ['plain', 'a "quoted" word', 'back\\slash\\', '', 'NULL', '{braces},commas', `keys${KEY_SEPARATOR}joined`];
+    const [row] = await baton.db.execute<{ values: string[] }>(sql`SELECT ${sql.param(arrayLiteral(values))}::text[] AS values`);
+    expect(row.values).toEqual(values);
   });
 });
