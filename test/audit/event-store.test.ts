@@ -248,3 +248,10 @@ describe('index columns as array literals (the bulk load path)', () => {
     expect(row.values).toEqual(values);
   });
 });
+
+describe('the keys index', () => {
+  it('takes entries straight into the index: no pending list for every search to scan', async () => {
+    const [row] = await baton.db.execute<{ options: string[] }>(sql`SELECT reloptions AS options FROM pg_class WHERE relname = 'audit_index_keys_idx'`);
+    expect(row.options).toContain('fastupdate=off');
+  });
+});
