@@ -252,11 +252,16 @@ async function main(): Promise<void> {
 
     const statuses = statusesOf(http.results);
     const accuracy = { matched_right: 0, matched_wrong: 0, matched_non_member: 0, missed_member: 0, refused_non_member: 0 };
+    // Every false match by id and stratum (synthetic people, ids only), for the next run to look into.
+    const falseMatches: { stratum: BenchRequest['stratum']; expected: string | null; matched: string | undefined }[] = [];
     for (const { item, result } of http.results) {
       if (result.outcome === 'matched') {
-        if (!item.patientId) accuracy.matched_non_member++;
-        else if (item.patientId === result.patientId) accuracy.matched_right++;
-        else accuracy.matched_wrong++;
+        if (item.patientId === result.patientId) accuracy.matched_right++;
+        else {
+          if (!item.patientId) accuracy.matched_non_member++;
+          else accuracy.matched_wrong++;
+          falseMatches.push({ stratum: item.stratum, expected: item.patientId ?? null, matched: result.patientId });
+        }
       } else if (item.patientId) accuracy.missed_member++;
       else accuracy.refused_non_member++;
     }
@@ -327,6 +332,7 @@ async function main(): Promise<void> {
         by_outcome: outcomes,
         strata: Object.fromEntries([...new Set(measured.map((r) => r.stratum))].map((s) => [s, measured.filter((r) => r.stratum === s).length])),
         accuracy,
+        false_matches: falseMatches,
         load_avg_1m: { before: loadBeforeHttp, after: loadAfterHttp },
       },
       one_client: {
