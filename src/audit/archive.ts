@@ -87,7 +87,7 @@ async function planSegment(db: Queryable, cutoff: string): Promise<SegmentPlan |
   // The cheap check: nothing to do unless the first checkpoint after the archived end has expired.
   const [first] = await db.execute<{ position: number; expired: boolean }>(sql`
     SELECT position::float8 AS position, time < ${cutoff}::timestamptz AS expired FROM audit_checkpoints
-    WHERE position > ${after} ORDER BY position LIMIT 1`);
+    WHERE position > ${after} ORDER BY audit_checkpoints.position LIMIT 1`);
   if (!first?.expired) return undefined;
   const [{ head }] = await db.execute<{ head: number | null }>(sql`SELECT max(position)::float8 AS head FROM audit_chain`);
   const limit = Math.max(first.position, after + MAX_SEGMENT);
@@ -120,7 +120,7 @@ async function newestExpiredCheckpoint(db: Queryable, after: number, upTo: numbe
   const [checkpoint] = await db.execute<CheckpointRow>(sql`
     SELECT position::float8 AS position, chain_hash, jws, (extract(epoch FROM time) * 1000)::float8 AS time_ms FROM audit_checkpoints
     WHERE position > ${after} AND position <= ${upTo} AND time < ${cutoff}::timestamptz
-    ORDER BY position DESC LIMIT 1`);
+    ORDER BY audit_checkpoints.position DESC LIMIT 1`);
   return checkpoint;
 }
 

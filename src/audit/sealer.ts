@@ -147,8 +147,10 @@ export async function sealAuditBatch(
       const [lock] = await tx.execute<{ locked: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${SEALER_LOCK}) AS locked`);
       if (!lock.locked) return { sealed: 0 };
     }
+    // ORDER BY names the column: a bare `position` is the float8 alias, which no index orders
+    // (a sort of the whole chain on every pass: 1.2-2.4 s at 10M events).
     const [head] = await tx.execute<ChainHead>(
-      sql`SELECT position::float8 AS position, chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY position DESC LIMIT 1`,
+      sql`SELECT position::float8 AS position, chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY audit_chain.position DESC LIMIT 1`,
     );
     const events = await tx.execute<PendingEvent>(sql`
       SELECT seq::float8 AS seq, txid::text AS txid, event_id, (extract(epoch FROM recorded) * 1000)::float8 AS recorded_ms, content
@@ -214,7 +216,7 @@ async function writeCheckpoints(
   rows: ChainRow[],
 ): Promise<void> {
   const [last] = await q.execute<{ position: number; time_ms: number }>(
-    sql`SELECT position::float8 AS position, (extract(epoch FROM time) * 1000)::float8 AS time_ms FROM audit_checkpoints ORDER BY position DESC LIMIT 1`,
+    sql`SELECT position::float8 AS position, (extract(epoch FROM time) * 1000)::float8 AS time_ms FROM audit_checkpoints ORDER BY audit_checkpoints.position DESC LIMIT 1`,
   );
   const now = Date.now();
   const due: { position: number; chain_hash: string }[] = [];

@@ -177,7 +177,7 @@ async function walkChain(
     failure = earliest(failure, await findUnsealedEvent(db, previous, valid, rows));
     const checkpoints = await db.execute<CheckpointRow>(sql`
       SELECT position::float8 AS position, chain_hash, (extract(epoch FROM time) * 1000)::float8 AS time_ms, jws
-      FROM audit_checkpoints WHERE position > ${previous.position} AND position <= ${valid.position} ORDER BY position`);
+      FROM audit_checkpoints WHERE position > ${previous.position} AND position <= ${valid.position} ORDER BY audit_checkpoints.position`);
     for (const checkpoint of checkpoints) {
       if (failure && checkpoint.position >= failure.position) break;
       const problem = await checkCheckpoint(checkpoint, trusted, chainHashes.get(checkpoint.position));
@@ -198,7 +198,7 @@ async function endOfChain(db: Queryable, to: number | undefined, chainEnd: numbe
   if (to !== undefined && to < chainEnd) return undefined;
   const [orphan] = await db.execute<{ position: number }>(sql`
     SELECT position::float8 AS position FROM audit_checkpoints cp
-    WHERE position > ${chainEnd} AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.position = cp.position) ORDER BY position LIMIT 1`);
+    WHERE position > ${chainEnd} AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.position = cp.position) ORDER BY cp.position LIMIT 1`);
   if (!orphan) return undefined;
   return { position: chainEnd + 1, reason: `a checkpoint signs position ${orphan.position} but the chain ends at position ${chainEnd}: chain rows were removed` };
 }

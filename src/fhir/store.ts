@@ -143,7 +143,7 @@ export async function readHistory(q: Queryable, query: HistoryQuery): Promise<Hi
   if (query.visible) where.push(query.visible);
   const clause = where.length ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``;
   return q.execute<HistoryRecord>(
-    sql`SELECT ${COLUMNS}, seq::float8 AS seq, method FROM resource_history ${clause} ORDER BY seq DESC LIMIT ${query.limit}`,
+    sql`SELECT ${COLUMNS}, seq::float8 AS seq, method FROM resource_history ${clause} ORDER BY resource_history.seq DESC LIMIT ${query.limit}`,
   );
 }
 
