@@ -55,8 +55,10 @@ export function servedAuditEvent(event: AuditEvent, eventId: string, lastUpdated
   return { ...event, id: eventId, meta: { ...event.meta, versionId: '1', lastUpdated } };
 }
 
-/** Up to this many positions selected by the key filters are looked up one by one (see EventSearch.narrowed). */
+/** Up to this many positions selected by a search's conditions are looked up one by one (see EventSearch.narrowed). */
 const FEW_POSITIONS = 5000;
+/** Dates spanning at most this long are met in the recorded index when positions are selected (see EventSearch.narrowed). */
+const NARROW_WINDOW_MS = 7 * 86_400_000;
 
 interface EventRow {
   position: number;
@@ -92,6 +94,8 @@ class EventSearch {
   /** Filters with several alternatives: a match holds one of each list's keys. */
   private readonly alternatives: Key[][] = [];
   private readonly conditions: SQL[] = [];
+  /** The date filters (recorded, _lastUpdated): each a list of alternatives. */
+  private readonly dates: Predicate[][] = [];
 
   constructor(
     private readonly request: SearchRequest,
@@ -106,21 +110,39 @@ class EventSearch {
   }
 
   /**
-   * The conditions, with the positions the key filters select when they are few. The planner
-   * cannot tell how many events hold a key (a member's, a token's: no statistic knows each of
-   * millions), so with a sort and a LIMIT it may walk the recorded index backwards through most
-   * of the trail looking for them. The few positions are fetched first through the keys' index
-   * and the page is chosen among them; many positions leave the choice to the planner, which
-   * then rightly walks the recorded index.
+   * The conditions, with the positions they select when those are few. The planner cannot tell
+   * how many events hold a key (a member's, a token's: no statistic knows each of millions), so
+   * with a sort and a LIMIT it may walk the recorded index backwards through most of the trail
+   * looking for them. The positions are selected first, and the page is chosen among them: by
+   * the keys alone, or, when the dates asked for span a few days at most, under every condition,
+   * so that a busy client's key meets the day in the indexes instead of thousands of its rows
+   * being fetched to count them (over a wide span the planner, misjudging a member's key as
+   * common, would intersect it with millions of dated entries). Many positions leave the choice
+   * to the planner, which then rightly walks the recorded index.
    */
   async narrowed(q: Queryable): Promise<SQL> {
     const keys = this.keyConditions();
     if (keys.length === 0) return this.where();
-    const positions = await q.execute<{ position: string }>(
-      sql`SELECT i.position::text AS position FROM audit_index i WHERE ${sql.join(keys, sql` AND `)} LIMIT ${FEW_POSITIONS + 1}`,
-    );
+    const window = this.dateWindow();
+    const conditions = window.to - window.from <= NARROW_WINDOW_MS ? this.where() : sql.join(keys, sql` AND `);
+    // Materialized: planned for every row it selects, not drawn by the LIMIT into walking an index.
+    const positions = await q.execute<{ position: string }>(sql`
+      WITH selected AS MATERIALIZED (SELECT i.position FROM audit_index i WHERE ${conditions})
+      SELECT position::text AS position FROM selected LIMIT ${FEW_POSITIONS + 1}`);
     if (positions.length > FEW_POSITIONS) return this.where();
     return sql`i.position = ANY(${sql.param(positions.map((p) => p.position))}::bigint[]) AND ${this.where()}`;
+  }
+
+  /** The instants (epoch ms) the date filters confine every match to; unbounded sides are infinite. */
+  private dateWindow(): { from: number; to: number } {
+    let from = -Infinity;
+    let to = Infinity;
+    for (const alternatives of this.dates) {
+      const bounds = alternatives.map(predicateBounds);
+      from = Math.max(from, Math.min(...bounds.map((b) => b.from)));
+      to = Math.min(to, Math.max(...bounds.map((b) => b.to)));
+    }
+    return { from, to };
   }
 
   private keyConditions(): SQL[] {
@@ -138,6 +160,7 @@ class EventSearch {
   private add(filter: Filter): void {
     switch (filter.kind) {
       case 'column':
+        if (filter.predicates.every((p) => p.type !== 'id')) this.dates.push(filter.predicates);
         this.conditions.push(any(filter.predicates.map((p) => (p.type === 'id' ? sql`i.event_id = ${p.id}` : instantCondition(p)))));
         return;
       case 'index':
@@ -164,6 +187,7 @@ class EventSearch {
     }
     if (rows.table === 'date') {
       if (rows.codes.some((code) => code !== DATE_CODE)) throw badRequest(`AuditEvent searches by date compare AuditEvent.recorded only`);
+      this.dates.push(predicates);
       this.conditions.push(any(predicates.map(instantCondition)));
       return;
     }
@@ -204,6 +228,28 @@ function instantCondition(p: Predicate): SQL {
   if (p.prefix === 'ge') return sql`${at} >= ${p.range.start}::timestamptz`;
   if (p.prefix === 'le') return sql`${at} <= ${p.range.end}::timestamptz`;
   return dateCondition(at, at, p);
+}
+
+/** The instants a date predicate admits, as far as it bounds them (ne and ap: not at all). */
+function predicateBounds(p: Predicate): { from: number; to: number } {
+  if (p.type !== 'date') return { from: -Infinity, to: Infinity };
+  const instant = (value: string) => Date.parse(value);
+  const start = Number.isNaN(instant(p.range.start)) ? -Infinity : instant(p.range.start);
+  const end = Number.isNaN(instant(p.range.end)) ? Infinity : instant(p.range.end);
+  switch (p.prefix) {
+    case 'eq':
+      return { from: start, to: end };
+    case 'gt':
+    case 'ge':
+    case 'sa':
+      return { from: start, to: Infinity };
+    case 'lt':
+    case 'le':
+    case 'eb':
+      return { from: -Infinity, to: end };
+    default:
+      return { from: -Infinity, to: Infinity };
+  }
 }
 
 function stringCondition(p: Predicate): SQL {

@@ -104,6 +104,17 @@ describe('AuditEvent search', () => {
     expect(await ids('_id=es-1,es-2,es-3&_sort=-_lastUpdated')).toEqual(['es-3', 'es-2', 'es-1']);
   });
 
+  it('combines keys with a few days or with a wide span of dates alike', async () => {
+    const day = (offset: number) => new Date(T0 + offset * DAY).toISOString().slice(0, 10);
+    const client = `agent:identifier=${encodeURIComponent('http://baton.test/clients|es-client-1')}`;
+    // A day: the dates are met in their index with the keys; a year, or no end: the keys first.
+    expect(await ids(`${client}&outcome=4,8,12&date=ge${day(1)}&date=lt${day(2)}&_sort=-date`)).toEqual(['es-2']);
+    expect(await ids(`${client}&date=ge${day(0)}&date=lt${day(1)}`)).toEqual(['es-1']);
+    expect(await ids(`${client}&date=ge${day(-200)}&date=lt${day(165)}&_sort=-date`)).toEqual(['es-2', 'es-1']);
+    expect(await ids(`${client}&date=ge${day(1)}&_sort=-date`)).toEqual(['es-2']);
+    expect(await ids(`${client}&date=ge${day(1)},lt${day(0)}&_sort=date`)).toEqual(['es-2']);
+  });
+
   it('answers :missing for a parameter and for a reference narrowed to a type', async () => {
     expect(await ids('_id=es-1,es-4&address:missing=true')).toEqual(['es-4']);
     expect(await ids('_id=es-1,es-4&address:missing=false')).toEqual(['es-1']);
