@@ -233,9 +233,8 @@ function instantCondition(p: Predicate): SQL {
 /** The instants a date predicate admits, as far as it bounds them (ne and ap: not at all). */
 function predicateBounds(p: Predicate): { from: number; to: number } {
   if (p.type !== 'date') return { from: -Infinity, to: Infinity };
-  const instant = (value: string) => Date.parse(value);
-  const start = Number.isNaN(instant(p.range.start)) ? -Infinity : instant(p.range.start);
-  const end = Number.isNaN(instant(p.range.end)) ? Infinity : instant(p.range.end);
+  // Open ends ('-infinity', 'infinity') parse as NaN.
+  const [start, end] = [Date.parse(p.range.start), Date.parse(p.range.end)].map((ms, i) => (Number.isNaN(ms) ? (i === 0 ? -Infinity : Infinity) : ms));
   switch (p.prefix) {
     case 'eq':
       return { from: start, to: end };
