@@ -7,7 +7,8 @@ import type { Logger } from '../logger.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditSigningKey, loadAuditSigningKey } from './audit-key.ts';
 import { runInBackground } from './background.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
-import { indexUnindexedPositions, writeEventIndex } from './event-index.ts';
+import { indexUnindexedPositions, insertIndexRows } from './event-index.ts';
+import { eventIndexEntry } from './event-keys.ts';
 
 /**
  * The single sealer of the audit trail (issue 4): it appends audit_events to the hash chain in
@@ -158,13 +159,16 @@ export async function sealAuditBatch(
       WHERE ${afterWatermark(head)} txid < ${SEALING_HORIZON}
       -- The columns, not the text aliases of the select list: as text, txid 10000 sorts before 9999.
       ORDER BY audit_events.txid, audit_events.seq LIMIT ${BATCH}`);
-    const parsed = events.map((event) => JSON.parse(event.content) as AuditEvent & { id: string });
-    const rows = chainRows(head, events, parsed);
+    const digested = await inSlices(events, (event) => {
+      const parsed = JSON.parse(event.content) as AuditEvent;
+      return { hash: contentHash(parsed), entry: eventIndexEntry({ ...parsed, id: event.event_id }) };
+    });
+    const rows = chainRows(head, events, digested.map((d) => d.hash));
     if (rows.length > 0) {
       await insertChainRows(tx, rows);
-      await writeEventIndex(
+      await insertIndexRows(
         tx,
-        events.map((event, i) => ({ position: rows[i].position, eventSeq: event.seq, event: { ...parsed[i], id: event.event_id }, recorded: new Date(event.recorded_ms).toISOString() })),
+        events.map((event, i) => ({ position: rows[i].position, eventSeq: event.seq, eventId: event.event_id, recorded: new Date(event.recorded_ms).toISOString(), ...digested[i].entry })),
       );
     }
     await writeCheckpoints(tx, key, policy, head, rows);
@@ -180,11 +184,28 @@ interface ChainRow {
   chainHash: string;
 }
 
-function chainRows(head: ChainHead | undefined, events: PendingEvent[], parsed: AuditEvent[]): ChainRow[] {
+/** Events hashed and their keys extracted between two turns of the event loop. */
+const SLICE = 50;
+
+/**
+ * `each` over `items`, letting requests run between slices: a batch's hashing and key
+ * extraction (~0.3 ms per event) run on the process that serves requests, and in one block
+ * they held every response up to 300 ms (reads' p99 was ~200 ms against a p50 of 13).
+ */
+async function inSlices<T, R>(items: readonly T[], each: (item: T) => R): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += SLICE) {
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    for (const item of items.slice(i, i + SLICE)) results.push(each(item));
+  }
+  return results;
+}
+
+function chainRows(head: ChainHead | undefined, events: PendingEvent[], hashes: string[]): ChainRow[] {
   let position = head?.position ?? 0;
   let previous = head?.chain_hash ?? GENESIS_CHAIN_HASH;
   return events.map((event, i) => {
-    const hash = contentHash(parsed[i]);
+    const hash = hashes[i];
     previous = chainHash(previous, hash);
     return { position: ++position, eventSeq: event.seq, eventTxid: event.txid, contentHash: hash, chainHash: previous };
   });
