@@ -234,18 +234,20 @@ function instantCondition(p: Predicate): SQL {
 function predicateBounds(p: Predicate): { from: number; to: number } {
   if (p.type !== 'date') return { from: -Infinity, to: Infinity };
   // Open ends ('-infinity', 'infinity') parse as NaN.
-  const [start, end] = [Date.parse(p.range.start), Date.parse(p.range.end)].map((ms, i) => (Number.isNaN(ms) ? (i === 0 ? -Infinity : Infinity) : ms));
+  const [start, end] = [Date.parse(p.range.start), Date.parse(p.range.end)];
+  const from = Number.isNaN(start) ? -Infinity : start;
+  const to = Number.isNaN(end) ? Infinity : end;
   switch (p.prefix) {
     case 'eq':
-      return { from: start, to: end };
+      return { from, to };
     case 'gt':
     case 'ge':
     case 'sa':
-      return { from: start, to: Infinity };
+      return { from, to: Infinity };
     case 'lt':
     case 'le':
     case 'eb':
-      return { from: -Infinity, to: end };
+      return { from: -Infinity, to };
     default:
       return { from: -Infinity, to: Infinity };
   }
