@@ -13,8 +13,10 @@ import { count } from './arguments.ts';
 /*
  * bench:export — Bulk Data $export end to end on PostgreSQL (issue 6, "Figures").
  *
- * A kept database (export-database.ts) holds --members members with their clinical data, and a
- * Group of the first --group-members Patients (by id). Baton runs as deployed when it scales out:
+ * A kept database (export-database.ts) holds --members members with their clinical data and
+ * payer records (--care-years of care drawn in periods of --care-period-months: by default five
+ * years in half-years, ~59 resources per member, so 100,000 members make the issue's ≥ 5M
+ * resources), and a Group of the first --group-members Patients (by id). Baton runs as deployed when it scales out:
  * one API process (BATON_EXPORT_WORKER=off: it accepts kick-offs, answers status and streams
  * files) and one worker process (plans jobs), on one public base URL. For a system export and
  * the Group export, as a client would: kick-off → poll the status URL as Retry-After says →
@@ -39,6 +41,8 @@ const { values: flags } = parseArgs({
     members: { type: 'string' },
     'group-members': { type: 'string' },
     concurrency: { type: 'string' },
+    'care-years': { type: 'string' },
+    'care-period-months': { type: 'string' },
     seed: { type: 'string' },
     database: { type: 'string', default: 'baton_bench_export' },
     fresh: { type: 'boolean', default: false },
@@ -51,6 +55,8 @@ const settings = {
   groupMembers: count(flags['group-members'], undefined, 10_000, 1, 'group-members'),
   concurrency: count(flags.concurrency, undefined, 4, 1, 'concurrency'),
   seed: count(flags.seed, undefined, 11, 0, 'seed'),
+  careYears: count(flags['care-years'], undefined, 5, 1, 'care-years'),
+  carePeriodMonths: count(flags['care-period-months'], undefined, 6, 1, 'care-period-months'),
 };
 if (!/^[a-z_][a-z0-9_]{0,62}$/.test(flags.database)) throw new Error('--database must be a plain lower-case PostgreSQL name');
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -315,7 +321,14 @@ async function killTest(cluster: Cluster, sql: Sql, startWorker: () => Promise<B
 async function main(): Promise<void> {
   const loadAtStart = load1m();
   const config = loadConfig({ ...process.env, DATABASE_URL: adminUrl });
-  const population = populationOptions({ members: settings.members, seed: settings.seed, idPrefix: 'bx' });
+  const population = populationOptions({
+    members: settings.members,
+    seed: settings.seed,
+    idPrefix: 'bx',
+    payerRecords: true,
+    careYears: settings.careYears,
+    carePeriodMonths: settings.carePeriodMonths,
+  });
   const prepared = await prepareExportDatabase({ adminUrl, database: flags.database, population, payer: config.payer, fresh: flags.fresh, log });
   log(`database ready (${prepared.reused ? 'kept' : 'loaded'}): ${prepared.load.resources} resources, ${prepared.size_gb} GB`);
   const sql = postgres(prepared.url, { max: 2, onnotice: () => undefined });

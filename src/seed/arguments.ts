@@ -3,7 +3,7 @@ import { HOUSEHOLD_KINDS, type HouseholdKind, type HouseholdShares } from './hou
 import { type PopulationOptions, PopulationOptionsError, populationOptions } from './population.ts';
 
 export const SEED_USAGE = `npm run seed -- --members <N> [--seed <S>] [--households-share single=36,couple=22,family=32,single-parent=10]
-                   [--prefix <id prefix>] [--as-of YYYY-MM-DD] [--members-only | --payer-records]`;
+                   [--prefix <id prefix>] [--as-of YYYY-MM-DD] [--members-only | --payer-records] [--care-years <Y>] [--care-period-months <M>]`;
 
 export class SeedUsageError extends Error {}
 
@@ -38,6 +38,8 @@ export function parseSeedArguments(args: string[]): PopulationOptions {
         'as-of': { type: 'string' },
         'members-only': { type: 'boolean', default: false },
         'payer-records': { type: 'boolean', default: false },
+        'care-years': { type: 'string' },
+        'care-period-months': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -45,6 +47,9 @@ export function parseSeedArguments(args: string[]): PopulationOptions {
   }
   if (values.members === undefined) throw new SeedUsageError('--members <N> is required');
   if (values['members-only'] && values['payer-records']) throw new SeedUsageError('--payer-records needs the clinical data --members-only leaves out');
+  if (values['members-only'] && (values['care-years'] !== undefined || values['care-period-months'] !== undefined)) {
+    throw new SeedUsageError('--care-years and --care-period-months need the clinical data --members-only leaves out');
+  }
   try {
     return populationOptions({
       members: wholeNumber(values.members, '--members'),
@@ -54,6 +59,8 @@ export function parseSeedArguments(args: string[]): PopulationOptions {
       ...(values['households-share'] !== undefined ? { householdShares: householdShares(values['households-share']) } : {}),
       clinical: !values['members-only'],
       payerRecords: values['payer-records'],
+      ...(values['care-years'] !== undefined ? { careYears: wholeNumber(values['care-years'], '--care-years') } : {}),
+      ...(values['care-period-months'] !== undefined ? { carePeriodMonths: wholeNumber(values['care-period-months'], '--care-period-months') } : {}),
     });
   } catch (error) {
     if (error instanceof PopulationOptionsError) throw new SeedUsageError(error.message);

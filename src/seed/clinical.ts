@@ -21,7 +21,8 @@ import { Random } from './random.ts';
 import type { BilledService, ConditionDefinition, ObservationDefinition, SecurityLabel, SeedTables } from './tables.ts';
 
 /*
- * A member's care as a payer sees it: visits in the last three years of coverage, each an
+ * A member's care as a payer sees it: visits in the last three years of coverage (by default;
+ * a history can be longer, and drawn in shorter periods, each independently), each an
  * Encounter with the ExplanationOfBenefit that paid for it (CARIN-like: claim id, items with
  * CPT codes and adjudication, totals, payment), the Conditions it addressed, its Observations,
  * Procedures and MedicationRequests. Everything tied to a sensitive condition (mental health,
@@ -34,10 +35,13 @@ export interface ClinicalContext {
   asOf: number;
   tables: SeedTables;
   providers: ProviderDirectory;
+  /** Years of the member's coverage with care in them, and the length of the periods they are drawn in (PopulationOptions). */
+  careYears: number;
+  carePeriodMonths: number;
 }
 
-/** Claims history a payer hands over: the last three years of the member's coverage. */
-const LOOKBACK_YEARS = 3;
+/** Ids of visits and conditions of a period after the first are numbered from period × this (a period has at most 4 of each). */
+const PERIOD_NUMBERING = 10;
 /** Visits for conditions; more conditions are addressed at the same visits. */
 const MAX_CONDITION_VISITS = 3;
 const MAX_CONDITIONS = 4;
@@ -200,29 +204,53 @@ function observationResource(rng: Random, definition: ObservationDefinition, ran
   };
 }
 
-/** The resources of one member's care; none when the member's coverage leaves no window. */
+/**
+ * The resources of one member's care: the periods of carePeriodMonths back from the end of coverage
+ * (or the as-of date) that `careYears` spans, each cut at the start of coverage; none when the
+ * coverage leaves no window. The latest period is the same whatever careYears is.
+ */
 export function clinicalResources(ctx: ClinicalContext, member: SyntheticMember, coverageId: string): Resource[] {
-  const rng = new Random(ctx.seed, ctx.idPrefix, 'clinical', member.ordinal);
+  const coverageStart = dayOf(member.coverage.start as string);
+  const coverageEnd = member.coverage.end ? dayOf(member.coverage.end) : ctx.asOf - 1;
+  const periodDays = Math.round((ctx.carePeriodMonths / 12) * YEAR_DAYS);
+  const historyStart = coverageEnd - Math.round(ctx.careYears * YEAR_DAYS);
+  const resources: Resource[] = [];
+  const counts = { observation: 0, procedure: 0, medication: 0 };
+  for (let period = 0; ; period++) {
+    const windowEnd = coverageEnd - period * periodDays;
+    const windowStart = Math.max(coverageStart, historyStart, windowEnd - periodDays);
+    if (windowEnd <= windowStart) return resources;
+    resources.push(...periodResources(ctx, member, coverageId, period, [windowStart, windowEnd], counts));
+  }
+}
+
+/** The care of one period: its visits, their claims and clinical resources, and the conditions they addressed. */
+function periodResources(
+  ctx: ClinicalContext,
+  member: SyntheticMember,
+  coverageId: string,
+  period: number,
+  window: [number, number],
+  counts: { observation: number; procedure: number; medication: number },
+): Resource[] {
+  const rng = period === 0 ? new Random(ctx.seed, ctx.idPrefix, 'clinical', member.ordinal) : new Random(ctx.seed, ctx.idPrefix, 'clinical', member.ordinal, period);
   const { tables, idPrefix } = ctx;
   const catalogue = tables.clinical;
   const birth = dayOf(member.birthDate);
-  const windowEnd = member.coverage.end ? dayOf(member.coverage.end) : ctx.asOf - 1;
-  const windowStart = Math.max(dayOf(member.coverage.start as string), windowEnd - Math.round(LOOKBACK_YEARS * YEAR_DAYS));
-  if (windowEnd <= windowStart) return [];
-  const { visits, conditions } = planVisits(rng, tables, member, birth, [windowStart, windowEnd]);
+  const { visits, conditions } = planVisits(rng, tables, member, birth, window);
+  const numbered = period * PERIOD_NUMBERING;
   const clinic = rng.pick(ctx.providers.clinics);
   const hospital = rng.pick(ctx.providers.hospitals);
 
   const subject = { reference: `Patient/${member.patientId}` };
   const n = member.ordinal;
-  const conditionIds = new Map(conditions.map((c, i) => [c.key, `${idPrefix}-condition-${n}-${i + 1}`]));
+  const conditionIds = new Map(conditions.map((c, i) => [c.key, `${idPrefix}-condition-${n}-${numbered + i + 1}`]));
   const conditionReference = (c: ConditionDefinition) => ({ reference: `Condition/${conditionIds.get(c.key)}` });
   const resources: Resource[] = [];
   const conditionResources: Condition[] = [];
-  const counts = { observation: 0, procedure: 0, medication: 0 };
 
   visits.forEach((visit, v) => {
-    const k = v + 1;
+    const k = numbered + v + 1;
     const encounterId = `${idPrefix}-encounter-${n}-${k}`;
     const provider = visit.kind === 'emergency' ? hospital : clinic;
     const labels = visit.conditions.flatMap((c) => (c.security ? [c.security] : []));

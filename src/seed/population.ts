@@ -31,12 +31,23 @@ export interface PopulationOptions {
    * tests and benchmarks measure stay as they were.
    */
   payerRecords: boolean;
+  /**
+   * With clinical data: the years of each member's coverage (back from its end) with care in
+   * them, and the length of the periods that care is drawn in, each period's visits independent
+   * of the others' (clinical.ts). By default one period, the last three years. More years and
+   * shorter periods make a larger population of the same members (bench:export).
+   */
+  careYears: number;
+  carePeriodMonths: number;
 }
 
 /** A fixed date, so a seed gives the same population whenever it is generated. */
 const DEFAULT_AS_OF = '2026-07-01';
 const DEFAULT_SEED = 1;
 const MAX_MEMBERS = 10_000_000;
+const DEFAULT_CARE_YEARS = 3;
+const MAX_CARE_YEARS = 60;
+const DEFAULT_CARE_PERIOD_MONTHS = 36;
 
 export class PopulationOptionsError extends Error {}
 
@@ -44,7 +55,7 @@ export type PopulationOptionsInput = Pick<PopulationOptions, 'members'> & Partia
 
 /** Options with their defaults, checked; `householdShares` changes the listed kinds and keeps the others' defaults. */
 export function populationOptions(input: PopulationOptionsInput): PopulationOptions {
-  const { members, seed = DEFAULT_SEED, asOf = DEFAULT_AS_OF, clinical = true, payerRecords = false } = input;
+  const { members, seed = DEFAULT_SEED, asOf = DEFAULT_AS_OF, clinical = true, payerRecords = false, careYears = DEFAULT_CARE_YEARS, carePeriodMonths = DEFAULT_CARE_PERIOD_MONTHS } = input;
   if (!Number.isInteger(members) || members < 1 || members > MAX_MEMBERS) throw new PopulationOptionsError(`members must be an integer from 1 to ${MAX_MEMBERS}`);
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new PopulationOptionsError('seed must be an integer from 0 to 4294967295');
   const idPrefix = input.idPrefix ?? `seed${seed}`;
@@ -57,7 +68,11 @@ export function populationOptions(input: PopulationOptionsInput): PopulationOpti
     if (!Number.isFinite(householdShares[kind]) || householdShares[kind] < 0) throw new PopulationOptionsError(`the share of ${kind} households must be a number of 0 or more`);
   }
   if (HOUSEHOLD_KINDS.every((kind) => householdShares[kind] === 0)) throw new PopulationOptionsError('at least one household kind needs a share above 0');
-  return { members, seed, idPrefix, asOf, householdShares, clinical, payerRecords };
+  if (!Number.isInteger(careYears) || careYears < 1 || careYears > MAX_CARE_YEARS) throw new PopulationOptionsError(`care years must be an integer from 1 to ${MAX_CARE_YEARS}`);
+  if (!Number.isInteger(carePeriodMonths) || carePeriodMonths < 1 || carePeriodMonths > 12 * MAX_CARE_YEARS) {
+    throw new PopulationOptionsError(`the care period must be an integer number of months from 1 to ${12 * MAX_CARE_YEARS}`);
+  }
+  return { members, seed, idPrefix, asOf, householdShares, clinical, payerRecords, careYears, carePeriodMonths };
 }
 
 function householdContext(options: PopulationOptions): HouseholdContext {
@@ -104,7 +119,7 @@ export function* generatePopulation(options: PopulationOptions): Generator<Popul
       const coverageId = coverageIdOf(options.idPrefix, member.ordinal);
       resources.push(memberPatient(member), memberCoverage(household, member, options.idPrefix));
       if (!providers) continue;
-      const clinical = clinicalResources({ seed: options.seed, idPrefix: options.idPrefix, asOf, tables, providers }, member, coverageId);
+      const clinical = clinicalResources({ seed: options.seed, idPrefix: options.idPrefix, asOf, tables, providers, careYears: options.careYears, carePeriodMonths: options.carePeriodMonths }, member, coverageId);
       resources.push(...clinical);
       if (options.payerRecords) resources.push(...payerRecords({ seed: options.seed, idPrefix: options.idPrefix, asOf, providers }, member, coverageId, clinical));
     }

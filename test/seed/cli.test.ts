@@ -17,8 +17,20 @@ function runSeed(args: string[], env: Record<string, string>): Promise<{ code: n
 }
 
 describe('npm run seed arguments', () => {
-  it('reads members, seed, prefix, as-of date, household shares, --members-only and --payer-records', () => {
-    expect(parseSeedArguments(['--members', '1000'])).toEqual({ members: 1000, seed: 1, idPrefix: 'seed1', asOf: '2026-07-01', householdShares: DEFAULT_HOUSEHOLD_SHARES, clinical: true, payerRecords: false });
+  it('reads members, seed, prefix, as-of date, household shares, --members-only, --payer-records and --care-years', () => {
+    expect(parseSeedArguments(['--members', '1000'])).toEqual({
+      members: 1000,
+      seed: 1,
+      idPrefix: 'seed1',
+      asOf: '2026-07-01',
+      householdShares: DEFAULT_HOUSEHOLD_SHARES,
+      clinical: true,
+      payerRecords: false,
+      careYears: 3,
+      carePeriodMonths: 36,
+    });
+    expect(parseSeedArguments(['--members', '10', '--care-years', '5'])).toMatchObject({ careYears: 5, carePeriodMonths: 36 });
+    expect(parseSeedArguments(['--members', '10', '--care-years', '5', '--care-period-months', '6'])).toMatchObject({ careYears: 5, carePeriodMonths: 6 });
     expect(parseSeedArguments(['--members', '10', '--payer-records'])).toMatchObject({ clinical: true, payerRecords: true });
     expect(parseSeedArguments(['--members', '5', '--seed', '9', '--prefix', 'pop2', '--as-of', '2025-01-31', '--households-share', 'family=50,single=10', '--members-only'])).toEqual({
       members: 5,
@@ -28,6 +40,8 @@ describe('npm run seed arguments', () => {
       householdShares: { ...DEFAULT_HOUSEHOLD_SHARES, family: 50, single: 10 },
       clinical: false,
       payerRecords: false,
+      careYears: 3,
+      carePeriodMonths: 36,
     });
   });
 
@@ -44,6 +58,10 @@ describe('npm run seed arguments', () => {
     [['--members', '10', '--as-of', 'yesterday'], /as-of date/],
     [['--members', '10', '--colour', 'blue'], /Unknown option '--colour'/],
     [['--members', '10', '--members-only', '--payer-records'], /--payer-records needs the clinical data/],
+    [['--members', '10', '--members-only', '--care-years', '5'], /--care-years and --care-period-months need the clinical data/],
+    [['--members', '10', '--care-years', '0'], /care years must be an integer from 1 to 60/],
+    [['--members', '10', '--care-years', '61'], /care years must be an integer from 1 to 60/],
+    [['--members', '10', '--care-period-months', '0'], /care period must be an integer number of months from 1 to 720/],
   ])('refuses %j', (args, message) => {
     expect(() => parseSeedArguments(args)).toThrow(message);
   });

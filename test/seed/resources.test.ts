@@ -1,4 +1,4 @@
-import type { Condition, Encounter, ExplanationOfBenefit, Patient, Reference, Resource } from '@medplum/fhirtypes';
+import type { Condition, Coverage, Encounter, ExplanationOfBenefit, Patient, Period, Reference, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { createResourceValidator } from '../../src/fhir/validation.ts';
 import { CLAIM_ID_SYSTEM, MEMBER_ID_SYSTEM, npi } from '../../src/seed/identifiers.ts';
@@ -6,7 +6,8 @@ import { generatePopulation, populationOptions } from '../../src/seed/population
 
 const resources: Resource[] = [...generatePopulation(populationOptions({ members: 200, seed: 21 }))].flatMap((chunk) => chunk.resources);
 const byReference = new Map(resources.map((r) => [`${r.resourceType}/${r.id}`, r]));
-const ofType = <T extends Resource>(type: T['resourceType']) => resources.filter((r): r is T => r.resourceType === type);
+const ofTypeIn = <T extends Resource>(list: Resource[], type: T['resourceType']) => list.filter((r): r is T => r.resourceType === type);
+const ofType = <T extends Resource>(type: T['resourceType']) => ofTypeIn<T>(resources, type);
 const SENSITIVE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 
 /** Every Reference in a resource, wherever it sits. */
@@ -89,5 +90,30 @@ describe('synthetic resources', () => {
     [100_000_000, '1000000004'],
   ])('computes NPI check digits with the 80840 prefix (%i)', (base, expected) => {
     expect(npi(base)).toBe(expected);
+  });
+
+  it('draw a longer history period by period: the latest period as by default, earlier ones within coverage, every id unique and every reference resolved', () => {
+    const options = { members: 200, seed: 21, payerRecords: true };
+    const of = (extra: object) => [...generatePopulation(populationOptions({ ...options, ...extra }))].flatMap((chunk) => chunk.resources);
+    const usual = of({});
+    const longer = of({ careYears: 5, carePeriodMonths: 6 });
+    const ids = (list: Resource[]) => list.map((r) => `${r.resourceType}/${r.id}`);
+    expect(new Set(ids(longer)).size).toBe(longer.length);
+    expect(longer.length).toBeGreaterThan(3 * usual.length);
+    const index = new Set(ids(longer));
+    for (const resource of longer) {
+      for (const reference of references(resource)) if (reference !== 'Organization/baton-payer') expect(index.has(reference), reference).toBe(true);
+    }
+    // One period of three years is the default: asking for it by name changes nothing.
+    expect(of({ careYears: 3, carePeriodMonths: 36 })).toEqual(usual);
+    // Care stays within each member's coverage, and within the years asked for.
+    const coverages = new Map(ofTypeIn<Coverage>(longer, 'Coverage').map((c) => [c.beneficiary.reference, c.period]));
+    for (const encounter of ofTypeIn<Encounter>(longer, 'Encounter')) {
+      const period = coverages.get(encounter.subject?.reference) as Period;
+      const start = (encounter.period?.start as string).slice(0, 10);
+      expect(start >= (period.start as string), encounter.id).toBe(true);
+      const end = period.end ?? '2026-07-01';
+      expect(Date.parse(end) - Date.parse(start), encounter.id).toBeLessThanOrEqual(5 * 366 * 86_400_000);
+    }
   });
 });
