@@ -89,6 +89,12 @@ export interface IdempotencyConfig {
 export interface ExportConfig {
   /** A file holds at most this many resources (BATON_EXPORT_FILE_RESOURCES). */
   fileResources: number;
+  /**
+   * Rows read per query while a file is streamed, and while deletions are counted for planning
+   * (BATON_EXPORT_PAGE_ROWS): larger pages cost fewer queries and hold more bytes per download
+   * in flight (two pages queued, ~1 KB per resource).
+   */
+  pageRows: number;
   /** Exports one client may have queued or running at once; one more is refused with 429 (BATON_EXPORT_MAX_JOBS_PER_CLIENT). */
   maxJobsPerClient: number;
   /** How long the files of a finished export stay available, in seconds (BATON_EXPORT_TTL_SECONDS). */
@@ -220,6 +226,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     export: {
       fileResources: integer(env.BATON_EXPORT_FILE_RESOURCES ?? '50000', 'BATON_EXPORT_FILE_RESOURCES', 1, 10_000_000),
+      pageRows: integer(env.BATON_EXPORT_PAGE_ROWS ?? '1000', 'BATON_EXPORT_PAGE_ROWS', 1, 100_000),
       maxJobsPerClient: integer(env.BATON_EXPORT_MAX_JOBS_PER_CLIENT ?? '3', 'BATON_EXPORT_MAX_JOBS_PER_CLIENT', 1, 1000),
       ttlSeconds: integer(env.BATON_EXPORT_TTL_SECONDS ?? '3600', 'BATON_EXPORT_TTL_SECONDS', 1, 86_400 * 30),
       pollSeconds: integer(env.BATON_EXPORT_POLL_SECONDS ?? '2', 'BATON_EXPORT_POLL_SECONDS', 1, 3600),

@@ -9,6 +9,12 @@ import postgres from 'postgres';
 /** Something SQL can run on: the database itself or an open transaction. */
 export interface Queryable {
   execute<T = Record<string, unknown>>(query: SQL): Promise<T[]>;
+  /**
+   * Rows as arrays of their columns' text as the database sent it (UTF-8 bytes; null for NULL),
+   * not decoded into strings: for text that is only passed on, such as export files. A string
+   * per row would live on the V8 heap until collected; these bytes stay outside it.
+   */
+  executeBytes(query: SQL): Promise<(Buffer | null)[][]>;
 }
 
 export interface Database extends Queryable {
@@ -28,10 +34,16 @@ interface DrizzleLike {
 
 /** postgres.js answers an array of rows, PGlite a result object: one shape for callers. */
 function queryable(handle: DrizzleLike): Queryable {
+  const execute = async <T>(query: SQL): Promise<T[]> => {
+    const result = (await handle.execute(query)) as T[] | { rows: T[] };
+    return Array.isArray(result) ? result : result.rows;
+  };
   return {
-    async execute<T>(query: SQL): Promise<T[]> {
-      const result = (await handle.execute(query)) as T[] | { rows: T[] };
-      return Array.isArray(result) ? result : result.rows;
+    execute,
+    // PGlite hands over decoded values only: encoded again, for the same shape.
+    async executeBytes(query: SQL): Promise<(Buffer | null)[][]> {
+      const rows = await execute<Record<string, unknown>>(query);
+      return rows.map((row) => Object.values(row).map((value) => (value === null ? null : Buffer.from(String(value)))));
     },
   };
 }
@@ -49,6 +61,10 @@ function preparedQueryable(client: postgres.Sql | postgres.TransactionSql): Quer
     async execute<T>(query: SQL): Promise<T[]> {
       const { sql: text, params } = dialect.sqlToQuery(query);
       return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as T[];
+    },
+    async executeBytes(query: SQL): Promise<(Buffer | null)[][]> {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true }).raw()) as unknown as (Buffer | null)[][];
     },
   };
 }

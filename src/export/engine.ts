@@ -11,10 +11,10 @@ import { readCurrent } from '../fhir/store.ts';
 import type { Logger } from '../logger.ts';
 import { exportCaller } from './caller.ts';
 import { cancelJob, type ExportFile, type ExportJob, insertJob, jobFile, jobFiles, pollJob, readJob } from './jobs.ts';
-import { jobScope, snapshotPages, STREAM_PAGE_ROWS } from './job-scope.ts';
+import { deletionPages, jobScope, liveFilePages } from './job-scope.ts';
 import { localPatientId } from './plan.ts';
 import type { ExportRequest } from './request.ts';
-import type { SnapshotRow } from './snapshot.ts';
+import type { SnapshotBytes, SnapshotRow } from './snapshot.ts';
 import { ExportWorker } from './worker.ts';
 
 /**
@@ -156,16 +156,18 @@ export class ExportEngine {
       });
     }
     const scope = jobScope(job, this.deps.baseUrl);
-    const state = file.kind === 'output' ? 'live' : 'deleted';
-    const pages = snapshotPages(this.deps.db, job, scope, file.resourceType, state, { after: file.afterId, upTo: file.lastId }, this.deps.baseUrl, STREAM_PAGE_ROWS);
-    const line = state === 'live' ? resourceLine(file.resourceType, job.parameters.elements) : deletionLine(file.resourceType);
+    const range = { after: file.afterId, upTo: file.lastId };
+    const pages: AsyncGenerator<Uint8Array | undefined> =
+      file.kind === 'output'
+        ? mapPages(liveFilePages(this.deps.db, job, scope, file.resourceType, range, this.deps.config.pageRows), resourceLines(file.resourceType, job.parameters.elements))
+        : mapPages(deletionPages(this.deps.db, job, scope, file.resourceType, range, this.deps.baseUrl, this.deps.config.pageRows), deletionLines(file.resourceType));
     return new ReadableStream({
       // A page can keep nothing (deletions another member's): pull until a line or the end.
       async pull(controller) {
         for (;;) {
           const { value, done } = await pages.next();
           if (done) return controller.close();
-          if (value.length > 0) return controller.enqueue(encoder.encode(value.map(line).join('')));
+          if (value) return controller.enqueue(value);
         }
       },
       async cancel() {
@@ -225,11 +227,19 @@ function notTheCaller(): FhirError {
   });
 }
 
-/** One NDJSON line per resource: the stored JSON as is, or reduced to the `_elements` asked for its type. */
-function resourceLine(resourceType: string, elements: string[] | undefined): (row: SnapshotRow) => string {
+/** Each page of rows as the bytes of its NDJSON lines; undefined for a page without rows. */
+async function* mapPages<Row>(pages: AsyncGenerator<Row[]>, lines: (rows: Row[]) => Uint8Array): AsyncGenerator<Uint8Array | undefined> {
+  // Returning early (a cancelled download) closes `pages` too: for await does.
+  for await (const rows of pages) yield rows.length > 0 ? lines(rows) : undefined;
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** One NDJSON line per resource: the stored JSON's bytes as they are, or reduced to the `_elements` asked for its type. */
+function resourceLines(resourceType: string, elements: string[] | undefined): (rows: SnapshotBytes[]) => Uint8Array {
   const kept = elementsFor(resourceType, elements);
-  if (!kept) return (row) => `${row.content}\n`;
-  return (row) => `${JSON.stringify(applyRepresentation(JSON.parse(row.content) as Resource, { elements: kept }))}\n`;
+  if (!kept) return (rows) => Buffer.concat(rows.flatMap((row) => [row.content, NEWLINE]));
+  return (rows) => Buffer.from(rows.map((row) => `${JSON.stringify(applyRepresentation(JSON.parse(row.content.toString()) as Resource, { elements: kept }))}\n`).join(''));
 }
 
 /** Bulk Data `_elements`: `Type.element` for that type, `element` for every type; a type none applies to is served whole. */
@@ -244,14 +254,19 @@ function elementsFor(resourceType: string, elements: string[] | undefined): stri
 }
 
 /** Bulk Data `deleted`: each line a transaction Bundle with one DELETE entry. */
-function deletionLine(resourceType: string): (row: SnapshotRow) => string {
-  return (row) => {
-    const bundle: Bundle = {
-      resourceType: 'Bundle',
-      meta: { lastUpdated: new Date(row.lastUpdatedMs).toISOString() },
-      type: 'transaction',
-      entry: [{ request: { method: 'DELETE', url: `${resourceType}/${row.id}` } }],
-    };
-    return `${JSON.stringify(bundle)}\n`;
-  };
+function deletionLines(resourceType: string): (rows: SnapshotRow[]) => Uint8Array {
+  return (rows) =>
+    Buffer.from(
+      rows
+        .map((row) => {
+          const bundle: Bundle = {
+            resourceType: 'Bundle',
+            meta: { lastUpdated: new Date(row.lastUpdatedMs).toISOString() },
+            type: 'transaction',
+            entry: [{ request: { method: 'DELETE', url: `${resourceType}/${row.id}` } }],
+          };
+          return `${JSON.stringify(bundle)}\n`;
+        })
+        .join(''),
+    );
 }

@@ -7,7 +7,7 @@ import { callerPolicy } from './caller.ts';
 import type { ExportJob } from './jobs.ts';
 import { DELETED_IDS, deletedMatchingFilters } from './deleted-matches.ts';
 import { ExportSelection, isOutsideCompartment } from './selection.ts';
-import { readSnapshotPage, type SnapshotRange, type SnapshotRow, type SnapshotWindow } from './snapshot.ts';
+import { readSnapshotBytes, readSnapshotPage, type SnapshotBytes, type SnapshotRange, type SnapshotRow, type SnapshotWindow } from './snapshot.ts';
 
 /**
  * A job's export as the worker plans it and a download streams it: the caller's policy rebuilt
@@ -86,46 +86,45 @@ async function placedDeletions(q: Queryable, job: ExportJob, scope: JobScope, re
   return rows.filter((_, i) => patientsByRow[i].some((patient) => allowed.has(patient)));
 }
 
-/** Rows per query when deletions are counted for planning. */
-export const PAGE_ROWS = 1000;
+/** The deletions the export reports in a file's range (after, upTo], read in pages of at most `pageRows` rows. */
+export async function* deletionPages(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, range: SnapshotRange, baseUrl: string, pageRows: number): AsyncGenerator<SnapshotRow[]> {
+  const pages = paged(q, job.id, undefined, range, pageRows, (page) => readSnapshotPage(q, resourceType, scope.window, 'deleted', sql`TRUE`, page, pageRows));
+  for await (const rows of pages) yield await reportedDeletions(q, job, scope, resourceType, rows, baseUrl);
+}
 
 /**
- * Rows per query when a file is streamed. Small, for the API's memory: the rows of a page are
- * strings on the V8 heap while the rest of the page arrives, and the scavenges in between promote
- * them to the old generation, which only a full collection frees. With pages of 1,000 the API's
- * resident set grew from ~245 to ~490 MB over a system export of 177k resources (20k members,
- * four downloads at once) before V8 collected; with 50, to ~300 MB, in the same time.
+ * The live rows of a file's range as a download streams them, their content as bytes
+ * (Queryable.executeBytes), outside the V8 heap: as strings, pages of 1,000 rows were promoted to
+ * the old generation while the rest arrived, and the API's resident set grew from ~245 to
+ * ~490 MB over a 177k-resource export until V8 collected.
  */
-export const STREAM_PAGE_ROWS = 50;
+export function liveFilePages(q: Queryable, job: ExportJob, scope: JobScope, resourceType: string, range: SnapshotRange, pageRows: number): AsyncGenerator<SnapshotBytes[]> {
+  const itemsOf = scope.selection.readsItems(resourceType) ? resourceType : undefined;
+  return paged(q, job.id, itemsOf, range, pageRows, (page) => readSnapshotBytes(q, resourceType, scope.window, scope.selection.includes(resourceType, sql.raw('r'), page), page, pageRows));
+}
+
 
 /**
- * The snapshot rows of a file's range (after, upTo] in pages of at most `pageRows`: the live
- * resources the selection holds, or the deletions the export reports.
- *
- * A type selected by its recorded items (export_items: an export about members, or `_typeFilter`
- * matches) is paged by its items: each page ends at its pageRows-th item, so the items read per
- * page are that page's, not the rest of the file's (PostgreSQL would hash the file's remaining
- * items for every page). Otherwise a page ends at its last row, and a short page is the last.
+ * Keyset pages over a range of ids. A type selected by its recorded items (`itemsOf` names it:
+ * export_items, for an export about members or `_typeFilter` matches) is paged by its items:
+ * each page ends at its pageRows-th item, so the items read per page are that page's, not the
+ * rest of the file's (PostgreSQL would hash the file's remaining items for every page).
+ * Otherwise a page ends at its last row, and a short page is the last.
  */
-export async function* snapshotPages(
+async function* paged<Row extends { id: string }>(
   q: Queryable,
-  job: ExportJob,
-  scope: JobScope,
-  resourceType: string,
-  state: 'live' | 'deleted',
+  jobId: string,
+  itemsOf: string | undefined,
   range: SnapshotRange,
-  baseUrl: string,
-  pageRows = PAGE_ROWS,
-): AsyncGenerator<SnapshotRow[]> {
-  const byItems = state === 'live' && scope.selection.readsItems(resourceType);
+  pageRows: number,
+  read: (page: SnapshotRange) => Promise<Row[]>,
+): AsyncGenerator<Row[]> {
   let after = range.after ?? null;
   for (;;) {
-    const bound = byItems ? await itemBound(q, job.id, resourceType, { after, upTo: range.upTo }, pageRows) : undefined;
+    const bound = itemsOf ? await itemBound(q, jobId, itemsOf, { after, upTo: range.upTo }, pageRows) : undefined;
     if (bound === null) return;
-    const page = { after, upTo: bound?.lastId ?? range.upTo ?? null };
-    const includes = state === 'live' ? scope.selection.includes(resourceType, sql.raw('r'), page) : sql`TRUE`;
-    const rows = await readSnapshotPage(q, resourceType, scope.window, state, includes, page, pageRows);
-    yield state === 'live' ? rows : await reportedDeletions(q, job, scope, resourceType, rows, baseUrl);
+    const rows = await read({ after, upTo: bound?.lastId ?? range.upTo ?? null });
+    yield rows;
     if (bound) {
       if (bound.items < pageRows) return;
       after = bound.lastId;

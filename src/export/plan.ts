@@ -4,7 +4,7 @@ import type { ExportConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import { completedSet, type ExportFile, type ExportJob, insertFiles, recordStep } from './jobs.ts';
-import { hasMembers, jobScope, snapshotPages } from './job-scope.ts';
+import { deletionPages, hasMembers, jobScope } from './job-scope.ts';
 import { fileBoundaries, readSnapshotPage } from './snapshot.ts';
 import { STATUS_PATH } from './engine.ts';
 import { BULK_JOB_COMPLETE_TOPIC, publishEvent } from '../subscriptions/events.ts';
@@ -62,7 +62,7 @@ export async function planNextType(deps: PlanDeps, job: ExportJob, owner: string
     let after: string | null = null;
     let count = 0;
     let last: string | null = null;
-    for await (const rows of snapshotPages(deps.db, job, scope, type, 'deleted', {}, deps.baseUrl)) {
+    for await (const rows of deletionPages(deps.db, job, scope, type, {}, deps.baseUrl, deps.config.pageRows)) {
       for (const row of rows) {
         count += 1;
         last = row.id;

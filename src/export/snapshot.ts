@@ -33,6 +33,12 @@ export interface SnapshotRow {
   lastUpdatedMs: number;
 }
 
+/** A live row of the snapshot as a download passes it on: the stored JSON's bytes, not decoded. */
+export interface SnapshotBytes {
+  id: string;
+  content: Buffer;
+}
+
 export interface SnapshotRange {
   /** Ids after this one (exclusive). */
   after?: string | null;
@@ -91,6 +97,13 @@ export async function readSnapshotPage(
 ): Promise<SnapshotRow[]> {
   const columns = (version: SQL) => sql`${version}.id, ${version}.content, (extract(epoch FROM ${version}.last_updated) * 1000)::float8 AS "lastUpdatedMs"`;
   return q.execute<SnapshotRow>(sql`SELECT * FROM (${versionsAsOf(resourceType, window, state, includes, range, columns, limit)}) s ORDER BY s.id LIMIT ${limit}`);
+}
+
+/** One page of the live snapshot rows of a type, in id order, their content as the database sent it (Queryable.executeBytes). */
+export async function readSnapshotBytes(q: Queryable, resourceType: string, window: SnapshotWindow, includes: SQL, range: SnapshotRange, limit: number): Promise<SnapshotBytes[]> {
+  const columns = (version: SQL) => sql`${version}.id, ${version}.content`;
+  const rows = await q.executeBytes(sql`SELECT s.id, s.content FROM (${versionsAsOf(resourceType, window, 'live', includes, range, columns, limit)}) s ORDER BY s.id LIMIT ${limit}`);
+  return rows.map(([id, content]) => ({ id: (id as Buffer).toString(), content: content as Buffer }));
 }
 
 /** Where files of `perFile` resources end: the id closing each file and the running count, the last (partial) file included. */

@@ -1,18 +1,18 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STREAM_PAGE_ROWS } from '../../src/export/job-scope.ts';
 import { body } from '../support/baton.ts';
 import { exported, runExport, startExportBaton } from './export-support.ts';
 
 /**
- * A file is streamed in pages of STREAM_PAGE_ROWS rows (src/export/job-scope.ts): paged by its
+ * A file is streamed in pages of BATON_EXPORT_PAGE_ROWS rows (src/export/job-scope.ts): paged by its
  * rows, or, when its type is selected by recorded items (a Group export, `_typeFilter` matches),
  * by those items. Files here span several pages, and an items-paged file has pages whose items
  * are not all rows of the snapshot: every resource still comes once.
  */
 
 let baton: Awaited<ReturnType<typeof startExportBaton>>;
-const MANY = STREAM_PAGE_ROWS * 3 + 7;
+const PAGE_ROWS = 50;
+const MANY = PAGE_ROWS * 3 + 7;
 
 const observation = (id: string, patient: string) => ({
   resourceType: 'Observation',
@@ -35,7 +35,7 @@ async function downloadedIds(path: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  baton = await startExportBaton();
+  baton = await startExportBaton({ pageRows: PAGE_ROWS });
   await baton.request('/fhir/Group/paged', {
     method: 'PUT',
     json: { resourceType: 'Group', id: 'paged', type: 'person', actual: true, member: [{ entity: { reference: 'Patient/exp-patient-1' } }, { entity: { reference: 'Patient/exp-patient-2' } }] },
@@ -77,7 +77,7 @@ describe('files of several pages', () => {
     await baton.db.execute(sql`INSERT INTO export_items (job_id, resource_type, id)
       SELECT ${job}, 'Observation', 'paged-' || lpad(n::text, 3, '0') || '-ghost-' || k FROM generate_series(0, ${MANY - 1}) n, generate_series(1, 2) k`);
     await baton.db.execute(sql`INSERT INTO export_items (job_id, resource_type, id)
-      SELECT ${job}, 'Observation', 'paged-000-' || lpad(k::text, 4, '0') FROM generate_series(1, ${STREAM_PAGE_ROWS * 2}) k`);
+      SELECT ${job}, 'Observation', 'paged-000-' || lpad(k::text, 4, '0') FROM generate_series(1, ${PAGE_ROWS * 2}) k`);
     const observations = (await exported(baton, manifest)).byType.get('Observation') ?? [];
     expect(observations.map((o) => o.id as string).sort()).toEqual(await searched('subject=Patient/exp-patient-1,Patient/exp-patient-2'));
   });

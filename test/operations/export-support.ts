@@ -14,6 +14,7 @@ import { createLogger } from '../../src/logger.ts';
  */
 export const EXPORT_CONFIG: ExportConfig = {
   fileResources: 50_000,
+  pageRows: 1000,
   maxJobsPerClient: 3,
   ttlSeconds: 3600,
   pollSeconds: 1,
