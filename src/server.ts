@@ -79,7 +79,7 @@ const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
 // Plans Bulk Data exports: jobs kicked off anywhere, retried, or left by a process that crashed.
-const exporter = config.export.worker ? startExportWorker({ db, baseUrl: config.baseUrl, config: config.export, logger }, 2000) : undefined;
+const exporter = config.export.worker ? await startExportWorker({ db, baseUrl: config.baseUrl, config: config.export, logger }, 2000) : undefined;
 // Deletes Idempotency-Key responses past their retention (they can hold PHI), a batch a minute.
 const idempotencyPurger = runInBackground(async () => {
   try {

@@ -21,6 +21,12 @@ export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** Runs fn in one database transaction; everything fn executes through `tx` commits or rolls back together. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Calls onNotify at every NOTIFY on `channel` (from any process, once the notifying
+   * transaction commits) until the returned function is called. Notifications only wake
+   * listeners up: they can be lost while a connection is re-established, so listeners poll too.
+   */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   /** The drizzle handle, for the migrator. */
   readonly drizzle: DrizzleHandle;
   close(): Promise<void>;
@@ -90,6 +96,10 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
       drizzle: db,
       ...preparedQueryable(client),
       transaction: <T>(fn: (tx: Queryable) => Promise<T>) => client.begin((tx) => fn(preparedQueryable(tx))) as Promise<T>,
+      listen: async (channel, onNotify) => {
+        const { unlisten } = await client.listen(channel, () => onNotify());
+        return unlisten;
+      },
       close: () => client.end({ timeout: 5 }),
     };
   }
@@ -101,6 +111,7 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
     drizzle: db,
     ...queryable(db),
     transaction: (fn) => db.transaction((tx) => fn(queryable(tx))),
+    listen: (channel, onNotify) => client.listen(channel, () => onNotify()),
     close: () => client.close(),
   };
 }

@@ -69,6 +69,9 @@ const J = sql.raw('j');
  * count and the insert hold the client's lock, so concurrent kick-offs in several processes
  * cannot both pass. transactionTime is the database's clock, to the millisecond.
  */
+/** The channel a new job is announced on. */
+export const EXPORT_JOBS_CHANNEL = 'baton_export_jobs';
+
 export async function insertJob(db: Database, caller: ExportCaller, request: ExportRequest, maxActive: number, retryAfterSeconds: number): Promise<ExportJob> {
   return db.transaction(async (tx) => {
     await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`baton.export:${caller.clientId}`}))`);
@@ -83,6 +86,8 @@ export async function insertJob(db: Database, caller: ExportCaller, request: Exp
       VALUES (${randomUUID()}, ${caller.clientId}, ${caller.kind}, ${sql.param(caller.scopes)}::text[], ${kind}, ${groupId ?? null}, ${requestUrl},
         ${JSON.stringify(parameters)}::jsonb, ${JSON.stringify(messages ?? [])}::jsonb, date_trunc('milliseconds', clock_timestamp()))
       RETURNING ${columns(J)}`);
+    // Wakes the workers of every process at commit (worker.ts); they poll as well.
+    await tx.execute(sql`SELECT pg_notify(${EXPORT_JOBS_CHANNEL}, '')`);
     return toJob(rows[0]);
   });
 }

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { runInBackground } from '../audit/background.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { Logger } from '../logger.ts';
-import { claimJob, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, renewLease } from './jobs.ts';
+import { claimJob, EXPORT_JOBS_CHANNEL, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, renewLease } from './jobs.ts';
 import { completeJob, type PlanDeps, planNextType, publishJobFinished, resolveJob } from './plan.ts';
 
 /**
@@ -124,9 +124,14 @@ function jobError(error: unknown): JobError {
   return { status: 500, outcome: outcome('error', 'exception', 'The export failed on the server; the job id identifies it in the logs') };
 }
 
-/** The worker of a Baton process: a run every intervalMs (jobs left by crashed workers, retries), stopped on shutdown. */
-export function startExportWorker(deps: ExportWorkerDeps, intervalMs: number): { worker: ExportWorker; stop(): Promise<void> } {
+/**
+ * The worker of a Baton process: a run at once whenever a job is kicked off in any process
+ * (NOTIFY on EXPORT_JOBS_CHANNEL), and a run every intervalMs for what no notification
+ * announces (jobs left by crashed workers, retries, a notification lost); stopped on shutdown.
+ */
+export async function startExportWorker(deps: ExportWorkerDeps, intervalMs: number): Promise<{ worker: ExportWorker; stop(): Promise<void> }> {
   const worker = new ExportWorker(deps);
+  const unlisten = await deps.db.listen(EXPORT_JOBS_CHANNEL, () => worker.kick());
   const background = runInBackground(async (stopping) => {
     try {
       await worker.runPending(stopping);
@@ -134,5 +139,12 @@ export function startExportWorker(deps: ExportWorkerDeps, intervalMs: number): {
       deps.logger?.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: (error as { code?: string }).code }, 'export worker run failed; retrying');
     }
   }, intervalMs);
-  return { worker, stop: () => background.stop() };
+  return {
+    worker,
+    stop: async () => {
+      await unlisten();
+      await background.stop();
+      await worker.idle();
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.ts';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
+import { startExportWorker } from '../../src/export/worker.ts';
 import { createLogger } from '../../src/logger.ts';
 import { BASE_URL } from '../support/baton.ts';
 import { download, drain, exported, get, kickOff, type Manifest, pathOf, startExportBaton, worker } from './export-support.ts';
@@ -348,6 +349,21 @@ describe('two Baton apps on one database', () => {
       const fromFirst = await (await get(baton, file.url)).text();
       expect(fromOther).toBe(fromFirst);
       expect(fromOther.split('\n').length - 1).toBe(file.count);
+    }
+  });
+
+  it("wakes the other's worker when a job is kicked off (NOTIFY), long before its next poll", async () => {
+    await cancelAll();
+    const running = await startExportWorker({ db, baseUrl: BASE_URL, config: baton.exportConfig }, 3_600_000);
+    try {
+      // Its first run (at start) finds nothing; the next poll is an hour away.
+      await running.worker.idle();
+      const url = await started();
+      const deadline = Date.now() + 20_000;
+      while ((await jobRow(url)).status !== 'completed' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await jobRow(url)).toMatchObject({ status: 'completed' });
+    } finally {
+      await running.stop();
     }
   });
 });
