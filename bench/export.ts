@@ -105,6 +105,23 @@ interface Downloaded {
   countMismatches: number;
 }
 
+const NEWLINE = 10;
+const ID_FIELD = Buffer.from('"id":"');
+const QUOTE = 34;
+
+/**
+ * The id of an NDJSON line (the stored JSON starts with resourceType and id: the store writes
+ * them first), copied out of the bytes: a substring of a decoded chunk would keep the whole
+ * chunk alive (V8 sliced strings), and a 6M-resource export's chunks do not fit in the heap.
+ */
+function lineId(line: Buffer): string | undefined {
+  const at = line.subarray(0, 300).indexOf(ID_FIELD);
+  if (at < 0) return undefined;
+  const start = at + ID_FIELD.length;
+  const end = line.indexOf(QUOTE, start);
+  return end < 0 ? undefined : line.toString('latin1', start, end);
+}
+
 /** Every output file, `concurrency` at a time, streamed: lines and bytes counted (and ids taken from each line's start, when asked). */
 async function downloadAll(manifest: Manifest, authorization: () => Promise<string>, concurrency: number, collectRefs: boolean): Promise<Downloaded> {
   const result: Downloaded = { files: manifest.output.length, resources: 0, bytes: 0, countMismatches: 0, ...(collectRefs ? { refs: [] } : {}) };
@@ -113,24 +130,22 @@ async function downloadAll(manifest: Manifest, authorization: () => Promise<stri
     const response = await fetch(file.url, { headers: { authorization: await authorization(), accept: 'application/fhir+ndjson' } });
     if (response.status !== 200) throw new Error(`file ${file.url} answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
     let lines = 0;
-    const decoder = new TextDecoder();
-    let tail = '';
+    let tail = Buffer.alloc(0);
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
       result.bytes += chunk.length;
       if (!collectRefs) {
-        for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
+        for (let i = chunk.indexOf(NEWLINE); i >= 0; i = chunk.indexOf(NEWLINE, i + 1)) lines++;
         continue;
       }
-      const parts = (tail + decoder.decode(chunk, { stream: true })).split('\n');
-      tail = parts.pop() as string;
-      for (const line of parts) {
+      const bytes = tail.length > 0 ? Buffer.concat([tail, chunk]) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+      let start = 0;
+      for (let end = bytes.indexOf(NEWLINE); end >= 0; start = end + 1, end = bytes.indexOf(NEWLINE, start)) {
         lines++;
-        // The stored JSON starts with resourceType and id (the store writes them first).
-        const id = /"id":"([^"]+)"/.exec(line.slice(0, 300))?.[1];
-        (result.refs as string[]).push(`${file.type}/${id}`);
+        (result.refs as string[]).push(`${file.type}/${lineId(bytes.subarray(start, end))}`);
       }
+      tail = Buffer.from(bytes.subarray(start));
     }
-    if (collectRefs && tail !== '') throw new Error(`file ${file.url} does not end with a newline`);
+    if (collectRefs && tail.length > 0) throw new Error(`file ${file.url} does not end with a newline`);
     result.resources += lines;
     if (lines !== file.count) result.countMismatches++;
   };

@@ -4,6 +4,8 @@ import { bigint, boolean, customType, index, integer, jsonb, numeric, pgTable, p
 /**
  * Current version of every resource. `content` is the resource's JSON text exactly as served
  * (meta.versionId and meta.lastUpdated included), so a read returns it without re-serializing.
+ * The primary key INCLUDEs last_updated and deleted (migration 0027, which drizzle cannot
+ * express), so the ids of a type as of a time are read from the index alone.
  */
 export const resources = pgTable(
   'resources',
