@@ -103,12 +103,11 @@ export function liveFilePages(q: Queryable, job: ExportJob, scope: JobScope, res
   return paged(q, job.id, itemsOf, range, pageRows, (page) => readSnapshotBytes(q, resourceType, scope.window, scope.selection.includes(resourceType, sql.raw('r'), page), page, pageRows));
 }
 
-
 /**
  * Keyset pages over a range of ids. A type selected by its recorded items (`itemsOf` names it:
  * export_items, for an export about members or `_typeFilter` matches) is paged by its items:
- * each page ends at its pageRows-th item, so the items read per page are that page's, not the
- * rest of the file's (PostgreSQL would hash the file's remaining items for every page).
+ * each page reads its next pageRows items first and then their rows (SnapshotRange.ids), so
+ * the items read per page are that page's, not the rest of the file's.
  * Otherwise a page ends at its last row, and a short page is the last.
  */
 async function* paged<Row extends { id: string }>(
@@ -121,13 +120,13 @@ async function* paged<Row extends { id: string }>(
 ): AsyncGenerator<Row[]> {
   let after = range.after ?? null;
   for (;;) {
-    const bound = itemsOf ? await itemBound(q, jobId, itemsOf, { after, upTo: range.upTo }, pageRows) : undefined;
-    if (bound === null) return;
-    const rows = await read({ after, upTo: bound?.lastId ?? range.upTo ?? null });
+    const ids = itemsOf ? await itemPage(q, jobId, itemsOf, { after, upTo: range.upTo }, pageRows) : undefined;
+    if (ids?.length === 0) return;
+    const rows = await read(ids ? { after, upTo: ids[ids.length - 1], ids } : { after, upTo: range.upTo ?? null });
     yield rows;
-    if (bound) {
-      if (bound.items < pageRows) return;
-      after = bound.lastId;
+    if (ids) {
+      if (ids.length < pageRows) return;
+      after = ids[ids.length - 1];
     } else {
       if (rows.length < pageRows) return;
       after = rows[rows.length - 1].id;
@@ -135,11 +134,10 @@ async function* paged<Row extends { id: string }>(
   }
 }
 
-/** The last of the next `limit` recorded items of the type within the range, and how many there are; null when none is left. */
-async function itemBound(q: Queryable, jobId: string, resourceType: string, range: SnapshotRange, limit: number): Promise<{ lastId: string; items: number } | null> {
+/** The next `limit` recorded items of the type within the range, in id order. */
+async function itemPage(q: Queryable, jobId: string, resourceType: string, range: SnapshotRange, limit: number): Promise<string[]> {
   const after = range.after ? sql` AND x.id > ${range.after}` : sql``;
   const upTo = range.upTo ? sql` AND x.id <= ${range.upTo}` : sql``;
-  const [bound] = await q.execute<{ lastId: string | null; items: number }>(sql`SELECT max(i.id) AS "lastId", count(*)::int AS items FROM (
-      SELECT x.id FROM export_items x WHERE x.job_id = ${jobId} AND x.resource_type = ${resourceType}${after}${upTo} ORDER BY x.id LIMIT ${limit}) i`);
-  return bound.lastId === null ? null : { lastId: bound.lastId, items: bound.items };
+  const rows = await q.execute<{ id: string }>(sql`SELECT x.id FROM export_items x WHERE x.job_id = ${jobId} AND x.resource_type = ${resourceType}${after}${upTo} ORDER BY x.id LIMIT ${limit}`);
+  return rows.map((row) => row.id);
 }

@@ -44,6 +44,8 @@ export interface SnapshotRange {
   after?: string | null;
   /** Ids up to this one (inclusive). */
   upTo?: string | null;
+  /** The range's recorded items (export_items), when a page is read by them: its rows are among these. */
+  ids?: readonly string[];
 }
 
 /**
