@@ -350,8 +350,9 @@ async function main(): Promise<void> {
 
   const apiPort = await freePort();
   const base = `http://127.0.0.1:${apiPort}/fhir`;
-  // One public base URL for every process, short leases so a killed worker's job is taken over soon, polls every second.
-  const env = { BATON_BASE_URL: base, BATON_EXPORT_POLL_SECONDS: '1', BATON_EXPORT_LEASE_SECONDS: '10' };
+  // One public base URL for every process, short leases so a killed worker's job is taken over soon, polls every second;
+  // the processes and PostgreSQL share this machine's clock, so the skew margin a job waits before planning is small.
+  const env = { BATON_BASE_URL: base, BATON_EXPORT_POLL_SECONDS: '1', BATON_EXPORT_LEASE_SECONDS: '10', BATON_EXPORT_CLOCK_SKEW_MS: '50' };
   const startWorker = async () => startBaton(prepared.url, await freePort(), { ...env, BATON_EXPORT_WORKER: 'on' });
   const api = await startBaton(prepared.url, apiPort, { ...env, BATON_EXPORT_WORKER: 'off' });
   const worker = await startWorker();

@@ -106,7 +106,10 @@ export class ExportSelection {
       const kept = types.filter((type) => type !== 'Provenance' && !isOutsideCompartment(type));
       for (const type of types) based.add(type);
       // One statement: the members' compartment resources (of every type: what they reference
-      // counts even when their own type is not exported) are read once for both inserts.
+      // counts even when their own type is not exported) are read once for both inserts. It is
+      // the job's first: its two parts are of other types and each distinct, so no row can
+      // conflict, and no ON CONFLICT clause makes each of ~600k rows (10k members) a speculative
+      // insertion (2 s of 16 at 6M resources).
       const ref = sql.raw('ref');
       const inserts: SQL[] = [];
       if (kept.length > 0) inserts.push(sql`SELECT ${jobId}, s.resource_type, s.resource_id FROM sources s WHERE s.resource_type IN ${kept}`);
@@ -117,7 +120,7 @@ export class ExportSelection {
       }
       if (inserts.length > 0) {
         statements.push(sql`WITH sources AS MATERIALIZED (${this.memberSources(members)})
-          INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)} ON CONFLICT DO NOTHING`);
+          INSERT INTO export_items (job_id, resource_type, id) ${sql.join(inserts, sql` UNION ALL `)}`);
       }
       const client = this.access.isolated ? this.access.caller?.clientId : undefined;
       if (client && types.includes('Group')) {
