@@ -1,12 +1,13 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { stopChild, waitUntilReady } from './servers.ts';
 
 /**
  * Baton processes for bench:export: an API process and export worker processes on one
- * database, each its own `node --import tsx src/server.ts` (so its pid is the server's own, and
- * its memory can be read from /proc), sharing one public base URL, so the worker plans what the
- * API serves. A worker can be killed with SIGKILL, as a crash would end it.
+ * database, each its own `node dist/server.js` (the build, as production runs it: tsx holds
+ * ~75 MB more; its pid is the server's own, and its memory can be read from /proc), sharing one
+ * public base URL, so the worker plans what the API serves. A worker can be killed with
+ * SIGKILL, as a crash would end it.
  */
 export interface BatonProcess {
   pid: number;
@@ -30,9 +31,15 @@ function memoryOf(pid: number): { rssMb: number; hwmMb: number } | undefined {
   return { rssMb: Math.round(kb('VmRSS') / 1024), hwmMb: Math.round(kb('VmHWM') / 1024) };
 }
 
-/** Starts `src/server.ts` with `env` on `port` (node given `nodeArgs`, such as --cpu-prof); resolves once /readyz answers 200. */
+/** Compiles src/ into dist/ (npm run build), so the processes run the code of this checkout. */
+export function buildBaton(): void {
+  const built = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (built.status !== 0) throw new Error(`npm run build failed (exit ${built.status})`);
+}
+
+/** Starts `dist/server.js` with `env` on `port` (node given `nodeArgs`, such as --cpu-prof); resolves once /readyz answers 200. */
 export async function startBaton(databaseUrl: string, port: number, env: Record<string, string>, nodeArgs: string[] = []): Promise<BatonProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, BATON_SEED: 'none', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -4,7 +4,7 @@ import postgres from 'postgres';
 import { loadConfig } from '../src/config.ts';
 import { populationOptions } from '../src/seed/population.ts';
 import { prepareExportDatabase } from './export-database.ts';
-import { type BatonProcess, rssSampler, startBaton } from './export-servers.ts';
+import { type BatonProcess, buildBaton, rssSampler, startBaton } from './export-servers.ts';
 import { freePort } from './servers.ts';
 import { round } from './load.ts';
 import { withTokens } from './servers.ts';
@@ -16,9 +16,10 @@ import { count } from './arguments.ts';
  * A kept database (export-database.ts) holds --members members with their clinical data and
  * payer records (--care-years of care drawn in periods of --care-period-months: by default five
  * years in half-years, ~59 resources per member, so 100,000 members make the issue's ≥ 5M
- * resources), and a Group of the first --group-members Patients (by id). Baton runs as deployed when it scales out:
- * one API process (BATON_EXPORT_WORKER=off: it accepts kick-offs, answers status and streams
- * files) and one worker process (plans jobs), on one public base URL. For a system export and
+ * resources), and a Group of the first --group-members Patients (by id). Baton runs as deployed
+ * when it scales out, compiled (npm run build): one API process (BATON_EXPORT_WORKER=off: it
+ * accepts kick-offs, answers status and streams files) and one worker process (plans jobs), on
+ * one public base URL. For a system export and
  * the Group export, as a client would: kick-off → poll the status URL as Retry-After says →
  * download every file, --concurrency at a time, with the client's token. Measured: seconds
  * (planning and downloads apart), resources/s and MB/s end to end, the peak resident set of each
@@ -348,6 +349,8 @@ async function main(): Promise<void> {
   log(`database ready (${prepared.reused ? 'kept' : 'loaded'}): ${prepared.load.resources} resources, ${prepared.size_gb} GB`);
   const sql = postgres(prepared.url, { max: 2, onnotice: () => undefined });
 
+  log('building dist/ (npm run build)');
+  buildBaton();
   const apiPort = await freePort();
   const base = `http://127.0.0.1:${apiPort}/fhir`;
   // One public base URL for every process, short leases so a killed worker's job is taken over soon, polls every second;

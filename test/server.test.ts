@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,23 @@ describe('server start', () => {
       expect(second.logs()).toMatch(/"created":0,"updated":0,"unchanged":1,"msg":"clients file applied"/);
     } finally {
       await stop(second.child);
+      await drop();
+    }
+  }, 240_000);
+
+  it('builds (npm run build) into JavaScript that starts as `npm run start:built` does and serves the API', async () => {
+    const built = spawnSync('npm', ['run', '--silent', 'build'], { encoding: 'utf8' });
+    expect(built.status, `${built.stdout}${built.stderr}`).toBe(0);
+    const { databaseUrl, drop } = await freshDatabase();
+    const server = await startServer({ BATON_DATA_DIR: mkdtempSync(join(dataDir, 'built-')), BATON_SEED: 'none', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) }, ['dist/server.js']);
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const metadata = await fetch(`${base}/fhir/metadata`);
+      expect(metadata.status).toBe(200);
+      expect((await metadata.json()).resourceType).toBe('CapabilityStatement');
+    } finally {
+      await stop(server.child);
       await drop();
     }
   }, 240_000);
