@@ -22,6 +22,7 @@ import { loadPolicyFiles } from './matching/policy-store.ts';
 import { loadSensitiveDataRule, SensitiveDataRuleError } from './operations/member-match/sensitive-data.ts';
 import { seedDemoData } from './seed/demo.ts';
 import { startExportWorker } from './export/worker.ts';
+import { bulkMemberMatching } from './operations/routes.ts';
 import { SigningKeyStore } from './auth/signing-keys.ts';
 import { createMetrics } from './ops/metrics.ts';
 import { startSubscriptionDelivery, subscriptionMetrics } from './subscriptions/delivery.ts';
@@ -79,7 +80,19 @@ const sealer = startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
 // Plans Bulk Data exports: jobs kicked off anywhere, retried, or left by a process that crashed.
-const exporter = config.export.worker ? await startExportWorker({ db, baseUrl: config.baseUrl, config: config.export, logger }, 2000) : undefined;
+const metrics = createMetrics();
+const exporter = config.export.worker
+  ? await startExportWorker(
+      {
+        db,
+        baseUrl: config.baseUrl,
+        config: config.export,
+        logger,
+        matchMembers: bulkMemberMatching({ db, validator, audit: config.audit, metrics, payer: config.payer, memberMatch: config.memberMatch, sensitiveData, baseUrl: config.baseUrl, export: config.export, logger }),
+      },
+      2000,
+    )
+  : undefined;
 // Deletes Idempotency-Key responses past their retention (they can hold PHI), a batch a minute.
 const idempotencyPurger = runInBackground(async () => {
   try {
@@ -90,7 +103,6 @@ const idempotencyPurger = runInBackground(async () => {
   }
 }, 60_000);
 // Delivers subscription notifications: handshakes, events from the outbox, heartbeats (issue 8).
-const metrics = createMetrics();
 await ensureTopicResources(ctx);
 const notifier = config.subscriptions.worker
   ? startSubscriptionDelivery({ db, baseUrl: config.baseUrl, config: config.subscriptions, signingKeys: new SigningKeyStore(db), metrics: subscriptionMetrics(metrics.registry), logger })

@@ -15,7 +15,7 @@ import { deletionPages, jobScope, liveFilePages } from './job-scope.ts';
 import { localPatientId } from './plan.ts';
 import type { ExportRequest } from './request.ts';
 import type { SnapshotBytes, SnapshotRow } from './snapshot.ts';
-import { ExportWorker } from './worker.ts';
+import { ExportWorker, type MatchMembers } from './worker.ts';
 
 /**
  * The Bulk Data export engine (Bulk Data Access 2.0.0): durable jobs in PostgreSQL, planned by
@@ -39,6 +39,8 @@ export interface ExportEngineDeps {
   baseUrl: string;
   config: ExportConfig;
   logger?: Logger;
+  /** For $bulk-member-match jobs (worker.ts). */
+  matchMembers?: MatchMembers;
 }
 
 export interface ExportStarted {
@@ -208,6 +210,7 @@ export class ExportEngine {
 /** X-Progress (Bulk Data: under 100 characters). */
 function progress(job: ExportJob): string {
   if (job.status === 'queued') return job.attempts > 0 ? `queued, retry ${job.attempts + 1}` : 'queued';
+  if (job.parameters.membersToMatch) return 'matching members';
   if (job.types === null) return 'resolving members';
   return `planned ${job.planned} of ${job.types.length} resource types`;
 }

@@ -42,6 +42,20 @@ export interface ExportParameters {
   /** Patient and Group exports: only these members (`patient`), as Patient ids. */
   patients?: string[];
   associatedProvenance?: AssociatedProvenance;
+  /** Members a $bulk-member-match asked for: matched by a worker before the job is resolved, then removed from the job. */
+  membersToMatch?: MembersToMatch;
+}
+
+/**
+ * A $bulk-member-match's request as its job keeps it until a worker has matched it: the
+ * Parameters as sent (demographics: they leave the job in the transaction that stores the
+ * Groups), the requester's Organization identifiers (its consents name them), and the batch the
+ * Groups are stored under (the job's `_typeFilter` exports them).
+ */
+export interface MembersToMatch {
+  batchId: string;
+  requester: { system: string; value: string }[];
+  body: unknown;
 }
 
 export interface ExportRequest extends ExportParameters {

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { runInBackground } from '../audit/background.ts';
+import { sql } from 'drizzle-orm';
+import type { Queryable } from '../db/connection.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import type { Logger } from '../logger.ts';
-import { claimJob, EXPORT_JOBS_CHANNEL, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, renewLease } from './jobs.ts';
+import { claimJob, EXPORT_JOBS_CHANNEL, type ExportJob, failAbandoned, failStep, type JobError, LostLease, purgeJobs, readJob, recordStep, renewLease } from './jobs.ts';
 import { completeJob, type PlanDeps, planNextType, publishJobFinished, resolveJob } from './plan.ts';
 
 /**
@@ -16,7 +18,15 @@ import { completeJob, type PlanDeps, planNextType, publishJobFinished, resolveJo
  */
 export interface ExportWorkerDeps extends PlanDeps {
   logger?: Logger;
+  /** Matches the members of a $bulk-member-match job (operations/bulk-member-match.ts); every Baton process has it. */
+  matchMembers?: MatchMembers;
 }
+
+/**
+ * Matches a job's membersToMatch and stores their Groups; `record`, called in the transaction
+ * that stores them, records the step (the job no longer holds the members).
+ */
+export type MatchMembers = (job: ExportJob, record: (q: Queryable) => Promise<void>) => Promise<void>;
 
 /** What one step of a job led to. */
 export type StepResult = { next: ExportJob } | { done: true } | { lost: true };
@@ -98,9 +108,10 @@ export class ExportWorker {
     }
   }
 
-  /** One step of the job: resolve, plan one type, or complete. */
+  /** One step of the job: match its members (a $bulk-member-match), resolve, plan one type, or complete. */
   async step(job: ExportJob): Promise<StepResult> {
     try {
+      if (job.parameters.membersToMatch) return { next: await this.matchMembers(job) };
       if (job.types === null) return { next: await resolveJob(this.deps, job, this.owner) };
       if (job.planned < job.types.length) return { next: await planNextType(this.deps, job, this.owner) };
       await completeJob(this.deps, job, this.owner);
@@ -109,6 +120,21 @@ export class ExportWorker {
       if (error instanceof LostLease) return { lost: true };
       throw error;
     }
+  }
+
+  /**
+   * The members' Groups are what the job exports, so its transactionTime becomes the moment they
+   * are stored (the kick-off's time came before them).
+   */
+  private async matchMembers(job: ExportJob): Promise<ExportJob> {
+    const { matchMembers, db, config } = this.deps;
+    if (!matchMembers) throw new Error('this worker cannot match members');
+    await matchMembers(job, (q) =>
+      recordStep(q, job, this.owner, config.leaseSeconds, sql`parameters = parameters - 'membersToMatch', transaction_time = date_trunc('milliseconds', clock_timestamp())`),
+    );
+    const next = await readJob(db, job.id);
+    if (!next) throw new LostLease(`export ${job.id} is gone`);
+    return next;
   }
 
   private logFailure(job: ExportJob | undefined, error: unknown, result?: string): void {

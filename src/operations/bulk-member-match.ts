@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Group, Parameters } from '@medplum/fhirtypes';
+import { ScopedAccess } from '../auth/access-policy.ts';
+import { serverAudit } from '../audit/trail.ts';
+import type { Database, Queryable } from '../db/connection.ts';
 import { type ExportEngine } from '../export/engine.ts';
+import type { MembersToMatch } from '../export/request.ts';
+import type { MatchMembers } from '../export/worker.ts';
 import { systemAccess } from '../fhir/access.ts';
+import type { ResourceValidator } from '../fhir/validation.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';
 import * as interactions from '../fhir/interactions.ts';
 import { queryFromMemberMatch } from '../matching/from-fhir.ts';
@@ -25,12 +31,13 @@ import { parseMemberMatchInput } from './member-match/input.ts';
  *    `match` (CoverageToLink linked, Consent stored, grant created). One member never fails
  *    the request.
  * 3. Store the Groups, visible to the requesting partner only.
- * 4. Answer. With `Prefer: respond-async` (PDex 2.2): 202 and the status URL of an export
- *    of exactly these Groups, whose manifest lists them as Group NDJSON. Without it (PDex 2.1
- *    clients): 200 and Parameters MatchedMembers, NonMatchedMembers, ConsentConstrainedMembers.
+ * 4. Answer: 200 and Parameters MatchedMembers, NonMatchedMembers, ConsentConstrainedMembers
+ *    (PDex 2.1 clients).
  *
- * The matching runs within the kick-off request, before the 202: a request of many members
- * takes as long as that many $member-match calls (see the report of issue 6).
+ * With `Prefer: respond-async` (PDex 2.2) the request is answered once parsed: 202 and the
+ * status URL of an export job that runs steps 2 and 3 in a worker (bulkMemberMatchJobs), durable
+ * as every export job is, then exports exactly these Groups: its manifest lists them as Group
+ * NDJSON.
  */
 export const BULK_MEMBER_MATCH = 'http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch';
 
@@ -51,28 +58,56 @@ export async function bulkMemberMatchOperation(ctx: interactions.FhirContext, re
 
   // 1. Parse
   const bundles = parseBulkMemberMatchInput(request.body, ctx.validator);
+  const batchId = randomUUID();
+  const requester = [...(ctx.access.caller?.organization ?? [])];
+
+  // 2-4 later, in a worker: a job that matches the members, stores the Groups and exports them.
+  if (respondAsync) {
+    const started = await deps.engine.startExport(ctx, {
+      kind: 'system',
+      types: ['Group'],
+      typeFilters: [{ type: 'Group', query: new URLSearchParams({ identifier: `${BATCH_SYSTEM}|${batchId}` }).toString() }],
+      requestUrl: `${ctx.baseUrl}/Group/$bulk-member-match`,
+      membersToMatch: { batchId, requester, body: request.body },
+    });
+    return new Response(JSON.stringify(outcome('information', 'informational', `${bundles.length} member(s) accepted for matching into Groups (${BATCH_SYSTEM}|${batchId}); poll the Content-Location for their manifest`)), {
+      status: 202,
+      headers: { 'Content-Type': 'application/fhir+json; charset=utf-8', 'Content-Location': started.statusUrl },
+    });
+  }
 
   // 2. Each member, one after the other (each holds its own transaction)
   const members: MemberResult[] = [];
   for (const bundle of bundles) members.push(await judgeMember(ctx, deps.memberMatch, bundle, clientId));
 
   // 3. Store the Groups
-  const batchId = randomUUID();
-  const groups = memberMatchGroups(members, { batchId, clientId, requester: ctx.access.caller?.organization ?? [], date: new Date().toISOString().slice(0, 10) });
+  const groups = memberMatchGroups(members, { batchId, clientId, requester, date: new Date().toISOString().slice(0, 10) });
   const stored = await storeGroups(ctx, groups);
 
   // 4. Answer
-  if (!respondAsync) return resultParameters(stored);
-  const started = await deps.engine.startExport(ctx, {
-    kind: 'system',
-    types: ['Group'],
-    typeFilters: [{ type: 'Group', query: new URLSearchParams({ identifier: `${BATCH_SYSTEM}|${batchId}` }).toString() }],
-    requestUrl: `${ctx.baseUrl}/Group/$bulk-member-match`,
-  });
-  return new Response(JSON.stringify(outcome('information', 'informational', `Members matched into ${stored.size} Group(s) (${BATCH_SYSTEM}|${batchId}); poll the Content-Location for their manifest`)), {
-    status: 202,
-    headers: { 'Content-Type': 'application/fhir+json; charset=utf-8', 'Content-Location': started.statusUrl },
-  });
+  return resultParameters(stored);
+}
+
+/**
+ * Steps 2 and 3 of an async request, as an export worker runs them (MatchMembers): under the
+ * requesting partner's identity (its Organization identifiers as at the kick-off, which its
+ * consents name), audited as Baton's work on its behalf. A worker that dies midway leaves the
+ * job to another, which judges every member again: linking a member is idempotent, and the
+ * Groups are stored with the step's record, once.
+ */
+export function bulkMemberMatchJobs(deps: { memberMatch: MemberMatchDeps; db: Database; baseUrl: string; validator: ResourceValidator }): MatchMembers {
+  return async (job, record) => {
+    const pending = job.parameters.membersToMatch as MembersToMatch;
+    const { clientId, kind, scopes } = job.caller;
+    const access = new ScopedAccess({ clientId, kind, scopes, organization: pending.requester }, deps.baseUrl);
+    const requestId = `bulk-member-match-${job.id}`;
+    const audit = serverAudit(deps.baseUrl, requestId, '/Group/$bulk-member-match', { clientId, kind });
+    const ctx: interactions.FhirContext = { db: deps.db, q: deps.db, inTransaction: false, baseUrl: deps.baseUrl, validator: deps.validator, access, audit, requestId };
+    const members: MemberResult[] = [];
+    for (const bundle of parseBulkMemberMatchInput(pending.body, deps.validator)) members.push(await judgeMember(ctx, deps.memberMatch, bundle, clientId));
+    const groups = memberMatchGroups(members, { batchId: pending.batchId, clientId, requester: pending.requester, date: new Date().toISOString().slice(0, 10) });
+    await storeGroups(ctx, groups, record);
+  };
 }
 
 /** One member, as $member-match would judge it; every way of not matching is `nomatch`. */
@@ -110,8 +145,8 @@ async function guardAllows(ctx: interactions.FhirContext, deps: MemberMatchDeps,
   }
 }
 
-/** Baton writes the Groups (a partner may not write Group), the caller's identity stays on the audit. */
-async function storeGroups(ctx: interactions.FhirContext, groups: Map<MatchResult, Group>): Promise<Map<MatchResult, Group>> {
+/** Baton writes the Groups (a partner may not write Group), the caller's identity stays on the audit; `within` joins their transaction. */
+async function storeGroups(ctx: interactions.FhirContext, groups: Map<MatchResult, Group>, within?: (q: Queryable) => Promise<void>): Promise<Map<MatchResult, Group>> {
   const access = { ...systemAccess, ...(ctx.access.caller ? { caller: ctx.access.caller } : {}) };
   return ctx.db.transaction(async (q) => {
     const writes: interactions.FhirContext = { ...ctx, q, inTransaction: true, access };
@@ -121,6 +156,7 @@ async function storeGroups(ctx: interactions.FhirContext, groups: Map<MatchResul
       stored.set(result, created.resource as Group);
     }
     await ctx.audit.flush(q);
+    await within?.(q);
     return stored;
   });
 }

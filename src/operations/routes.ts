@@ -8,9 +8,11 @@ import { loadPolicyFiles, NoPolicyInForce, policyInForce } from '../matching/pol
 import type { MatchingPolicy } from '../matching/policy.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { ExportEngine } from '../export/engine.ts';
+import type { MatchMembers } from '../export/worker.ts';
+import type { ResourceValidator } from '../fhir/validation.ts';
 import type { Logger } from '../logger.ts';
 import { auditVerifyOperation } from './audit-verify.ts';
-import { bulkMemberMatchOperation } from './bulk-member-match.ts';
+import { bulkMemberMatchJobs, bulkMemberMatchOperation } from './bulk-member-match.ts';
 import { davinciDataExportRoutes } from './davinci-data-export.ts';
 import { exportRoutes } from './export.ts';
 import { patientEverythingRoutes } from './everything.ts';
@@ -30,13 +32,15 @@ export interface OperationDeps {
   baseUrl: string;
   export: ExportConfig;
   logger?: Logger;
+  /** Validates what $bulk-member-match jobs read back from their request. */
+  validator: ResourceValidator;
 }
 
 /** Every FHIR operation Baton serves, mounted under /fhir by the REST routes. */
 export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   const memberMatch = memberMatchDeps(deps);
   // One export engine for every operation delivering NDJSON through async jobs ($export, …).
-  const exports = new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger });
+  const exports = new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger, matchMembers: bulkMemberMatchJobs({ db: deps.db, baseUrl: deps.baseUrl, validator: deps.validator, memberMatch }) });
   return [
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
@@ -45,6 +49,11 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
     ...exportRoutes(exports),
     ...davinciDataExportRoutes(exports),
   ];
+}
+
+/** The matching of $bulk-member-match jobs, for the export workers of a process (server.ts). */
+export function bulkMemberMatching(deps: OperationDeps): MatchMembers {
+  return bulkMemberMatchJobs({ db: deps.db, baseUrl: deps.baseUrl, validator: deps.validator, memberMatch: memberMatchDeps(deps) });
 }
 
 /** $member-match bound to its configuration: the consent rules, the brute-force guard and the policy in force. */

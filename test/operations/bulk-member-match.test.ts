@@ -6,7 +6,7 @@ import { BULK_MEMBER_MATCH } from '../../src/operations/bulk-member-match.ts';
 import { BATCH_SYSTEM, RESULT_SYSTEM } from '../../src/operations/bulk-member-match/groups.ts';
 import { MEMBER_MATCH } from '../../src/operations/member-match.ts';
 import { body, type TestBaton } from '../support/baton.ts';
-import { download, drain, get, type Manifest, startExportBaton } from './export-support.ts';
+import { download, drain, get, type Manifest, startExportBaton, worker } from './export-support.ts';
 import { consentFor, matchRequest, NEW_PAYER_NPI, putMember } from './member-match-support.ts';
 
 /**
@@ -168,6 +168,59 @@ describe('three members: one match, one unknown, one with an expired consent (PD
     expect(await search(`identifier=${encodeURIComponent(`${BATCH_SYSTEM}|${batch}`)}`, token)).toEqual([]);
     for (const group of groups) expect((await baton.request(`/fhir/Group/${group.id}`, { token })).status).toBe(404);
     expect((await baton.request(`/fhir/Group/${groups[0].id}`, { token: await partner.token() })).status).toBe(200);
+  });
+});
+
+describe('the async request is a durable job', () => {
+  const jobOf = async (statusUrl: string) =>
+    (await baton.db.execute<{ status: string; parameters: string }>(sql`SELECT status, parameters::text AS parameters FROM export_jobs WHERE id = ${statusUrl.split('/').pop()}`))[0];
+  const batchOf = (text: string) => /\|([0-9a-f-]{36})\)/.exec(text)?.[1] as string;
+  const groupsOfBatch = async (batch: string) =>
+    (await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM sp_token WHERE resource_type = 'Group' AND code = 'identifier' AND system = ${BATCH_SYSTEM} AND value = ${batch}`))[0].n;
+
+  it('answers 202 before matching anyone: the worker matches, stores the Groups and then drops the demographics from the job', async () => {
+    await baton.db.execute(sql`DELETE FROM access_grants WHERE client_id = ${partner.clientId}`);
+    const started = await bulk(threeMembers());
+    expect(started.status).toBe(202);
+    const accepted = await started.text();
+    expect(accepted).not.toMatch(/Okafor|Brandt|Nemo/);
+    const statusUrl = started.headers.get('content-location') as string;
+    const batch = batchOf(accepted);
+    // Nothing matched yet: no Group, no grant, and the status says what is under way.
+    expect(await groupsOfBatch(batch)).toBe(0);
+    expect(await baton.db.execute(sql`SELECT 1 FROM access_grants WHERE client_id = ${partner.clientId}`)).toHaveLength(0);
+    const waiting = await get(baton, statusUrl, { token: await partner.token() });
+    expect(waiting.status).toBe(202);
+    expect(waiting.headers.get('x-progress')).toBe('queued');
+    expect((await jobOf(statusUrl)).parameters).toContain('Okafor');
+
+    await drain(baton);
+    expect(await groupsOfBatch(batch)).toBe(3);
+    const job = await jobOf(statusUrl);
+    expect(job.status).toBe('completed');
+    expect(job.parameters).not.toMatch(/Okafor|Brandt|Nemo|membersToMatch/);
+    await new Promise((resolve) => setTimeout(resolve, baton.exportConfig.pollSeconds * 1000));
+    const manifest = (await (await get(baton, statusUrl, { token: await partner.token() })).json()) as Manifest;
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Group', 3]]);
+  });
+
+  it('stores the Groups once when a worker that lost the job finishes matching after another completed it', async () => {
+    const started = await bulk(threeMembers());
+    const statusUrl = started.headers.get('content-location') as string;
+    const batch = batchOf(await started.text());
+    const late = worker(baton);
+    const job = await late.claim();
+    expect(job?.parameters.membersToMatch).toBeDefined();
+    // Its lease runs out (a long pause, a partition); another worker takes the job over and completes it.
+    await baton.db.execute(sql`UPDATE export_jobs SET lease_until = now() - interval '1 second' WHERE id = ${job?.id}`);
+    expect(await worker(baton).runPending()).toBe(1);
+    expect(await groupsOfBatch(batch)).toBe(3);
+    // The first worker's matching runs to its end, but the Groups and the step commit together or not at all.
+    expect(await late.step(job as NonNullable<typeof job>)).toEqual({ lost: true });
+    expect(await groupsOfBatch(batch)).toBe(3);
+    expect((await jobOf(statusUrl)).status).toBe('completed');
+    const grants = await baton.db.execute<{ patient_id: string }>(sql`SELECT patient_id FROM access_grants WHERE client_id = ${partner.clientId}`);
+    expect(grants.map((g) => g.patient_id)).toEqual(['okafor']);
   });
 });
 

@@ -7,6 +7,9 @@ import { loadPopulation } from '../../src/seed/load.ts';
 import { populationOptions } from '../../src/seed/population.ts';
 import { BASE_URL, startBaton, type TestBaton } from '../support/baton.ts';
 import { createLogger } from '../../src/logger.ts';
+import { loadConfig } from '../../src/config.ts';
+import { bulkMemberMatching } from '../../src/operations/routes.ts';
+import { createMetrics } from '../../src/ops/metrics.ts';
 
 /**
  * Bulk Data export tests run the worker themselves (BATON_EXPORT_WORKER=off in the app under
@@ -35,9 +38,21 @@ export async function startExportBaton(exportConfig: Partial<ExportConfig> = {},
   return Object.assign(baton, { exportConfig: settings });
 }
 
-/** A worker of its own, as another process would run it. */
+const DEFAULTS = loadConfig({});
+
+/** A worker of its own, as another process would run it (server.ts), $bulk-member-match jobs included. */
 export function worker(baton: TestBaton & { exportConfig: ExportConfig }, db = baton.db): ExportWorker {
-  return new ExportWorker({ db, baseUrl: BASE_URL, config: baton.exportConfig });
+  const matchMembers = bulkMemberMatching({
+    db,
+    validator: baton.validator,
+    audit: undefined,
+    metrics: createMetrics(),
+    payer: DEFAULTS.payer,
+    memberMatch: DEFAULTS.memberMatch,
+    baseUrl: BASE_URL,
+    export: baton.exportConfig,
+  });
+  return new ExportWorker({ db, baseUrl: BASE_URL, config: baton.exportConfig, matchMembers });
 }
 
 /** Plans every job that is due. */
