@@ -8,7 +8,8 @@ import { populationOptions } from './population.ts';
 /**
  * The demo population `npm start` loads on first start: 25 synthetic members in 10 households
  * with coverage, claims, clinical data, pharmacy fills, a prior authorization and the
- * Provenance of their records (issue 6: what PDex payer-to-payer hands over, for every member).
+ * Provenance of their records (issue 6: what PDex payer-to-payer hands over, for every member),
+ * over the last five years of each member's coverage (PDex: at least five years available).
  * Its ids are stable: `demo-patient-<n>`, `demo-coverage-<n>`, `demo-prior-auth-<n>` and
  * `demo-provenance-<n>` for n = 1…25, `demo-eob-<n>-<k>` and `demo-encounter-<n>-<k>` for a
  * member's visits, `demo-medication-dispense-<n>-<k>` for the fills of their prescriptions,
@@ -17,7 +18,7 @@ import { populationOptions } from './population.ts';
  * twins (18 and 19), married and maiden names, previous addresses, legacy member ids, former
  * members, and data labelled sensitive (PSY, HIV).
  */
-export const DEMO_POPULATION = populationOptions({ members: 25, seed: 1514, idPrefix: 'demo', payerRecords: true });
+export const DEMO_POPULATION = populationOptions({ members: 25, seed: 1514, idPrefix: 'demo', payerRecords: true, careYears: 5 });
 
 /** The demo members with their relations (pure: no database). */
 export function demoMembers(): GroundTruthMember[] {
