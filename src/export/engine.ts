@@ -1,4 +1,4 @@
-import type { Bundle, Group, Resource } from '@medplum/fhirtypes';
+import type { Bundle, ExplanationOfBenefit, Group, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { ExportConfig } from '../config.ts';
 import type { Database } from '../db/connection.ts';
@@ -13,7 +13,8 @@ import { exportCaller } from './caller.ts';
 import { cancelJob, type ExportFile, type ExportJob, insertJob, jobFile, jobFiles, pollJob, readJob } from './jobs.ts';
 import { deletionPages, jobScope, liveFilePages } from './job-scope.ts';
 import { localPatientId } from './plan.ts';
-import type { ExportRequest } from './request.ts';
+import { withoutFinancials } from './non-financial.ts';
+import type { ExportParameters, ExportRequest } from './request.ts';
 import type { SnapshotBytes, SnapshotRow } from './snapshot.ts';
 import { ExportWorker, type MatchMembers } from './worker.ts';
 
@@ -161,7 +162,7 @@ export class ExportEngine {
     const range = { after: file.afterId, upTo: file.lastId };
     const pages: AsyncGenerator<Uint8Array | undefined> =
       file.kind === 'output'
-        ? mapPages(liveFilePages(this.deps.db, job, scope, file.resourceType, range, this.deps.config.pageRows), resourceLines(file.resourceType, job.parameters.elements))
+        ? mapPages(liveFilePages(this.deps.db, job, scope, file.resourceType, range, this.deps.config.pageRows), resourceLines(file.resourceType, job.parameters))
         : mapPages(deletionPages(this.deps.db, job, scope, file.resourceType, range, this.deps.baseUrl, this.deps.config.pageRows), deletionLines(file.resourceType));
     return new ReadableStream({
       // A page can keep nothing (deletions another member's): pull until a line or the end.
@@ -238,11 +239,20 @@ async function* mapPages<Row>(pages: AsyncGenerator<Row[]>, lines: (rows: Row[])
 
 const NEWLINE = Buffer.from('\n');
 
-/** One NDJSON line per resource: the stored JSON's bytes as they are, or reduced to the `_elements` asked for its type. */
-function resourceLines(resourceType: string, elements: string[] | undefined): (rows: SnapshotBytes[]) => Uint8Array {
-  const kept = elementsFor(resourceType, elements);
-  if (!kept) return (rows) => Buffer.concat(rows.flatMap((row) => [row.content, NEWLINE]));
-  return (rows) => Buffer.from(rows.map((row) => `${JSON.stringify(applyRepresentation(JSON.parse(row.content.toString()) as Resource, { elements: kept }))}\n`).join(''));
+/**
+ * One NDJSON line per resource: the stored JSON's bytes as they are, or, for claims of a
+ * payer-to-payer export, without their financial elements and, with `_elements`, reduced to
+ * those asked for its type.
+ */
+function resourceLines(resourceType: string, parameters: ExportParameters): (rows: SnapshotBytes[]) => Uint8Array {
+  const kept = elementsFor(resourceType, parameters.elements);
+  const claims = parameters.nonFinancialClaims === true && resourceType === 'ExplanationOfBenefit';
+  if (!kept && !claims) return (rows) => Buffer.concat(rows.flatMap((row) => [row.content, NEWLINE]));
+  const served = (resource: Resource): Resource => {
+    const reduced = claims ? withoutFinancials(resource as ExplanationOfBenefit) : resource;
+    return kept ? applyRepresentation(reduced, { elements: kept }) : reduced;
+  };
+  return (rows) => Buffer.from(rows.map((row) => `${JSON.stringify(served(JSON.parse(row.content.toString()) as Resource))}\n`).join(''));
 }
 
 /** Bulk Data `_elements`: `Type.element` for that type, `element` for every type; a type none applies to is served whole. */

@@ -42,6 +42,8 @@ export interface ExportParameters {
   /** Patient and Group exports: only these members (`patient`), as Patient ids. */
   patients?: string[];
   associatedProvenance?: AssociatedProvenance;
+  /** PDex payer-to-payer ($davinci-data-export): claims without provider remittances and enrollee cost-sharing (non-financial.ts). */
+  nonFinancialClaims?: boolean;
   /** Members a $bulk-member-match asked for: matched by a worker before the job is resolved, then removed from the job. */
   membersToMatch?: MembersToMatch;
 }

@@ -18,6 +18,8 @@ import { FHIR_INSTANT, type KickOffInput, startExport } from './export.ts';
  * - It runs as a Group export on the export engine: the members' compartments and the
  *   directory data they reference, under the caller's grants, polled and downloaded through the
  *   same status and file URLs; the manifest's `request` is this operation's URL.
+ * - Claims go out non-financial (export/non-financial.ts): payer-to-payer exchange leaves out
+ *   provider remittances and enrollee cost-sharing; prior authorizations go out whole.
  */
 export const DAVINCI_DATA_EXPORT = 'http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export';
 const PAYER_TO_PAYER = 'hl7.fhir.us.davinci-pdex#payertopayer';
@@ -34,7 +36,7 @@ export function davinciDataExportRoutes(engine: ExportEngine): OperationRoute[] 
   ];
 }
 
-/** Takes exportType and _until out of the kick-off's parameters. */
+/** Takes exportType and _until out of the kick-off's parameters; the export's claims are non-financial. */
 function payerToPayer(input: KickOffInput): Partial<ExportRequest> {
   const single = (name: string): string | undefined => {
     const values = input.get(name)?.values ?? [];
@@ -46,7 +48,7 @@ function payerToPayer(input: KickOffInput): Partial<ExportRequest> {
   if (exportType === undefined) throw badRequest(`exportType is required: ${PAYER_TO_PAYER}`, ['exportType']);
   if (exportType !== PAYER_TO_PAYER) throw badRequest(`exportType ${exportType.slice(0, 64)} is not supported: this server runs ${PAYER_TO_PAYER}`, ['exportType']);
   const until = single('_until');
-  if (until === undefined) return {};
+  if (until === undefined) return { nonFinancialClaims: true };
   if (!FHIR_INSTANT.test(until) || Number.isNaN(Date.parse(until))) throw badRequest('_until must be a FHIR instant with a time zone, such as 2024-01-01T00:00:00Z', ['_until']);
-  return { until };
+  return { until, nonFinancialClaims: true };
 }

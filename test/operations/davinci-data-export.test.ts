@@ -62,6 +62,28 @@ describe('the export', () => {
     expect((byType.get('ExplanationOfBenefit') ?? []).every((e) => ['Patient/exp-patient-1', 'Patient/exp-patient-2'].includes(e.patient.reference))).toBe(true);
   });
 
+  it('hands claims over without payments, totals or amounts (tagged SUBSETTED), prior authorizations whole; a Group $export keeps them', async () => {
+    const priorAuth = { ...(await body(await baton.request('/fhir/ExplanationOfBenefit/exp-eob-1-1'))), id: 'exp-prior-auth-1', use: 'preauthorization' };
+    delete priorAuth.meta;
+    expect((await baton.request('/fhir/ExplanationOfBenefit/exp-prior-auth-1', { method: 'PUT', json: priorAuth })).status).toBe(201);
+    const query = `_type=ExplanationOfBenefit`;
+    const payerToPayer = (await exported(baton, (await runExport(baton, path(`?exportType=${encodeURIComponent(PAYER_TO_PAYER)}&${query}`))).manifest)).byType.get('ExplanationOfBenefit') ?? [];
+    const plain = (await exported(baton, (await runExport(baton, `/fhir/Group/matched/$export?${query}`)).manifest)).byType.get('ExplanationOfBenefit') ?? [];
+    const claims = payerToPayer.filter((e) => e.use === 'claim');
+    expect(claims.length).toBeGreaterThan(0);
+    expect(claims.length).toBe(plain.filter((e) => e.use === 'claim').length);
+    for (const eob of claims) {
+      expect(JSON.stringify(eob)).not.toMatch(/"payment"|"total"|"amount"|"net"|"unitPrice"/);
+      expect(eob.meta.tag).toContainEqual(expect.objectContaining({ code: 'SUBSETTED' }));
+      expect(eob.item.length).toBeGreaterThan(0);
+      expect(eob.item[0].productOrService).toBeDefined();
+    }
+    expect(plain.filter((e) => e.use === 'claim').every((e) => e.payment && e.total)).toBe(true);
+    const sentPriorAuth = payerToPayer.find((e) => e.id === 'exp-prior-auth-1');
+    expect(sentPriorAuth?.payment).toEqual(priorAuth.payment);
+    expect(sentPriorAuth?.meta.tag ?? []).not.toContainEqual(expect.objectContaining({ code: 'SUBSETTED' }));
+  });
+
   it('takes its parameters by POST too, exportType as a canonical, and leaves out what was written after _until', async () => {
     const until = new Date().toISOString();
     await new Promise((resolve) => setTimeout(resolve, 5));
