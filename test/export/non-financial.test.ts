@@ -4,7 +4,7 @@ import { withoutFinancials } from '../../src/export/non-financial.ts';
 
 const ADJUDICATION = 'http://terminology.hl7.org/CodeSystem/adjudication';
 const category = (code: string) => ({ coding: [{ system: ADJUDICATION, code }] });
-const usd = (value: number) => ({ value, currency: 'USD' });
+const usd = (value: number) => ({ value, currency: 'USD' as const });
 
 const claim: ExplanationOfBenefit = {
   resourceType: 'ExplanationOfBenefit',

@@ -63,8 +63,8 @@ describe('the export', () => {
   });
 
   it('hands claims over without payments, totals or amounts (tagged SUBSETTED), prior authorizations whole; a Group $export keeps them', async () => {
-    const priorAuth = { ...(await body(await baton.request('/fhir/ExplanationOfBenefit/exp-eob-1-1'))), id: 'exp-prior-auth-1', use: 'preauthorization' };
-    delete priorAuth.meta;
+    const { meta: _meta, ...claim } = await body(await baton.request('/fhir/ExplanationOfBenefit/exp-eob-1-1'));
+    const priorAuth: Record<string, unknown> = { ...claim, id: 'exp-prior-auth-1', use: 'preauthorization' };
     expect((await baton.request('/fhir/ExplanationOfBenefit/exp-prior-auth-1', { method: 'PUT', json: priorAuth })).status).toBe(201);
     const query = `_type=ExplanationOfBenefit`;
     const payerToPayer = (await exported(baton, (await runExport(baton, path(`?exportType=${encodeURIComponent(PAYER_TO_PAYER)}&${query}`))).manifest)).byType.get('ExplanationOfBenefit') ?? [];
