@@ -40,7 +40,7 @@ export interface OperationDeps {
 export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   const memberMatch = memberMatchDeps(deps);
   // One export engine for every operation delivering NDJSON through async jobs ($export, …).
-  const exports = new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger, matchMembers: bulkMemberMatchJobs({ db: deps.db, baseUrl: deps.baseUrl, validator: deps.validator, memberMatch }) });
+  const exports = new ExportEngine({ db: deps.db, baseUrl: deps.baseUrl, config: deps.export, logger: deps.logger, matchMembers: bulkMemberMatching(deps, memberMatch) });
   return [
     { method: 'GET', path: '/AuditEvent/$verify', handle: (ctx, { params }) => auditVerifyOperation(ctx, params, deps.audit?.key) },
     { method: 'POST', path: '/Patient/$member-match', handle: (ctx, { body }) => memberMatchOperation(ctx, body, memberMatch) },
@@ -51,9 +51,9 @@ export function operationRoutes(deps: OperationDeps): OperationRoute[] {
   ];
 }
 
-/** The matching of $bulk-member-match jobs, for the export workers of a process (server.ts). */
-export function bulkMemberMatching(deps: OperationDeps): MatchMembers {
-  return bulkMemberMatchJobs({ db: deps.db, baseUrl: deps.baseUrl, validator: deps.validator, memberMatch: memberMatchDeps(deps) });
+/** The matching of $bulk-member-match jobs, for the export workers of a process (the engine's here, server.ts's). */
+export function bulkMemberMatching(deps: OperationDeps, memberMatch = memberMatchDeps(deps)): MatchMembers {
+  return bulkMemberMatchJobs({ db: deps.db, baseUrl: deps.baseUrl, validator: deps.validator, memberMatch });
 }
 
 /** $member-match bound to its configuration: the consent rules, the brute-force guard and the policy in force. */

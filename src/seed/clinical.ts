@@ -207,7 +207,8 @@ function observationResource(rng: Random, definition: ObservationDefinition, ran
 /**
  * The resources of one member's care: the periods of carePeriodMonths back from the end of coverage
  * (or the as-of date) that `careYears` spans, each cut at the start of coverage; none when the
- * coverage leaves no window. The latest period is the same whatever careYears is.
+ * coverage leaves no window. For a given period length, the latest period is the same whatever
+ * careYears is (so the default, one period of 36 months, draws what it always drew).
  */
 export function clinicalResources(ctx: ClinicalContext, member: SyntheticMember, coverageId: string): Resource[] {
   const coverageStart = dayOf(member.coverage.start as string);
