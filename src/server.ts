@@ -4,6 +4,7 @@ import { auditClientsFileChange, auditPolicyFileChange } from './audit/registrat
 import { startAuditArchiver } from './audit/archive.ts';
 import { runInBackground } from './audit/background.ts';
 import { startAuditSealer } from './audit/sealer.ts';
+import { startSealerThread } from './audit/sealer-thread.ts';
 import { registrationHint } from './auth/client-onboarding.ts';
 import { ClientsFileError, loadClientsFile } from './auth/clients-file.ts';
 import { httpsServing } from './auth/mtls.ts';
@@ -75,8 +76,11 @@ const indexer = runInBackground(async () => {
     logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'matching index catch-up failed');
   }
 }, 1000);
-// Chains, checkpoints and publishes audit events for FHIR search, in the background.
-const sealer = startAuditSealer({ db, audit: config.audit }, logger);
+// Chains, checkpoints and publishes audit events for FHIR search, in the background: on
+// PostgreSQL on a thread of its own, off the event loop that serves requests.
+const sealer = config.databaseUrl
+  ? startSealerThread({ databaseUrl: config.databaseUrl, audit: config.audit, logLevel: config.logLevel }, logger)
+  : startAuditSealer({ db, audit: config.audit }, logger);
 // Archives audit segments past their retention, about once a day.
 const archiver = startAuditArchiver({ db, audit: config.audit, retention: config.auditRetention }, logger);
 // Plans Bulk Data exports: jobs kicked off anywhere, retried, or left by a process that crashed.

@@ -55,17 +55,28 @@ describe('server start', () => {
     }
   }, 240_000);
 
-  it('builds (npm run build) into JavaScript that starts as `npm run start:built` does and serves the API', async () => {
+  it('builds (npm run build) into JavaScript that starts as `npm run start:built` does, serves the API and seals its audit', async () => {
     const built = spawnSync('npm', ['run', '--silent', 'build'], { encoding: 'utf8' });
     expect(built.status, `${built.stdout}${built.stderr}`).toBe(0);
     const { databaseUrl, drop } = await freshDatabase();
-    const server = await startServer({ BATON_DATA_DIR: mkdtempSync(join(dataDir, 'built-')), BATON_SEED: 'none', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) }, ['dist/server.js']);
+    const adminToken = 'built-test-admin-token';
+    const server = await startServer({ BATON_DATA_DIR: mkdtempSync(join(dataDir, 'built-')), BATON_SEED: 'none', BATON_ADMIN_TOKEN: adminToken, ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) }, ['dist/server.js']);
     try {
       const base = `http://127.0.0.1:${server.port}`;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       const metadata = await fetch(`${base}/fhir/metadata`);
       expect(metadata.status).toBe(200);
       expect((await metadata.json()).resourceType).toBe('CapabilityStatement');
+      // The built sealer (on PostgreSQL its thread, from dist/ too) seals the audit of these requests.
+      const asOperator = { headers: { authorization: `Bearer ${adminToken}` } };
+      for (const id of ['a', 'b', 'c']) expect((await fetch(`${base}/fhir/Patient/${id}`, asOperator)).status).toBe(404);
+      let verification: { name: string; valueBoolean?: boolean; valueInteger?: number }[] = [];
+      for (let tries = 0; tries < 100 && !((verification.find((p) => p.name === 'checkedEvents')?.valueInteger ?? 0) >= 3); tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        verification = (await (await fetch(`${base}/fhir/AuditEvent/$verify`, asOperator)).json()).parameter;
+      }
+      expect(verification).toEqual(expect.arrayContaining([{ name: 'verified', valueBoolean: true }, expect.objectContaining({ name: 'checkedEvents' })]));
+      expect(verification.find((p) => p.name === 'checkedEvents')?.valueInteger).toBeGreaterThanOrEqual(3);
     } finally {
       await stop(server.child);
       await drop();

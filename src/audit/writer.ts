@@ -2,14 +2,21 @@ import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
 
-/** Appends AuditEvents to audit_events on `q`: one statement however many there are. */
+/**
+ * Appends AuditEvents to audit_events on `q`: one statement however many there are. The contents
+ * travel as one JSON array whose elements PostgreSQL keeps verbatim (a json element cast to text
+ * keeps its text); as a text[] the driver escaped every quote of every event, a tenth of a read's
+ * CPU. Ids and instants come as arrays of their own: `->>` would refuse an event whose text
+ * escapes U+0000, which a json value admits.
+ */
 export async function insertAuditEvents(q: Queryable, events: readonly AuditEvent[]): Promise<void> {
   if (events.length === 0) return;
   const ids = events.map((e) => e.id as string);
   const recorded = events.map((e) => e.recorded);
-  const contents = events.map((e) => JSON.stringify(e));
+  const contents = `[${events.map((e) => JSON.stringify(e)).join(',')}]`;
   await q.execute(sql`INSERT INTO audit_events (event_id, recorded, content)
-    SELECT id, recorded::timestamptz, content FROM unnest(${sql.param(ids)}::text[], ${sql.param(recorded)}::text[], ${sql.param(contents)}::text[]) AS e(id, recorded, content)`);
+    SELECT id, recorded::timestamptz, content::text
+    FROM ROWS FROM (unnest(${sql.param(ids)}::text[]), unnest(${sql.param(recorded)}::text[]), json_array_elements(${contents}::json)) AS e(id, recorded, content)`);
 }
 
 /** Events per INSERT at most; more wait for the next one. */

@@ -6,6 +6,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from '../../src/audit/chain.ts';
 import { CHECKPOINT_TYPE, sealPending, startAuditSealer } from '../../src/audit/sealer.ts';
+import { startSealerThread } from '../../src/audit/sealer-thread.ts';
 import { verifyAuditTrail } from '../../src/audit/verify.ts';
 import { connectDatabase } from '../../src/db/connection.ts';
 import { type TestBaton, body, startBaton } from '../support/baton.ts';
@@ -224,6 +225,47 @@ describe.runIf(process.env.DATABASE_URL)('sealing on PostgreSQL, with concurrent
     const [events] = await baton.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM audit_events`);
     expect(chain).toEqual({ n: events.n, events: events.n, positions: events.n });
     expect(await verifyAuditTrail(baton.db, { from: before + 1 })).toMatchObject({ verified: true, checkedEvents: 1000 });
+  });
+});
+
+describe('the sealer thread', () => {
+  it.runIf(process.env.DATABASE_URL)('seals on a thread of its own connections, verifiably, and stops cleanly', async () => {
+    await sealPending(deps());
+    const before = await head();
+    const { logger, lines } = capturingLogger();
+    const thread = startSealerThread({ databaseUrl: baton.databaseUrl as string, audit: AUDIT, logLevel: 'warn' }, logger);
+    try {
+      await recordEvents(baton.db, Array.from({ length: 1200 }, (_, i) => auditEvent(`thread-${i}`)));
+      await until(async () => (await head()) === before + 1200, 'the sealer thread', 60_000);
+    } finally {
+      await thread.stop();
+    }
+    expect(lines).toEqual([]);
+    expect(await verifyAuditTrail(baton.db, { from: before + 1 })).toMatchObject({ verified: true, checkedEvents: 1200 });
+    expect((await checkpoints(before)).length).toBeGreaterThan(0);
+    // Stopped: nothing seals what comes next.
+    await recordEvents(baton.db, [auditEvent()]);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await head()).toBe(before + 1200);
+    await sealPending(deps());
+  });
+
+  it('starts another thread when one ends, logging codes only, until stopped', async () => {
+    const { logger, lines } = capturingLogger();
+    // An unusable URL ends the thread as it starts.
+    const thread = startSealerThread({ databaseUrl: 'not a url', audit: AUDIT, logLevel: 'warn' }, logger);
+    try {
+      await until(async () => lines.filter((l) => l.msg === 'audit sealer thread ended; starting another').length >= 2, 'a second thread to end', 20_000);
+    } finally {
+      await thread.stop();
+    }
+    const ends = lines.filter((l) => l.msg === 'audit sealer thread ended; starting another');
+    expect(ends[0]).toMatchObject({ level: 50, code: 1 });
+    expect(lines.filter((l) => l.msg === 'audit sealer thread failed')[0]).toEqual(expect.objectContaining({ error: 'TypeError' }));
+    expect(JSON.stringify(lines)).not.toContain('not a url');
+    const count = lines.length;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(lines.length).toBe(count);
   });
 });
 
