@@ -176,6 +176,23 @@ export async function sealAuditBatch(
   });
 }
 
+/**
+ * How far sealing is behind: the events recorded but not yet chained (the first `cap` of them in
+ * sealing order), and the age in seconds of the oldest of those (0 when none waits).
+ */
+export async function sealingLag(q: Queryable, cap = 10_000): Promise<{ events: number; seconds: number }> {
+  const [head] = await q.execute<Pick<ChainHead, 'event_txid' | 'event_seq'>>(
+    sql`SELECT event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY audit_chain.position DESC LIMIT 1`,
+  );
+  // In sealing order, which the (txid, seq) index walks: without it the planner, with a LIMIT, may scan the table.
+  const [lag] = await q.execute<{ events: number; seconds: number }>(sql`
+    WITH pending AS MATERIALIZED (
+      SELECT recorded FROM audit_events ${head ? sql`WHERE (txid, seq) > (${head.event_txid}::xid8, ${head.event_seq}::bigint)` : sql``}
+      ORDER BY audit_events.txid, audit_events.seq LIMIT ${cap})
+    SELECT count(*)::int AS events, coalesce(extract(epoch FROM now() - min(recorded)), 0)::float8 AS seconds FROM pending`);
+  return { events: lag.events, seconds: Math.max(0, lag.seconds) };
+}
+
 interface ChainRow {
   position: number;
   eventSeq: number;

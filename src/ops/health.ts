@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { Hono } from 'hono';
+import { sealingLag } from '../audit/sealer.ts';
 import type { Database } from '../db/connection.ts';
 import { migrationStatus } from '../db/migrate.ts';
 import type { Metrics } from './metrics.ts';
@@ -16,14 +17,19 @@ interface Check {
 }
 
 /**
- * /livez: the process answers (no dependencies). /readyz: the database answers and every
- * migration is applied (application/health+json, draft-inadreyes-healthcheck). /metrics: Prometheus.
+ * /livez: the process answers (no dependencies). /readyz: the database answers, every migration
+ * is applied, and the audit trail is sealed within a minute (application/health+json,
+ * draft-inadreyes-healthcheck). /metrics: Prometheus.
  */
 export function healthRoutes(db: Database, metrics: Metrics): Hono {
   const app = new Hono();
   app.get('/livez', (c) => c.body(JSON.stringify({ status: 'pass' }), 200, { 'Content-Type': 'application/health+json' }));
   app.get('/readyz', async (c) => {
-    const checks: Record<string, Check[]> = { 'database:responseTime': [await databaseCheck(db)], 'database:migrations': [await migrationsCheck(db)] };
+    const checks: Record<string, Check[]> = {
+      'database:responseTime': [await databaseCheck(db)],
+      'database:migrations': [await migrationsCheck(db)],
+      'audit:sealingLag': [await sealingCheck(db)],
+    };
     const status = worst(Object.values(checks).flat().map((check) => check.status));
     const body = { status, checks };
     return c.body(JSON.stringify(body), status === 'fail' ? 503 : 200, { 'Content-Type': 'application/health+json', 'Cache-Control': 'no-store' });
@@ -50,6 +56,30 @@ async function migrationsCheck(db: Database): Promise<Check> {
     return { componentType: 'datastore', status, observedValue: `${applied}/${expected}`, time: new Date().toISOString() };
   } catch (error) {
     return { componentType: 'datastore', status: 'fail', output: (error as Error).name, time: new Date().toISOString() };
+  }
+}
+
+/**
+ * Sealing behind by more than this many seconds warns: events wait unchained and unsearchable
+ * (sustained audited traffic faster than the sealers seal, or no sealer running).
+ */
+const SEALING_LAG_WARN_SECONDS = 60;
+
+async function sealingCheck(db: Database): Promise<Check> {
+  try {
+    const lag = await sealingLag(db);
+    const seconds = Math.round(lag.seconds * 10) / 10;
+    const behind = seconds > SEALING_LAG_WARN_SECONDS;
+    return {
+      componentType: 'component',
+      status: behind ? 'warn' : 'pass',
+      observedValue: seconds,
+      observedUnit: 's',
+      ...(behind ? { output: `${lag.events >= 10_000 ? 'at least 10000' : lag.events} audit events wait to be sealed; the oldest was recorded ${seconds} s ago` } : {}),
+      time: new Date().toISOString(),
+    };
+  } catch (error) {
+    return { componentType: 'component', status: 'fail', output: (error as Error).name, time: new Date().toISOString() };
   }
 }
 

@@ -1,5 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealPending } from '../../src/audit/sealer.ts';
+import { insertAuditEvents } from '../../src/audit/writer.ts';
+import { AUDIT, auditEvent } from '../audit/sealed-trail.ts';
 import { body, startBaton, type TestBaton } from '../support/baton.ts';
 
 let baton: TestBaton;
@@ -23,6 +26,28 @@ describe('health', () => {
     expect(health.status).toBe('pass');
     expect(health.checks['database:responseTime'][0].status).toBe('pass');
     expect(health.checks['database:migrations'][0].observedValue).toMatch(/^(\d+)\/\1$/);
+    expect(health.checks['audit:sealingLag'][0]).toMatchObject({ status: 'pass', observedUnit: 's' });
+  });
+
+  it('warns on /readyz while audit events wait more than a minute to be sealed, and passes once they are', async () => {
+    const other = await startBaton();
+    try {
+      await sealPending({ db: other.db, audit: AUDIT });
+      await insertAuditEvents(other.db, [{ ...auditEvent(), recorded: new Date(Date.now() - 90_000).toISOString() }, auditEvent()]);
+      const behind = await other.request('/readyz');
+      expect(behind.status).toBe(200);
+      const health = await body(behind);
+      expect(health.status).toBe('warn');
+      const check = health.checks['audit:sealingLag'][0];
+      expect(check).toMatchObject({ status: 'warn', observedUnit: 's', output: expect.stringMatching(/^2 audit events wait to be sealed; the oldest was recorded 9\d(\.\d)? s ago$/) });
+      expect(check.observedValue).toBeGreaterThanOrEqual(90);
+      await sealPending({ db: other.db, audit: AUDIT });
+      const sealed = await body(await other.request('/readyz'));
+      expect(sealed.status).toBe('pass');
+      expect(sealed.checks['audit:sealingLag'][0]).toMatchObject({ status: 'pass', observedValue: 0 });
+    } finally {
+      await other.close();
+    }
   });
 
   it('fails /readyz with 503 when a migration is missing', async () => {
