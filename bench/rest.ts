@@ -4,7 +4,8 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Bundle, BundleEntry } from '@medplum/fhirtypes';
 import postgres from 'postgres';
-import { connectDatabase } from '../src/db/connection.ts';
+import { sealingLag } from '../src/audit/sealer.ts';
+import { connectDatabase, type Database } from '../src/db/connection.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { httpLoad, type LoadFigures, pick, queryLoad, round } from './load.ts';
 import { benchObservation, benchPatient, MEMBER_SYSTEM, memberId, type SeedTimes, seedPopulation } from './population.ts';
@@ -21,7 +22,9 @@ import { type BatonChild, type ChildServer, startBatonProcess, startFixedRespons
  * searching by identifier, creating, and committing transaction Bundles, and measures two
  * ceilings the same way: a bare node:http server returning a fixed Patient (HTTP) and the same
  * reads as raw SQL through postgres.js (database). Prints one JSON object on stdout; progress
- * goes to stderr. It never fails on a figure: it reports them, with the issue's targets.
+ * goes to stderr. It never fails on a figure: it reports them, with the issue's targets. After
+ * each phase it waits for the audit sealer to catch up, and reports what the phase left to seal
+ * and how long that took (audit_sealing), so no phase pays for the one before it.
  *
  * The database: `baton_bench` on the server of DATABASE_URL (default the local `test` one,
  * used only to create and drop it). It is dropped at the end unless --keep; a kept database is
@@ -155,15 +158,37 @@ const withLoadAverage = (figures: LoadFigures): Loaded => ({ ...figures, load_av
 
 interface Measured extends Partial<Loaded> {
   error?: string;
+  audit_sealing?: AuditSealing;
 }
 
-async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>): Promise<Measured> {
+/** What a phase left for the audit sealer: the events not yet sealed as it ended, and the seconds it then took to seal them with no requests running. */
+interface AuditSealing {
+  unsealed_events: number;
+  drain_s: number;
+}
+
+/**
+ * Waits until the audit trail is sealed, so that a phase's backlog is not sealed during (and
+ * charged to) the next phase; reports what there was to seal. Sealing runs beside the requests,
+ * on its own thread: sustained audited traffic faster than it seals leaves such a backlog.
+ */
+async function drainSealing(db: Database): Promise<AuditSealing> {
+  const started = performance.now();
+  const { events } = await sealingLag(db, 10_000_000);
+  while ((await sealingLag(db, 1)).events > 0) await new Promise((resolve) => setTimeout(resolve, 250));
+  const drained = { unsealed_events: events, drain_s: round((performance.now() - started) / 1000, 1) };
+  log(`audit sealing: ${drained.unsealed_events} events unsealed, sealed in ${drained.drain_s} s`);
+  return drained;
+}
+
+async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>, audit: Database): Promise<Measured> {
   const error = await check();
   if (error) return { error };
   log(`${what}: ${settings.seconds} s at ${settings.connections} connections`);
   const figures = await run();
   log(`${what}: ${figures.rps}/s, p50 ${figures.p50_ms} ms, p99 ${figures.p99_ms} ms, failed ${figures.failed}`);
-  return withLoadAverage(figures);
+  const loaded = withLoadAverage(figures);
+  return { ...loaded, audit_sealing: await drainSealing(audit) };
 }
 
 function transactionBundle(entries: number, patientIds: string[]): Bundle {
@@ -198,6 +223,7 @@ async function main(): Promise<void> {
   const prepared = await prepareDatabase();
   const sql = postgres(benchUrl.toString(), { max: settings.connections, onnotice: () => undefined });
   const running: ChildServer[] = [];
+  const closing: (() => Promise<void>)[] = [];
   try {
     const [{ server_version: version }] = await sql<{ server_version: string }[]>`SHOW server_version`;
     const patientIds = (await sql<{ id: string }[]>`
@@ -225,6 +251,10 @@ async function main(): Promise<void> {
     log('starting Baton');
     const baton = await startBatonProcess(benchUrl.toString());
     running.push(baton);
+    const audit = await connectDatabase({ databaseUrl: benchUrl.toString(), dataDir: 'memory://', maxConnections: 1 });
+    closing.push(() => audit.close());
+    // What an earlier run left unsealed in a kept database is sealed before anything is measured.
+    await drainSealing(audit);
     const origin = new URL(baton.url).origin;
     const load = async (seconds: number, next: Parameters<typeof httpLoad>[0]['next']) => {
       const authorization = await baton.authorization();
@@ -240,6 +270,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, readPath);
         return load(settings.seconds, readPath);
       },
+      audit,
     );
 
     const searchPath = () => ({ path: `/fhir/Patient?${new URLSearchParams({ identifier: `${MEMBER_SYSTEM}|${randomMember()}` })}` });
@@ -255,6 +286,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, searchPath);
         return load(settings.seconds, searchPath);
       },
+      audit,
     );
 
     const createRequest = () => ({
@@ -270,6 +302,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, createRequest);
         return load(settings.seconds, createRequest);
       },
+      audit,
     );
 
     log(`transaction: ${settings.transactionRuns} Bundles of ${settings.transactionEntries} entries`);
@@ -281,6 +314,7 @@ async function main(): Promise<void> {
       if (!run.error) transactionRuns.push(round(run.seconds, 3));
     }
     if (transactionError) log(`transaction failed: ${transactionError}`);
+    const transactionSealing = await drainSealing(audit);
     await baton.stop();
     running.pop();
 
@@ -329,6 +363,7 @@ async function main(): Promise<void> {
           resources_per_s: transactionRate,
           ratio: ratio(transactionRate),
           ...(transactionError ? { error: transactionError } : {}),
+          audit_sealing: transactionSealing,
         },
       },
       targets: [
@@ -342,6 +377,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } finally {
     for (const server of running) await server.stop();
+    for (const close of closing) await close();
     await sql.end();
     if (!flags.keep) {
       log(`dropping ${BENCH_DATABASE}`);
