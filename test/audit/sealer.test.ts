@@ -229,11 +229,12 @@ describe.runIf(process.env.DATABASE_URL)('sealing on PostgreSQL, with concurrent
 });
 
 describe('the sealer thread', () => {
-  it.runIf(process.env.DATABASE_URL)('seals on a thread of its own connections, verifiably, and stops cleanly', async () => {
+  it.runIf(process.env.DATABASE_URL)('seals on a thread of its own connections with the configured key, verifiably, and stops cleanly', async () => {
     await sealPending(deps());
     const before = await head();
     const { logger, lines } = capturingLogger();
-    const thread = startSealerThread({ databaseUrl: baton.databaseUrl as string, audit: AUDIT, logLevel: 'warn' }, logger);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const thread = startSealerThread({ databaseUrl: baton.databaseUrl as string, audit: { ...AUDIT, key: privateKey }, logLevel: 'warn' }, logger);
     try {
       await recordEvents(baton.db, Array.from({ length: 1200 }, (_, i) => auditEvent(`thread-${i}`)));
       await until(async () => (await head()) === before + 1200, 'the sealer thread', 60_000);
@@ -241,8 +242,11 @@ describe('the sealer thread', () => {
       await thread.stop();
     }
     expect(lines).toEqual([]);
-    expect(await verifyAuditTrail(baton.db, { from: before + 1 })).toMatchObject({ verified: true, checkedEvents: 1200 });
-    expect((await checkpoints(before)).length).toBeGreaterThan(0);
+    const made = await checkpoints(before);
+    expect(made.length).toBeGreaterThan(0);
+    const kid = await calculateJwkThumbprint(await exportJWK(privateKey));
+    for (const checkpoint of made) expect(decodeProtectedHeader(checkpoint.jws).kid).toBe(kid);
+    expect(await verifyAuditTrail(baton.db, { from: made[0].position, auditKey: privateKey })).toMatchObject({ verified: true });
     // Stopped: nothing seals what comes next.
     await recordEvents(baton.db, [auditEvent()]);
     await new Promise((resolve) => setTimeout(resolve, 400));
