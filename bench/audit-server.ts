@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../src/app.ts';
-import { startAuditSealer } from '../src/audit/sealer.ts';
+import { startSealerThread } from '../src/audit/sealer-thread.ts';
 import { connectDatabase } from '../src/db/connection.ts';
 import { createValidator } from '../src/fhir/profiles.ts';
 import { createLogger } from '../src/logger.ts';
@@ -10,7 +10,7 @@ import { createLogger } from '../src/logger.ts';
  * Baton's app for bench:audit, started as a child process on BENCH_DATABASE_URL, with the
  * production request path (bearer verification included) and either the whole audit trail
  * (BENCH_AUDITING=on: events recorded with writes and through the group-commit writer, and a
- * sealer chaining and indexing them, as a production server runs one) or none of it
+ * sealer thread chaining and indexing them, as a production server runs one) or none of it
  * (off: AppDeps.auditing false, no sealer). Prints {"port": n} once listening; the FHIR base is
  * http://127.0.0.1:<port>/fhir.
  */
@@ -24,5 +24,6 @@ await new Promise((resolve) => server.once('listening', resolve));
 const { port } = server.address() as AddressInfo;
 const app = createApp({ config: { baseUrl: `http://127.0.0.1:${port}/fhir`, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator, ...(auditing ? {} : { auditing: false as const }) });
 // Checkpoints as often as Baton's defaults make them (src/config.ts), signed with a key kept in the database.
-if (auditing) startAuditSealer({ db, audit: { key: undefined, checkpointEvery: 1000, checkpointSeconds: 60 } }, logger);
+// On its own thread, as src/server.ts runs it on PostgreSQL.
+if (auditing) startSealerThread({ databaseUrl: process.env.BENCH_DATABASE_URL as string, audit: { key: undefined, checkpointEvery: 1000, checkpointSeconds: 60 }, logLevel: 'warn' }, logger);
 console.log(JSON.stringify({ port }));

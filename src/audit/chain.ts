@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /**
@@ -34,7 +34,7 @@ export function chainHash(previousChainHash: string, eventContentHash: string): 
 }
 
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 // With the u flag a surrogate pair is one code point, so \p{Cs} matches only lone surrogates.

@@ -1,7 +1,7 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
-import { type EventIndexEntry, eventIndexEntry } from './event-keys.ts';
+import { type EventIndexEntry, eventIndexEntry, keyDigest } from './event-keys.ts';
 
 /**
  * Writes the auditors' search index of the sealed trail (audit_index, audit_index_strings): one
@@ -23,10 +23,16 @@ export async function writeEventIndex(q: Queryable, sealed: readonly SealedEvent
   );
 }
 
-/** Between the keys of one row: JSON text never holds a raw control character. */
-export const KEY_SEPARATOR = '\u001e';
-/** The digests of a row's `keys` (its key texts joined by KEY_SEPARATOR), as event-keys.ts's keyDigest makes them. */
-export const KEY_DIGESTS = sql.raw(`ARRAY(SELECT md5(k)::uuid FROM unnest(string_to_array(keys, chr(30))) AS k)`);
+/**
+ * A row's key digests travel as one text, joined by commas, and become its uuid[] in SQL
+ * (ROW_DIGESTS): an array per row would be a text[] of text[]s, which the driver escapes value by value.
+ */
+export function rowDigests(keys: readonly string[]): string {
+  return keys.map(keyDigest).join(',');
+}
+
+/** audit_index.keys from a row's `keys` column as rowDigests joined them. */
+export const ROW_DIGESTS = sql.raw(`string_to_array(keys, ',')::uuid[]`);
 
 /** One index row whose entry is computed: what insertIndexRows writes. */
 export type IndexRow = Omit<SealedEvent, 'event'> & { eventId: string } & EventIndexEntry;
@@ -43,7 +49,7 @@ export interface IndexColumns {
   eventSeq: Column;
   eventId: Column;
   recorded: Column;
-  /** Each row's keys joined by KEY_SEPARATOR. */
+  /** Each row's key digests (rowDigests). */
   keys: Column;
   /** Absent when no row has a string value. */
   strings?: { position: Column; code: Column; value: Column; exact: Column };
@@ -56,7 +62,7 @@ export function indexColumns(rows: readonly IndexRow[]): IndexColumns {
     eventSeq: rows.map((r) => String(r.eventSeq)),
     eventId: rows.map((r) => r.eventId),
     recorded: rows.map((r) => r.recorded),
-    keys: rows.map((r) => r.keys.join(KEY_SEPARATOR)),
+    keys: rows.map((r) => rowDigests(r.keys)),
     ...(strings.length === 0
       ? {}
       : { strings: { position: strings.map((s) => s.position), code: strings.map((s) => s.code), value: strings.map((s) => s.value), exact: strings.map((s) => s.exact) } }),
@@ -79,7 +85,7 @@ export async function insertIndexColumns(q: Queryable, c: IndexColumns): Promise
   const column = (values: Column) => sql`${sql.param(values)}::text[]`;
   await q.execute(sql`
     INSERT INTO audit_index (position, event_seq, event_id, recorded, keys)
-    SELECT position::bigint, event_seq::bigint, event_id, recorded::timestamptz, ${KEY_DIGESTS}
+    SELECT position::bigint, event_seq::bigint, event_id, recorded::timestamptz, ${ROW_DIGESTS}
     FROM unnest(${column(c.position)}, ${column(c.eventSeq)}, ${column(c.eventId)}, ${column(c.recorded)}, ${column(c.keys)})
       AS e(position, event_seq, event_id, recorded, keys)`);
   if (!c.strings) return;

@@ -5,7 +5,7 @@ import { compactVerify, decodeProtectedHeader } from 'jose';
 import type { Queryable } from '../db/connection.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
-import { KEY_DIGESTS, KEY_SEPARATOR } from './event-index.ts';
+import { ROW_DIGESTS, rowDigests } from './event-index.ts';
 import { eventIndexEntry } from './event-keys.ts';
 import { CHECKPOINT_TYPE, type CheckpointPayload } from './sealer.ts';
 
@@ -246,8 +246,8 @@ function checkPosition(previous: Link, row: PageRow, wrongIndex: ReadonlySet<num
 /**
  * Positions of the page whose index does not hold exactly what its sealed event has: no more key
  * or string (found by a search it does not match), no fewer (hidden from one). Each event's entry
- * is computed once; PostgreSQL digests its keys as the sealer's INSERT does, strings are compared
- * here. Events that no longer parse are left to checkPosition.
+ * is computed once and its keys digested as the sealer digests them; strings are compared here.
+ * Events that no longer parse are left to checkPosition.
  */
 async function indexMismatches(db: Queryable, rows: PageRow[]): Promise<Set<number>> {
   const wrong = new Set<number>();
@@ -258,7 +258,7 @@ async function indexMismatches(db: Queryable, rows: PageRow[]): Promise<Set<numb
     if (!content || row.event_id === null) continue;
     const entry = eventIndexEntry({ ...content, id: row.event_id });
     positions.push(String(row.position));
-    keys.push(entry.keys.join(KEY_SEPARATOR));
+    keys.push(rowDigests(entry.keys));
     const held = (JSON.parse(row.index_strings ?? '[]') as string[][]).map((s) => JSON.stringify(s)).sort();
     const wanted = entry.strings.map((s) => JSON.stringify([s.code, s.value, s.exact])).sort();
     if (held.length !== wanted.length || held.some((s, i) => s !== wanted[i])) wrong.add(row.position);
@@ -266,7 +266,7 @@ async function indexMismatches(db: Queryable, rows: PageRow[]): Promise<Set<numb
   if (positions.length === 0) return wrong;
   const differing = await db.execute<{ position: number }>(sql`
     SELECT e.position::float8 AS position
-    FROM (SELECT position::bigint AS position, ${KEY_DIGESTS} AS digests FROM unnest(${sql.param(positions)}::text[], ${sql.param(keys)}::text[]) AS e(position, keys)) e
+    FROM (SELECT position::bigint AS position, ${ROW_DIGESTS} AS digests FROM unnest(${sql.param(positions)}::text[], ${sql.param(keys)}::text[]) AS e(position, keys)) e
     JOIN audit_index x ON x.position = e.position
     WHERE NOT (x.keys @> e.digests AND x.keys <@ e.digests)`);
   for (const { position } of differing) wrong.add(position);

@@ -30,6 +30,17 @@ describe('insertAuditEvents', () => {
   });
 });
 
+describe('audit_events.content', () => {
+  it('is compressed with lz4 where the server has it, pglz otherwise, and reads back as stored', async () => {
+    const [server] = await baton.db.execute<{ methods: string[] }>(sql`SELECT enumvals AS methods FROM pg_settings WHERE name = 'default_toast_compression'`);
+    const event = { ...auditEvent(), outcome: '4' as const, outcomeDesc: 'x'.repeat(3000) };
+    await insertAuditEvents(baton.db, [event]);
+    const [row] = await baton.db.execute<{ method: string | null; content: string }>(sql`SELECT pg_column_compression(content) AS method, content FROM audit_events WHERE event_id = ${event.id}`);
+    expect(row.content).toBe(JSON.stringify(event));
+    expect(row.method).toBe(server.methods.includes('lz4') ? 'lz4' : 'pglz');
+  });
+});
+
 describe('AuditWriter', () => {
   it('resolves each caller once its events are stored, concurrent callers sharing statements', async () => {
     const writer = new AuditWriter(baton.db);
