@@ -37,7 +37,7 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   ctx.access.authorize('s', resourceType);
   const request = parseSearchRequest(resourceType, params, { strict, baseUrl: ctx.baseUrl });
   refuseSeparateIncludes(ctx, request);
-  const builder = new SearchSql({ baseUrl: ctx.baseUrl });
+  const builder = new SearchSql({ baseUrl: ctx.baseUrl, namesInline: identifierLookup(request) });
   const matching = matchingIn(ctx, builder, request);
   // _summary=count, or a page of nothing (_count=0): what is asked is how many.
   const countOnly = request.summary === 'count' || (request.count === 0 && request.total !== 'none');
@@ -78,6 +78,21 @@ export async function searchResources(ctx: FhirContext, resourceType: string, pa
   return bundle;
 }
 
+/**
+ * A lookup by business identifier: every filter is `identifier` equal to a value (with or without
+ * its system), sorted by id. Identifiers are near-unique, so one generic plan (an index probe)
+ * suits every value, and the statement names its type and parameter for PostgreSQL to keep it.
+ */
+function identifierLookup(request: SearchRequest): boolean {
+  return (
+    request.filters.length > 0 &&
+    request.sort.length === 0 &&
+    request.filters.every(
+      (f) => f.kind === 'index' && !f.negate && f.rows.table === 'token' && f.rows.codes.length === 1 && f.rows.codes[0] === 'identifier' && f.predicates.every((p) => p.type === 'token' && p.code !== undefined),
+    )
+  );
+}
+
 /** The resources matching a search, in the FHIR store or in the type's own store. */
 interface Matching {
   /** The page's JSON, plus one more resource when there is a next page. */
@@ -105,9 +120,9 @@ function matchingIn(ctx: FhirContext, builder: SearchSql, request: SearchRequest
     async page() {
       // The page's ids are chosen first, from indexes, and only their content is read.
       const rows = await ctx.q.execute<{ json: string }>(sql`SELECT c.content AS json
-        FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}))
+        FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${builder.number(request.count + 1)} OFFSET ${builder.number(request.offset)}))
           WITH ORDINALITY AS page(id, ord)
-        JOIN resources c ON c.resource_type = ${resourceType} AND c.id = page.id
+        JOIN resources c ON c.resource_type = ${builder.typeName(resourceType)} AND c.id = page.id
         ORDER BY page.ord`);
       return rows.map((row) => row.json);
     },

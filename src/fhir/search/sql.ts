@@ -6,13 +6,25 @@ import { FIRST_INSTANT, LAST_INSTANT, referenceTarget } from './values.ts';
 
 /**
  * SearchRequest → SQL. Every value is a bound parameter; `sql.raw` only carries table, alias,
- * column and operator names chosen here. Index rows exist only for live resources, so a
- * positive filter is an `id IN (index subquery)`; negations look at the resources table.
+ * column and operator names chosen here, and, with `namesInline`, resource type names and
+ * parameter codes. Index rows exist only for live resources, so a positive filter is an
+ * `id IN (index subquery)`; negations look at the resources table.
  */
 export interface SqlOptions {
   /** Our public base URL: absolute references under it count as local. */
   baseUrl: string | undefined;
+  /**
+   * The type and parameter names of the conditions on the resources and the index rows written
+   * into the statement rather than bound: PostgreSQL costs a generic plan by them, and may then
+   * keep one. Only for searches whose every value is near-unique (search.ts decides), where a
+   * generic plan suits every value; bound, a name makes the generic plan look dear, and each
+   * search was planned anew (0.3 ms of the database's CPU, more than running it).
+   */
+  namesInline?: boolean;
 }
+
+/** A resource type name or a search parameter code: the only names that may be written into a statement. */
+const NAME = /^[A-Za-z_][A-Za-z0-9_:.-]{0,127}$/;
 
 const TABLES: Record<IndexTable, SQL> = {
   string: sql.raw('sp_string'),
@@ -42,7 +54,7 @@ export class SearchSql {
    */
   where(request: SearchRequest): SQL {
     const r = sql.raw('r');
-    const conditions = [sql`${r}.resource_type = ${request.resourceType}`];
+    const conditions = [sql`${r}.resource_type = ${this.name(request.resourceType)}`];
     if (!request.filters.some(selectsOwnRows)) conditions.push(sql`NOT ${r}.deleted`);
     for (const filter of request.filters) conditions.push(this.condition(request.resourceType, filter, r));
     return sql.join(conditions, sql` AND `);
@@ -61,6 +73,21 @@ export class SearchSql {
     // The id breaks ties, so pages neither repeat nor skip resources.
     keys.push(sql`${r}.id`);
     return sql.join(keys, sql`, `);
+  }
+
+  /** A resource type name, as the statement's other names of types go. */
+  typeName(type: string): SQL {
+    return this.name(type);
+  }
+
+  /** A page bound (LIMIT, OFFSET): a literal with the names, since a generic plan costs a bound LIMIT as a tenth of the rows. */
+  number(value: number): SQL {
+    return this.options.namesInline && Number.isSafeInteger(value) && value >= 0 ? sql.raw(String(value)) : sql`${value}`;
+  }
+
+  /** A type name or parameter code: a literal when names go inline (and it is one), else bound. */
+  private name(value: string): SQL {
+    return this.options.namesInline && NAME.test(value) ? sql.raw(`'${value}'`) : sql`${value}`;
   }
 
   private alias(prefix: string): SQL {
@@ -99,7 +126,7 @@ export class SearchSql {
         if (filter.negate) break;
         const t = this.alias('t');
         const table = filter.rows.table;
-        return sql`SELECT ${t}.resource_id FROM ${TABLES[table]} ${t} WHERE ${t}.resource_type = ${type} AND ${rowsOf(t, filter.rows)} AND ${any(
+        return sql`SELECT ${t}.resource_id FROM ${TABLES[table]} ${t} WHERE ${t}.resource_type = ${this.name(type)} AND ${rowsOf(t, filter.rows, (code) => this.name(code))} AND ${any(
           filter.predicates.map((p) => this.predicate(p, t, table)),
         )}`;
       }
@@ -211,8 +238,8 @@ function selectsOwnRows(filter: Filter): boolean {
 }
 
 /** The rows of a source: its codes, and its target type for narrowed references (`patient` = Patient subjects). */
-function rowsOf(t: SQL, rows: RowSource): SQL {
-  const code = rows.codes.length === 1 ? sql`${t}.code = ${rows.codes[0]}` : sql`${t}.code IN ${rows.codes}`;
+function rowsOf(t: SQL, rows: RowSource, name: (code: string) => SQL = (code) => sql`${code}`): SQL {
+  const code = rows.codes.length === 1 ? sql`${t}.code = ${name(rows.codes[0])}` : sql`${t}.code IN ${rows.codes}`;
   return rows.targetType === undefined ? code : sql`${code} AND ${t}.target_type = ${rows.targetType}`;
 }
 

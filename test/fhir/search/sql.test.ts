@@ -7,15 +7,24 @@ import { SearchSql } from '../../../src/fhir/search/sql.ts';
 const dialect = new PgDialect();
 const BASE = 'http://baton.test/fhir';
 
-function render(type: string, query: string): { sql: string; params: unknown[] } {
+function render(type: string, query: string, namesInline = false): { sql: string; params: unknown[] } {
   const request = parseSearchRequest(type, new URLSearchParams(query), { strict: true, baseUrl: BASE });
-  const builder = new SearchSql({ baseUrl: BASE });
+  const builder = new SearchSql({ baseUrl: BASE, namesInline });
   return dialect.sqlToQuery(sql`SELECT r.id FROM resources r WHERE ${builder.where(request)} ORDER BY ${builder.orderBy(request.sort)}`);
 }
 
 const HOSTILE = "x'); DROP TABLE resources;--";
 
 describe('SearchSql', () => {
+  it('writes type names and parameter codes into the statement when asked, binding every value still', () => {
+    const { sql: text, params } = render('Patient', `identifier=${encodeURIComponent(`${HOSTILE}|${HOSTILE}`)}`, true);
+    expect(text).toContain("r.resource_type = 'Patient' AND r.id IN (SELECT t1.resource_id FROM sp_token t1 WHERE t1.resource_type = 'Patient' AND t1.code = 'identifier' AND");
+    expect(params).toEqual([HOSTILE, HOSTILE]);
+    expect(text.toUpperCase()).not.toContain('DROP');
+    // Bound otherwise: a generic plan costed on a bound name is never kept.
+    expect(render('Patient', 'identifier=M1').params).toEqual(['Patient', 'Patient', 'identifier', 'M1']);
+  });
+
   it.each([
     ['Patient', `name=${encodeURIComponent(HOSTILE)}`],
     ['Patient', `name:exact=${encodeURIComponent(HOSTILE)}`],
