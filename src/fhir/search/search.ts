@@ -120,7 +120,7 @@ function matchingIn(ctx: FhirContext, builder: SearchSql, request: SearchRequest
     async page() {
       // The page's ids are chosen first, from indexes, and only their content is read.
       const rows = await ctx.q.execute<{ json: string }>(sql`SELECT c.content AS json
-        FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${builder.number(request.count + 1)} OFFSET ${builder.number(request.offset)}))
+        FROM unnest(ARRAY(SELECT r.id FROM resources r WHERE ${where} ORDER BY ${builder.orderBy(request.sort)} LIMIT ${request.count + 1} OFFSET ${request.offset}))
           WITH ORDINALITY AS page(id, ord)
         JOIN resources c ON c.resource_type = ${builder.typeName(resourceType)} AND c.id = page.id
         ORDER BY page.ord`);

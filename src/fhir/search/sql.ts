@@ -18,7 +18,8 @@ export interface SqlOptions {
    * into the statement rather than bound: PostgreSQL costs a generic plan by them, and may then
    * keep one. Only for searches whose every value is near-unique (search.ts decides), where a
    * generic plan suits every value; bound, a name makes the generic plan look dear, and each
-   * search was planned anew (0.3 ms of the database's CPU, more than running it).
+   * search was planned anew (0.3 ms of the database's CPU, more than running it). Values, and a
+   * page's LIMIT and OFFSET, stay bound: the statements are no more than the types and parameters.
    */
   namesInline?: boolean;
 }
@@ -78,11 +79,6 @@ export class SearchSql {
   /** A resource type name, as the statement's other names of types go. */
   typeName(type: string): SQL {
     return this.name(type);
-  }
-
-  /** A page bound (LIMIT, OFFSET): a literal with the names, since a generic plan costs a bound LIMIT as a tenth of the rows. */
-  number(value: number): SQL {
-    return this.options.namesInline && Number.isSafeInteger(value) && value >= 0 ? sql.raw(String(value)) : sql`${value}`;
   }
 
   /** A type name or parameter code: a literal when names go inline (and it is one), else bound. */
