@@ -76,7 +76,7 @@ export class SearchSql {
     return sql.join(keys, sql`, `);
   }
 
-  /** A resource type name, as the statement's other names of types go. */
+  /** A resource type name as this builder writes names: a literal with `namesInline`, else bound. */
   typeName(type: string): SQL {
     return this.name(type);
   }
