@@ -8,6 +8,7 @@ import { connectDatabase } from '../src/db/connection.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { AUDITED_SERVER, CLIENT_SYSTEM, castOf, loadTrail, SPAN } from './audit-population.ts';
 import { httpLoad, type LoadFigures, pick, round } from './load.ts';
+import { drainSealer, pendingEvents } from './sealing.ts';
 import { benchObservation, seedPopulation } from './population.ts';
 import { type BatonChild, type ChildServer, startBatonProcess, startPortPrintingChild, withTokens } from './servers.ts';
 import { count } from './arguments.ts';
@@ -353,18 +354,6 @@ const MODES: Mode[] = ['off', 'writer', 'on'];
 const SEALER_LOCK = 'baton.audit_sealer';
 
 /**
- * Events after the chain head: what the sealer has still to seal. Read through the (txid, seq)
- * index, so polling it costs nothing at any trail size.
- */
-async function pendingEvents(sql: postgres.Sql): Promise<number> {
-  const [head] = await sql<{ txid: string; seq: string }[]>`SELECT event_txid::text AS txid, event_seq::text AS seq FROM audit_chain ORDER BY position DESC LIMIT 1`;
-  const [{ pending }] = head
-    ? await sql<{ pending: number }[]>`SELECT count(*)::float8 AS pending FROM audit_events WHERE (txid, seq) > (${head.txid}::xid8, ${head.seq}::bigint)`
-    : await sql<{ pending: number }[]>`SELECT count(*)::float8 AS pending FROM audit_events`;
-  return pending;
-}
-
-/**
  * Events neither sealed nor pending: left behind the chain head, they would never be sealed.
  * Counts the whole trail (a full scan: minutes of I/O at 10M events, which evicted the cache and
  * starved the sealer when it was polled), so it is counted once, after every measurement.
@@ -372,28 +361,6 @@ async function pendingEvents(sql: postgres.Sql): Promise<number> {
 async function eventsLeftBehind(sql: postgres.Sql): Promise<number> {
   const [{ left }] = await sql<{ left: number }[]>`SELECT ((SELECT count(*) FROM audit_events) - (SELECT count(*) FROM audit_chain))::float8 AS left`;
   return left - (await pendingEvents(sql));
-}
-
-/**
- * Waits until the sealer has sealed every pending event; how long that took, and what it started
- * from. Gives up when nothing was sealed for 30 s (reported as stalled).
- */
-async function drainSealer(sql: postgres.Sql): Promise<{ pending: number; drain_s: number; stalled?: true }> {
-  const started = performance.now();
-  const first = await pendingEvents(sql);
-  let pending = first;
-  let progress = performance.now();
-  while (pending > 0) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    const next = await pendingEvents(sql);
-    if (next < pending) progress = performance.now();
-    pending = next;
-    if (pending > 0 && performance.now() - progress > 30_000) {
-      log(`the sealer sealed nothing in 30 s; ${pending} events still pending`);
-      return { pending: first, drain_s: round((performance.now() - started) / 1000, 1), stalled: true };
-    }
-  }
-  return { pending: first, drain_s: round((performance.now() - started) / 1000, 1) };
 }
 
 interface Run extends LoadFigures {
@@ -448,14 +415,14 @@ async function measureThroughput(sql: postgres.Sql): Promise<Record<string, unkn
 
     // Events the latency runs recorded (auditor searches are audited) are sealed before anything is measured.
     log('throughput: sealing what earlier runs recorded');
-    const before = await drainSealer(sql);
+    const before = await drainSealer(sql, log);
     for (const mode of ['off', 'on'] as const) {
       for (const kind of ['create', 'read'] as const) {
         log(`throughput: warming up ${kind} with auditing ${mode}`);
         await run(mode, kind, settings.warmupSeconds);
       }
     }
-    await drainSealer(sql);
+    await drainSealer(sql, log);
 
     const runs: Record<'create' | 'read', Run[]> = { create: [], read: [] };
     for (let round = 1; round <= settings.rounds; round++) {
@@ -463,7 +430,7 @@ async function measureThroughput(sql: postgres.Sql): Promise<Record<string, unkn
         for (const kind of ['create', 'read'] as const) {
           const figures = await run(mode, kind, settings.seconds);
           const loadAverage = load1m();
-          const sealer = mode === 'off' ? undefined : await drainSealer(sql);
+          const sealer = mode === 'off' ? undefined : await drainSealer(sql, log);
           const sealed = sealer ? `; sealer backlog ${sealer.pending}, sealed in ${sealer.drain_s} s` : '';
           log(`round ${round} ${kind} auditing ${mode}: ${figures.rps}/s, p99 ${figures.p99_ms} ms, failed ${figures.failed}${sealed}`);
           runs[kind].push({ mode, round, ...figures, load_avg_1m: loadAverage, ...(sealer ? { sealer } : {}) });
@@ -528,7 +495,7 @@ async function main(): Promise<void> {
     running.push(baton);
     // Events recorded since the trail was loaded (an earlier run's) are sealed before anything is measured.
     log(`queries: sealing what earlier runs recorded (${await pendingEvents(sql)} events)`);
-    await drainSealer(sql);
+    await drainSealer(sql, log);
     const queries: Record<string, QueryReport> = {};
     for (const shape of queryShapes(jtis)) queries[shape.name] = await measureQuery(baton, shape, 50);
     await baton.stop();

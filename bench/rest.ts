@@ -4,10 +4,10 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Bundle, BundleEntry } from '@medplum/fhirtypes';
 import postgres from 'postgres';
-import { sealingLag } from '../src/audit/sealer.ts';
-import { connectDatabase, type Database } from '../src/db/connection.ts';
+import { connectDatabase } from '../src/db/connection.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { httpLoad, type LoadFigures, pick, queryLoad, round } from './load.ts';
+import { drainSealer } from './sealing.ts';
 import { benchObservation, benchPatient, MEMBER_SYSTEM, memberId, type SeedTimes, seedPopulation } from './population.ts';
 import { type BatonChild, type ChildServer, startBatonProcess, startFixedResponseServer } from './servers.ts';
 
@@ -172,23 +172,20 @@ interface AuditSealing {
  * charged to) the next phase; reports what there was to seal. Sealing runs beside the requests,
  * on its own thread: sustained audited traffic faster than it seals leaves such a backlog.
  */
-async function drainSealing(db: Database): Promise<AuditSealing> {
-  const started = performance.now();
-  const { events } = await sealingLag(db, 10_000_000);
-  while ((await sealingLag(db, 1)).events > 0) await new Promise((resolve) => setTimeout(resolve, 250));
-  const drained = { unsealed_events: events, drain_s: round((performance.now() - started) / 1000, 1) };
-  log(`audit sealing: ${drained.unsealed_events} events unsealed, sealed in ${drained.drain_s} s`);
-  return drained;
+async function drainSealing(sql: postgres.Sql): Promise<AuditSealing> {
+  const { pending, drain_s } = await drainSealer(sql, log);
+  log(`audit sealing: ${pending} events unsealed, sealed in ${drain_s} s`);
+  return { unsealed_events: pending, drain_s };
 }
 
-async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>, audit: Database): Promise<Measured> {
+async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>, sql: postgres.Sql): Promise<Measured> {
   const error = await check();
   if (error) return { error };
   log(`${what}: ${settings.seconds} s at ${settings.connections} connections`);
   const figures = await run();
   log(`${what}: ${figures.rps}/s, p50 ${figures.p50_ms} ms, p99 ${figures.p99_ms} ms, failed ${figures.failed}`);
   const loaded = withLoadAverage(figures);
-  return { ...loaded, audit_sealing: await drainSealing(audit) };
+  return { ...loaded, audit_sealing: await drainSealing(sql) };
 }
 
 function transactionBundle(entries: number, patientIds: string[]): Bundle {
@@ -223,7 +220,6 @@ async function main(): Promise<void> {
   const prepared = await prepareDatabase();
   const sql = postgres(benchUrl.toString(), { max: settings.connections, onnotice: () => undefined });
   const running: ChildServer[] = [];
-  const closing: (() => Promise<void>)[] = [];
   try {
     const [{ server_version: version }] = await sql<{ server_version: string }[]>`SHOW server_version`;
     const patientIds = (await sql<{ id: string }[]>`
@@ -251,10 +247,8 @@ async function main(): Promise<void> {
     log('starting Baton');
     const baton = await startBatonProcess(benchUrl.toString());
     running.push(baton);
-    const audit = await connectDatabase({ databaseUrl: benchUrl.toString(), dataDir: 'memory://', maxConnections: 1 });
-    closing.push(() => audit.close());
     // What an earlier run left unsealed in a kept database is sealed before anything is measured.
-    await drainSealing(audit);
+    await drainSealing(sql);
     const origin = new URL(baton.url).origin;
     const load = async (seconds: number, next: Parameters<typeof httpLoad>[0]['next']) => {
       const authorization = await baton.authorization();
@@ -270,7 +264,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, readPath);
         return load(settings.seconds, readPath);
       },
-      audit,
+      sql,
     );
 
     const searchPath = () => ({ path: `/fhir/Patient?${new URLSearchParams({ identifier: `${MEMBER_SYSTEM}|${randomMember()}` })}` });
@@ -286,7 +280,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, searchPath);
         return load(settings.seconds, searchPath);
       },
-      audit,
+      sql,
     );
 
     const createRequest = () => ({
@@ -302,7 +296,7 @@ async function main(): Promise<void> {
         await load(settings.warmupSeconds, createRequest);
         return load(settings.seconds, createRequest);
       },
-      audit,
+      sql,
     );
 
     log(`transaction: ${settings.transactionRuns} Bundles of ${settings.transactionEntries} entries`);
@@ -314,7 +308,7 @@ async function main(): Promise<void> {
       if (!run.error) transactionRuns.push(round(run.seconds, 3));
     }
     if (transactionError) log(`transaction failed: ${transactionError}`);
-    const transactionSealing = await drainSealing(audit);
+    const transactionSealing = await drainSealing(sql);
     await baton.stop();
     running.pop();
 
@@ -377,7 +371,6 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } finally {
     for (const server of running) await server.stop();
-    for (const close of closing) await close();
     await sql.end();
     if (!flags.keep) {
       log(`dropping ${BENCH_DATABASE}`);

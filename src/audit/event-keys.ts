@@ -22,8 +22,8 @@ import { referenceTarget } from '../fhir/search/values.ts';
  * A key is its JSON text; the index stores the MD5 of it as a uuid (keyDigest), which the sealer
  * computes on its thread with the one-shot crypto.hash (23 µs for an event's 60-odd keys, where
  * PostgreSQL's md5() and uuid cast took about 65 µs of the database's CPU), and a search computes
- * for its few keys. Keys are Baton's own values and MD5 keeps its preimage resistance, so no value
- * can be made to pass for another's key.
+ * the same for its few keys. Keys are Baton's own values and MD5 keeps its preimage resistance,
+ * so no value can be made to pass for another's key.
  */
 export type Key = string;
 

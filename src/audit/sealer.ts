@@ -148,11 +148,7 @@ export async function sealAuditBatch(
       const [lock] = await tx.execute<{ locked: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${SEALER_LOCK}) AS locked`);
       if (!lock.locked) return { sealed: 0 };
     }
-    // ORDER BY names the column: a bare `position` is the float8 alias, which no index orders
-    // (a sort of the whole chain on every pass: 1.2-2.4 s at 10M events).
-    const [head] = await tx.execute<ChainHead>(
-      sql`SELECT position::float8 AS position, chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY audit_chain.position DESC LIMIT 1`,
-    );
+    const head = await chainHead(tx);
     const events = await tx.execute<PendingEvent>(sql`
       SELECT seq::float8 AS seq, txid::text AS txid, event_id, (extract(epoch FROM recorded) * 1000)::float8 AS recorded_ms, content
       FROM audit_events
@@ -181,16 +177,24 @@ export async function sealAuditBatch(
  * sealing order), and the age in seconds of the oldest of those (0 when none waits).
  */
 export async function sealingLag(q: Queryable, cap = 10_000): Promise<{ events: number; seconds: number }> {
-  const [head] = await q.execute<Pick<ChainHead, 'event_txid' | 'event_seq'>>(
-    sql`SELECT event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY audit_chain.position DESC LIMIT 1`,
-  );
+  const head = await chainHead(q);
   // In sealing order, which the (txid, seq) index walks: without it the planner, with a LIMIT, may scan the table.
   const [lag] = await q.execute<{ events: number; seconds: number }>(sql`
     WITH pending AS MATERIALIZED (
-      SELECT recorded FROM audit_events ${head ? sql`WHERE (txid, seq) > (${head.event_txid}::xid8, ${head.event_seq}::bigint)` : sql``}
+      SELECT recorded FROM audit_events WHERE ${afterWatermark(head)} true
       ORDER BY audit_events.txid, audit_events.seq LIMIT ${cap})
     SELECT count(*)::int AS events, coalesce(extract(epoch FROM now() - min(recorded)), 0)::float8 AS seconds FROM pending`);
   return { events: lag.events, seconds: Math.max(0, lag.seconds) };
+}
+
+/** The chain's last position, undefined on an empty chain. */
+async function chainHead(q: Queryable): Promise<ChainHead | undefined> {
+  // ORDER BY names the column: a bare `position` is the float8 alias, which no index orders
+  // (a sort of the whole chain on every pass: 1.2-2.4 s at 10M events).
+  const [head] = await q.execute<ChainHead>(
+    sql`SELECT position::float8 AS position, chain_hash, event_txid::text AS event_txid, event_seq::float8 AS event_seq FROM audit_chain ORDER BY audit_chain.position DESC LIMIT 1`,
+  );
+  return head;
 }
 
 interface ChainRow {
