@@ -14,6 +14,7 @@ import { createResourceValidator } from '../src/fhir/validation.ts';
 import { BLOCKING_KEY_VERSION, candidateBlockingKeys } from '../src/matching/blocking-keys.ts';
 import { candidateFromMember } from '../src/matching/from-fhir.ts';
 import { catchUp, keyHash } from '../src/matching/index-store.ts';
+import { normalizeCandidate } from '../src/matching/normalize.ts';
 import { loadPopulation } from '../src/seed/load.ts';
 import { generatePopulation, type PopulationOptions } from '../src/seed/population.ts';
 import { round } from './load.ts';
@@ -69,7 +70,7 @@ function indexFingerprint(sample: Resource[]): string {
   const rows = sample
     .filter((resource): resource is Patient => resource.resourceType === 'Patient')
     .map((patient) => {
-      const candidate = candidateFromMember(patient, coverages.get(patient.id as string) ?? []);
+      const candidate = normalizeCandidate(candidateFromMember(patient, coverages.get(patient.id as string) ?? []));
       return [JSON.stringify(candidate), candidateBlockingKeys(candidate).map(keyHash).sort().join(',')];
     });
   return digest(String(BLOCKING_KEY_VERSION), JSON.stringify(rows), readFileSync(new URL('src/matching/index-store.ts', ROOT), 'utf8'));

@@ -1,6 +1,6 @@
 import { type FhirDate, formatFhirDate, isFullDate, swapDayMonth } from './dates.ts';
 import { normalizeRecord, type NormalizedRecord } from './normalize.ts';
-import type { CandidateRecord, MatchQuery } from './types.ts';
+import type { MatchQuery } from './types.ts';
 
 /**
  * Blocking keys: the index entries a member is filed under and the entries a query looks up.
@@ -26,13 +26,14 @@ import type { CandidateRecord, MatchQuery } from './types.ts';
  *
  * Keys hold personal data: store them as the member's index rows, never log them.
  */
-export const BLOCKING_KEY_VERSION = 2;
+/** Also the version of the stored record's form: from 3 on, the member normalized (NormalizedCandidate). */
+export const BLOCKING_KEY_VERSION = 3;
 
 /** A key shared by more members than this is skipped: the other keys of the query still find the member. */
 export const BLOCK_SIZE_LIMIT = 500;
 
-export function candidateBlockingKeys(candidate: CandidateRecord): string[] {
-  return blockingKeys(normalizeRecord(candidate), false);
+export function candidateBlockingKeys(candidate: NormalizedRecord): string[] {
+  return blockingKeys(candidate, false);
 }
 
 export function queryBlockingKeys(query: MatchQuery): string[] {

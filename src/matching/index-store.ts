@@ -4,14 +4,15 @@ import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
 import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
 import { candidateFromMember } from './from-fhir.ts';
-import { normalizeName } from './names.ts';
+import type { NormalizedName } from './names.ts';
+import { type NormalizedCandidate, normalizeCandidate, normalizeRecord } from './normalize.ts';
 import type { TermFrequencies } from './score.ts';
-import type { CandidateRecord, IdentityAttributes, MatchQuery } from './types.ts';
+import type { CandidateRecord, MatchQuery } from './types.ts';
 
 /**
  * The blocking index in the database (the one I/O of src/matching): each member filed under the
- * hashed blocking keys of everything they ever were, with the CandidateRecord the engine
- * compares. A trigger on resources queues members whose Patient or Coverage changed (migration
+ * hashed blocking keys of everything they ever were, with the member normalized as the engine
+ * compares it (NormalizedCandidate; before key version 3, the CandidateRecord). A trigger on resources queues members whose Patient or Coverage changed (migration
  * 0013); catchUp re-indexes them. A match reads two indexed tables: never a scan of resources.
  */
 
@@ -20,9 +21,8 @@ export function keyHash(key: string): string {
   return createHash('sha256').update(key).digest().readBigInt64BE(0).toString();
 }
 
-/** Normalized current family names and first given names: the values term frequencies count. */
-function currentNameValues(record: IdentityAttributes): { families: string[]; givens: string[] } {
-  const names = record.names.filter((name) => !name.historical).map(normalizeName).filter((name) => name !== undefined);
+/** Normalized family names and first given names: the values term frequencies count (a member's current ones). */
+function nameValues(names: readonly NormalizedName[]): { families: string[]; givens: string[] } {
   return {
     families: [...new Set(names.map((name) => name.family).filter((value): value is string => Boolean(value)))],
     givens: [...new Set(names.map((name) => name.first).filter((value): value is string => Boolean(value)))],
@@ -66,8 +66,8 @@ export async function indexMembers(q: Queryable, patientIds: readonly string[]):
   const keyRows: { hash: string; id: string }[] = [];
   for (const [id, member] of byPatient) {
     if (!member.current) continue;
-    const candidate = candidateFromMember(member.current, member.coverages, { history: member.history });
-    records.push({ id, record: JSON.stringify(candidate), ...currentNameValues(candidate) });
+    const candidate = normalizeCandidate(candidateFromMember(member.current, member.coverages, { history: member.history }));
+    records.push({ id, record: JSON.stringify(candidate), ...nameValues(candidate.names.filter((name) => !name.entry.historical)) });
     for (const hash of new Set(candidateBlockingKeys(candidate).map(keyHash))) keyRows.push({ hash, id });
   }
 
@@ -191,7 +191,7 @@ async function indexQueuedBatch(db: Database, batchSize: number): Promise<number
 }
 
 export interface BlockingResult {
-  candidates: CandidateRecord[];
+  candidates: NormalizedCandidate[];
   /** Keys looked up, and those skipped because their block exceeded BLOCK_SIZE_LIMIT. */
   keys: number;
   skippedKeys: number;
@@ -201,24 +201,32 @@ export interface BlockingResult {
 export async function findCandidates(q: Queryable, query: MatchQuery): Promise<BlockingResult> {
   const hashes = [...new Set(queryBlockingKeys(query).map(keyHash))];
   if (hashes.length === 0) return { candidates: [], keys: 0, skippedKeys: 0 };
-  const rows = await q.execute<{ patientId: string | null; record: string | null; skipped: number }>(sql`
+  const rows = await q.execute<{ patientId: string | null; record: string | null; keyVersion: number; skipped: number }>(sql`
     WITH blocks AS (
       SELECT ARRAY(SELECT k.patient_id FROM match_index_keys k WHERE k.key_hash = h::bigint LIMIT ${BLOCK_SIZE_LIMIT + 1}) AS ids
       FROM unnest(${textArray(hashes)}) AS h
     ), kept AS (
       SELECT DISTINCT unnest(ids) AS id FROM blocks WHERE cardinality(ids) <= ${BLOCK_SIZE_LIMIT}
     )
-    SELECT r.patient_id AS "patientId", r.record, 0 AS skipped FROM match_index_records r JOIN kept ON kept.id = r.patient_id
+    SELECT r.patient_id AS "patientId", r.record, r.key_version AS "keyVersion", 0 AS skipped FROM match_index_records r JOIN kept ON kept.id = r.patient_id
     UNION ALL
-    SELECT NULL, NULL, count(*)::integer FROM blocks WHERE cardinality(ids) > ${BLOCK_SIZE_LIMIT}`);
-  const candidates = rows.filter((row) => row.record !== null).map((row) => JSON.parse(row.record as string) as CandidateRecord);
+    SELECT NULL, NULL, 0, count(*)::integer FROM blocks WHERE cardinality(ids) > ${BLOCK_SIZE_LIMIT}`);
+  const candidates = rows.filter((row) => row.record !== null).map((row) => storedCandidate(row.record as string, Number(row.keyVersion)));
   const skippedKeys = rows.find((row) => row.record === null)?.skipped ?? 0;
   return { candidates, keys: hashes.length, skippedKeys: Number(skippedKeys) };
 }
 
-/** The shares of members bearing the query's current names: all term-frequency scoring needs. */
+/** A stored record: a member filed before key version 3, and not yet re-indexed (index-upgrade.ts), holds its raw attributes. */
+function storedCandidate(record: string, keyVersion: number): NormalizedCandidate {
+  const parsed = JSON.parse(record) as NormalizedCandidate | CandidateRecord;
+  return keyVersion < NORMALIZED_RECORDS ? normalizeCandidate(parsed as CandidateRecord) : (parsed as NormalizedCandidate);
+}
+
+const NORMALIZED_RECORDS = 3;
+
+/** The shares of members bearing the query's names: all term-frequency scoring needs. */
 export async function termFrequenciesFor(q: Queryable, query: MatchQuery): Promise<TermFrequencies> {
-  const { families, givens } = currentNameValues({ ...query, names: query.names.map((name) => ({ ...name, historical: false })) });
+  const { families, givens } = nameValues(normalizeRecord(query).names);
   const rows = await q.execute<{ field: string; value: string; members: number }>(sql`
     SELECT field, value, members FROM match_term_counts
     WHERE (field = '*' AND value = '') OR (field = 'family' AND value = ANY (${textArray(families)})) OR (field = 'given' AND value = ANY (${textArray(givens)}))`);

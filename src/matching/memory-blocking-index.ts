@@ -1,4 +1,5 @@
 import { BLOCK_SIZE_LIMIT, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
+import { type NormalizedCandidate, normalizeCandidate } from './normalize.ts';
 import type { CandidateRecord, MatchQuery } from './types.ts';
 
 /**
@@ -8,11 +9,12 @@ import type { CandidateRecord, MatchQuery } from './types.ts';
  */
 export class MemoryBlockingIndex {
   private readonly blocks = new Map<string, number[]>();
-  private readonly members: CandidateRecord[] = [];
+  private readonly members: NormalizedCandidate[] = [];
 
   add(candidate: CandidateRecord): void {
-    const position = this.members.push(candidate) - 1;
-    for (const key of candidateBlockingKeys(candidate)) {
+    const normalized = normalizeCandidate(candidate);
+    const position = this.members.push(normalized) - 1;
+    for (const key of candidateBlockingKeys(normalized)) {
       const block = this.blocks.get(key);
       if (block) block.push(position);
       else this.blocks.set(key, [position]);
@@ -20,7 +22,7 @@ export class MemoryBlockingIndex {
   }
 
   /** The members sharing a key with `query`, each once, in the order they were added. */
-  candidates(query: MatchQuery): CandidateRecord[] {
+  candidates(query: MatchQuery): NormalizedCandidate[] {
     const positions = new Set<number>();
     for (const key of queryBlockingKeys(query)) {
       const block = this.blocks.get(key);

@@ -4,7 +4,7 @@ import { type FhirDate, parseFhirDate } from './dates.ts';
 import { normalizeMemberId, type NormalizedMemberId, payerKey } from './identifiers.ts';
 import { normalizeName, type NormalizedName } from './names.ts';
 import { normalizePhone } from './phones.ts';
-import type { IdentityAttributes, IdentifierInput, Origin } from './types.ts';
+import type { CandidateRecord, IdentityAttributes, IdentifierInput, Origin } from './types.ts';
 
 /**
  * A query or candidate with every attribute normalized (names, dates, addresses, phones,
@@ -59,6 +59,17 @@ export function normalizeRecord(record: IdentityAttributes): NormalizedRecord {
     subscriberIds: normalizeEntries(record.subscriberIds, normalizeIdentifier),
     payers: [...new Set(record.payers.map(payerKey).filter((key) => key !== undefined))],
   };
+}
+
+/**
+ * A member as the engine compares it. The blocking index stores this form, so a member is
+ * normalized once when indexed rather than on every request that finds it (two thirds of the
+ * engine's time was that).
+ */
+export type NormalizedCandidate = NormalizedRecord & { id: string };
+
+export function normalizeCandidate(candidate: CandidateRecord): NormalizedCandidate {
+  return { id: candidate.id, ...normalizeRecord(candidate) };
 }
 
 function normalizeIdentifier(identifier: IdentifierInput): (NormalizedMemberId & { claimed: boolean }) | undefined {

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { candidateBlockingKeys, queryBlockingKeys } from '../../src/matching/blocking-keys.ts';
 import { candidateFromMember, queryFromMemberMatch } from '../../src/matching/from-fhir.ts';
 import { defaultPolicy } from '../../src/matching/policy.ts';
+import { normalizeCandidate } from '../../src/matching/normalize.ts';
 import { resolveMember } from '../../src/matching/resolve.ts';
 
 /*
@@ -29,7 +30,7 @@ describe.skipIf(!existsSync(FIXTURES))('published $member-match examples', () =>
     candidateFromMember(pdex<Patient>('Patient-2002'), []),
   ];
   const resolve = (patient: Patient, coverage: Coverage, useCase = 'clinical-history-release') =>
-    resolveMember(queryFromMemberMatch(patient, coverage), population(), { policy: defaultPolicy, useCase });
+    resolveMember(queryFromMemberMatch(patient, coverage), population().map(normalizeCandidate), { policy: defaultPolicy, useCase });
 
   it('matches the Inferno preset request to PDex Patient/1 deterministically', () => {
     const { patient, coverage } = memberMatchInput(fixture<Parameters>('inferno/preset-ri-member-match-request.json'));
@@ -42,14 +43,14 @@ describe.skipIf(!existsSync(FIXTURES))('published $member-match examples', () =>
   it('finds PDex Patient/1 through the blocking keys of the Inferno preset request', () => {
     const { patient, coverage } = memberMatchInput(fixture<Parameters>('inferno/preset-ri-member-match-request.json'));
     const queryKeys = queryBlockingKeys(queryFromMemberMatch(patient, coverage));
-    const [appleseed, smith] = population().map(candidateBlockingKeys);
+    const [appleseed, smith] = population().map((candidate) => candidateBlockingKeys(normalizeCandidate(candidate)));
     expect(queryKeys.filter((key) => appleseed.includes(key))).toEqual(expect.arrayContaining(['id:234567', 'dob:1986-01-01']));
     expect(queryKeys.filter((key) => smith.includes(key))).toEqual([]);
   });
 
   it('refuses the Inferno "no match" request, although one member shares its member id', () => {
     const { patient, coverage } = memberMatchInput(fixture<Parameters>('inferno/preset-ri-no-member-match-request.json'));
-    const decision = resolveMember(queryFromMemberMatch(patient, coverage), population().slice(0, 2), { policy: defaultPolicy, useCase: 'coverage-check' });
+    const decision = resolveMember(queryFromMemberMatch(patient, coverage), population().slice(0, 2).map(normalizeCandidate), { policy: defaultPolicy, useCase: 'coverage-check' });
     expect(decision.tier).toBe('no-match');
     const sharingId = decision.candidates.find((c) => c.candidateId === 'patient-2');
     expect(sharingId?.fields.find((f) => f.field === 'identifier')?.level).toBe('exact');

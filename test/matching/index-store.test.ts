@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryFromMemberMatch } from '../../src/matching/from-fhir.ts';
 import { candidateBlockingKeys } from '../../src/matching/blocking-keys.ts';
 import { catchUp, findCandidates, keyHash, termFrequenciesFor } from '../../src/matching/index-store.ts';
-import type { CandidateRecord } from '../../src/matching/types.ts';
+import type { NormalizedCandidate } from '../../src/matching/normalize.ts';
 import { groundTruth } from '../../src/seed/ground-truth.ts';
 import { loadPopulation } from '../../src/seed/load.ts';
 import { populationOptions } from '../../src/seed/population.ts';
@@ -80,7 +80,7 @@ describe('catching up the blocking index', () => {
     // Its key rows are exactly the keys of its record now: the old name's stay (history), the new name's were added.
     const [{ record }] = await baton.db.execute<{ record: string }>(sql`SELECT record FROM match_index_records WHERE patient_id = ${member.patientId}`);
     const rows = await baton.db.execute<{ hash: string }>(sql`SELECT key_hash::text AS hash FROM match_index_keys WHERE patient_id = ${member.patientId}`);
-    expect(rows.map((row) => row.hash).sort()).toEqual([...new Set(candidateBlockingKeys(JSON.parse(record) as CandidateRecord).map(keyHash))].sort());
+    expect(rows.map((row) => row.hash).sort()).toEqual([...new Set(candidateBlockingKeys(JSON.parse(record) as NormalizedCandidate).map(keyHash))].sort());
     const query = queryFromMemberMatch({ resourceType: 'Patient', id: '1', name: [{ family: 'Quillfeather', given: ['Odalys'] }], birthDate: member.birthDate }, { resourceType: 'Coverage', status: 'active', beneficiary: { reference: 'Patient/1' }, payor: [{ display: 'old plan' }] });
     expect((await findCandidates(baton.db, query)).candidates.map((c) => c.id)).toContain(member.patientId);
   });

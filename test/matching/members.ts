@@ -1,4 +1,5 @@
 import { defaultPolicy } from '../../src/matching/policy.ts';
+import { normalizeCandidate } from '../../src/matching/normalize.ts';
 import { resolveMember } from '../../src/matching/resolve.ts';
 import type { TermFrequencies } from '../../src/matching/score.ts';
 import type { CandidateRecord, MatchQuery } from '../../src/matching/types.ts';
@@ -29,7 +30,7 @@ export function queryOf(record: CandidateRecord, overrides: Partial<MatchQuery> 
 }
 
 export function resolve(query: MatchQuery, candidates: CandidateRecord[], useCase = 'coverage-check', termFrequencies?: TermFrequencies) {
-  return resolveMember(query, candidates, { policy: defaultPolicy, useCase, ...(termFrequencies ? { termFrequencies } : {}) });
+  return resolveMember(query, candidates.map(normalizeCandidate), { policy: defaultPolicy, useCase, ...(termFrequencies ? { termFrequencies } : {}) });
 }
 
 export function levelOf(decision: ReturnType<typeof resolve>, candidateId: string, field: string): string | undefined {
