@@ -347,6 +347,7 @@ async function main(): Promise<void> {
         blocking_candidates: sizes((r) => r.candidates.length),
         blocking_keys: sizes((r) => r.keys),
         blocking_skipped_keys: sizes((r) => r.skippedKeys),
+        blocking_passed_over: sizes((r) => r.passedOver),
         term_frequency_query: frequencyFigures,
         load_avg_1m_at_end: load1m(),
       },

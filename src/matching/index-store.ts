@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Coverage, Patient } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
-import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
+import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, decisiveKinds, keyKind, queryBlockingKeys } from './blocking-keys.ts';
 import { candidateFromMember } from './from-fhir.ts';
 import type { NormalizedName } from './names.ts';
 import { type NormalizedCandidate, normalizeCandidate, normalizeRecord } from './normalize.ts';
@@ -195,25 +195,31 @@ export interface BlockingResult {
   /** Keys looked up, and those skipped because their block exceeded BLOCK_SIZE_LIMIT. */
   keys: number;
   skippedKeys: number;
+  /** Members that shared a key with the query but are no candidates (isCandidate): not read, not scored. */
+  passedOver: number;
 }
 
-/** The members sharing at least one blocking key with the query, in one statement. */
+/** The candidates for the query (isCandidate, in blocking-keys.ts), in one statement. */
 export async function findCandidates(q: Queryable, query: MatchQuery): Promise<BlockingResult> {
-  const hashes = [...new Set(queryBlockingKeys(query).map(keyHash))];
-  if (hashes.length === 0) return { candidates: [], keys: 0, skippedKeys: 0 };
-  const rows = await q.execute<{ patientId: string | null; record: string | null; keyVersion: number; skipped: number }>(sql`
+  const byHash = new Map(queryBlockingKeys(query).map((key) => [keyHash(key), keyKind(key)]));
+  if (byHash.size === 0) return { candidates: [], keys: 0, skippedKeys: 0, passedOver: 0 };
+  // A key's block is read through the index only as far as the size limit; a member's shared
+  // kinds are counted before its record is read, so only candidates' records leave the database.
+  const rows = await q.execute<{ patientId: string | null; record: string | null; keyVersion: number; skipped: number; passedOver: number }>(sql`
     WITH blocks AS (
-      SELECT ARRAY(SELECT k.patient_id FROM match_index_keys k WHERE k.key_hash = h::bigint LIMIT ${BLOCK_SIZE_LIMIT + 1}) AS ids
-      FROM unnest(${textArray(hashes)}) AS h
-    ), kept AS (
-      SELECT DISTINCT unnest(ids) AS id FROM blocks WHERE cardinality(ids) <= ${BLOCK_SIZE_LIMIT}
+      SELECT kind, ARRAY(SELECT k.patient_id FROM match_index_keys k WHERE k.key_hash = h::bigint LIMIT ${BLOCK_SIZE_LIMIT + 1}) AS ids
+      FROM unnest(${textArray([...byHash.keys()])}, ${textArray([...byHash.values()])}) AS q(h, kind)
+    ), shared AS (
+      SELECT id, count(DISTINCT kind) >= 2 OR bool_or(kind = ANY (${textArray(decisiveKinds)})) AS candidate
+      FROM blocks, unnest(ids) AS id WHERE cardinality(ids) <= ${BLOCK_SIZE_LIMIT} GROUP BY id
     )
-    SELECT r.patient_id AS "patientId", r.record, r.key_version AS "keyVersion", 0 AS skipped FROM match_index_records r JOIN kept ON kept.id = r.patient_id
+    SELECT r.patient_id AS "patientId", r.record, r.key_version AS "keyVersion", 0 AS skipped, 0 AS "passedOver"
+    FROM match_index_records r JOIN shared ON shared.id = r.patient_id AND shared.candidate
     UNION ALL
-    SELECT NULL, NULL, 0, count(*)::integer FROM blocks WHERE cardinality(ids) > ${BLOCK_SIZE_LIMIT}`);
+    SELECT NULL, NULL, 0, (SELECT count(*)::integer FROM blocks WHERE cardinality(ids) > ${BLOCK_SIZE_LIMIT}), (SELECT count(*)::integer FROM shared WHERE NOT candidate)`);
   const candidates = rows.filter((row) => row.record !== null).map((row) => storedCandidate(row.record as string, Number(row.keyVersion)));
-  const skippedKeys = rows.find((row) => row.record === null)?.skipped ?? 0;
-  return { candidates, keys: hashes.length, skippedKeys: Number(skippedKeys) };
+  const totals = rows.find((row) => row.record === null);
+  return { candidates, keys: byHash.size, skippedKeys: Number(totals?.skipped ?? 0), passedOver: Number(totals?.passedOver ?? 0) };
 }
 
 /** A stored record: a member filed before key version 3, and not yet re-indexed (index-upgrade.ts), holds its raw attributes. */

@@ -1,4 +1,4 @@
-import { BLOCK_SIZE_LIMIT, candidateBlockingKeys, queryBlockingKeys } from './blocking-keys.ts';
+import { BLOCK_SIZE_LIMIT, candidateBlockingKeys, isCandidate, keyKind, queryBlockingKeys } from './blocking-keys.ts';
 import { type NormalizedCandidate, normalizeCandidate } from './normalize.ts';
 import type { CandidateRecord, MatchQuery } from './types.ts';
 
@@ -21,15 +21,19 @@ export class MemoryBlockingIndex {
     }
   }
 
-  /** The members sharing a key with `query`, each once, in the order they were added. */
+  /** The candidates for `query` (isCandidate), each once, in the order they were added. */
   candidates(query: MatchQuery): NormalizedCandidate[] {
-    const positions = new Set<number>();
+    const shared = new Map<number, Set<string>>();
     for (const key of queryBlockingKeys(query)) {
       const block = this.blocks.get(key);
       if (!block || block.length > BLOCK_SIZE_LIMIT) continue;
-      for (const position of block) positions.add(position);
+      for (const position of block) (shared.get(position) ?? shared.set(position, new Set()).get(position)!).add(keyKind(key));
     }
-    return [...positions].sort((a, b) => a - b).map((position) => this.members[position]);
+    return [...shared]
+      .filter(([, kinds]) => isCandidate(kinds))
+      .map(([position]) => position)
+      .sort((a, b) => a - b)
+      .map((position) => this.members[position]);
   }
 
   get size(): number {

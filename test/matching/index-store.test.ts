@@ -67,6 +67,22 @@ describe('catching up the blocking index', () => {
     expect([...(shares.family ?? new Map()).values()]).toEqual([expect.closeTo(family / 240, 5)]);
   });
 
+  it('reads no record of a member sharing keys of one kind only (the birth date), and counts it as passed over', async () => {
+    const member = truth[21];
+    const query = queryFromMemberMatch(
+      { resourceType: 'Patient', id: '1', name: [{ family: 'Vandersloot', given: ['Xiomara'] }], birthDate: member.birthDate, gender: member.gender },
+      { resourceType: 'Coverage', status: 'active', beneficiary: { reference: 'Patient/1' }, payor: [{ display: 'old plan' }] },
+    );
+    const found = await findCandidates(baton.db, query);
+    expect(found.candidates.map((c) => c.id)).not.toContain(member.patientId);
+    expect(found.passedOver).toBeGreaterThanOrEqual(1);
+    const withCard = queryFromMemberMatch(
+      { resourceType: 'Patient', id: '1', name: [{ family: 'Vandersloot', given: ['Xiomara'] }], birthDate: member.birthDate, gender: member.gender },
+      { resourceType: 'Coverage', status: 'active', identifier: [{ value: member.memberId }], beneficiary: { reference: 'Patient/1' }, payor: [{ display: 'old plan' }] },
+    );
+    expect((await findCandidates(baton.db, withCard)).candidates.map((c) => c.id)).toContain(member.patientId);
+  });
+
   it('moves the counts when a member changes name, and follows the new name', async () => {
     const member = truth[3];
     const patient = await body(await baton.request(`/fhir/Patient/${member.patientId}`));

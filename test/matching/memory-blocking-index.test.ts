@@ -15,6 +15,22 @@ describe('in-memory blocking index', () => {
     expect(index.candidates(queryOf(margaret)).map((c) => c.id)).toEqual(['margaret']);
   });
 
+  it('scores a member sharing keys of two kinds with the request, or its card or phone, and passes over one sharing a single other kind', () => {
+    const index = new MemoryBlockingIndex();
+    const bornSameDay = member('born-same-day', { names: [{ family: 'Lindqvist', given: ['Ingrid'] }], addresses: [{ postalCode: '99501' }], phones: [], memberIds: [{ value: 'K1' }], subscriberIds: [] });
+    const sameSurnameAndYear = member('same-surname', { names: [{ family: 'Okafor', given: ['Chidi'] }], birthDate: '1979-11-30', addresses: [{ postalCode: '99501' }], phones: [], memberIds: [{ value: 'K2' }], subscriberIds: [] });
+    const spouse = member('spouse', { names: [{ family: 'Brown', given: ['Tomas'] }], birthDate: '1975-02-14', addresses: [{ postalCode: '99501' }], memberIds: [{ value: 'K3' }], subscriberIds: [] });
+    for (const m of [margaret, bornSameDay, sameSurnameAndYear, spouse]) index.add(m);
+    expect(index.candidates(queryOf(margaret)).map((c) => c.id)).toEqual(['margaret', 'spouse']);
+  });
+
+  it('finds a member whose family and given names were written the other way round', () => {
+    const index = new MemoryBlockingIndex();
+    index.add(margaret);
+    const swapped = queryOf(margaret, { names: [{ family: 'Margaret', given: ['Okafor'] }], memberIds: [], subscriberIds: [], addresses: [], phones: [] });
+    expect(index.candidates(swapped).map((c) => c.id)).toEqual(['margaret']);
+  });
+
   it(`skips a key shared by more than ${BLOCK_SIZE_LIMIT} members, and still finds the member through its other keys`, () => {
     const index = new MemoryBlockingIndex();
     // Born the same day as Margaret, nothing else in common: they fill her dob: block.
