@@ -43,7 +43,20 @@ export interface NormalizedRecord {
   payers: string[];
 }
 
+/**
+ * The record normalized, computed once per record object: a request's query is read by blocking,
+ * term frequencies, the engine, the brute-force guard and the decision's hash. Records are not
+ * changed once built, and the result is shared: read it, never change it.
+ */
 export function normalizeRecord(record: IdentityAttributes): NormalizedRecord {
+  let normalized = normalizedRecords.get(record);
+  if (normalized === undefined) normalizedRecords.set(record, (normalized = normalizeAttributes(record)));
+  return normalized;
+}
+
+const normalizedRecords = new WeakMap<IdentityAttributes, NormalizedRecord>();
+
+function normalizeAttributes(record: IdentityAttributes): NormalizedRecord {
   const birthDate = parseFhirDate(record.birthDate);
   const gender = normalizeGender(record.gender);
   return {

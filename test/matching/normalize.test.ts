@@ -267,3 +267,13 @@ describe('Jaro-Winkler', () => {
     expect(jaroWinkler(a, b)).toBeCloseTo(expected, 3);
   });
 });
+
+describe('normalizeRecord, once per record', () => {
+  it('answers the same normalized record for the same record object, and normalizes another object afresh', () => {
+    const record = { names: [{ family: 'Okafor', given: ['Margaret'] }], birthDate: '1979-04-09', addresses: [], phones: [], memberIds: [], subscriberIds: [], payers: [] };
+    expect(normalizeRecord(record)).toBe(normalizeRecord(record));
+    const copy = structuredClone(record);
+    expect(normalizeRecord(copy)).not.toBe(normalizeRecord(record));
+    expect(normalizeRecord(copy)).toEqual(normalizeRecord(record));
+  });
+});
