@@ -34,10 +34,9 @@ import type { MatchQuery } from './types.ts';
  * counts, so the household members and twins the engine must tell apart are still scored.
  *
  * Keys hold personal data: store them as the member's index rows, never log them.
- */
-/**
- * Also the version of the stored record's form: from 3 on, the member normalized
- * (NormalizedCandidate). 4 added `fg:`, `fz:` and `gz:`.
+ *
+ * The version also covers the stored record's form: from 3 on, the member normalized
+ * (NormalizedCandidate); 4 added `fg:`, `fz:` and `gz:`.
  */
 export const BLOCKING_KEY_VERSION = 4;
 

@@ -12,8 +12,9 @@ import type { CandidateRecord, MatchQuery } from './types.ts';
 /**
  * The blocking index in the database (the one I/O of src/matching): each member filed under the
  * hashed blocking keys of everything they ever were, with the member normalized as the engine
- * compares it (NormalizedCandidate; before key version 3, the CandidateRecord). A trigger on resources queues members whose Patient or Coverage changed (migration
- * 0013); catchUp re-indexes them. A match reads two indexed tables: never a scan of resources.
+ * compares it (NormalizedCandidate; before key version 3, the CandidateRecord). A trigger on
+ * resources queues members whose Patient or Coverage changed (migration 0013); catchUp
+ * re-indexes them. A match reads two indexed tables: never a scan of resources.
  */
 
 /** First 8 bytes of SHA-256 as a signed 64-bit integer (decimal text): keys hold demographics, the index does not. */
