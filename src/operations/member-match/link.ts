@@ -6,7 +6,7 @@ import type { Queryable } from '../../db/connection.ts';
 import { createGrant } from '../../auth/grants.ts';
 import { type AccessPolicy, systemAccess } from '../../fhir/access.ts';
 import * as interactions from '../../fhir/interactions.ts';
-import { readCurrent, type StoredResource } from '../../fhir/store.ts';
+import { type StoredResource, WriteBuffer } from '../../fhir/store.ts';
 import type { ResourceValidator } from '../../fhir/validation.ts';
 
 /**
@@ -38,21 +38,24 @@ const HREX_TEMP = 'http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp';
  */
 export async function linkMatchedMember(ctx: interactions.FhirContext, q: Queryable, link: MatchLink): Promise<Identifier> {
   const access: AccessPolicy = { ...systemAccess, ...(ctx.access.caller ? { caller: ctx.access.caller } : {}) };
-  const writes: interactions.FhirContext = { ...ctx, q, inTransaction: true, access, validator: validatedAlready(ctx.validator) };
+  // The link's versions (and their Provenance) are written together when it is done: two statements, not two per version.
+  const buffer = new WriteBuffer(q);
+  const writes: interactions.FhirContext = { ...ctx, q, inTransaction: true, writes: buffer, access, validator: validatedAlready(ctx.validator) };
   const member = `Patient/${link.patientId}`;
   const coverage = link.coverageToLink && rebased(link.coverageToLink, link.requestPatientReference, member);
   const consent = link.consent && rebased(link.consent, link.requestPatientReference, member);
-  // What is stored already is read at once (one round trip): a repeated request (a retry, a new
-  // answer after review) stores nothing twice.
-  const [stored, storedCoverage, storedConsent] = await Promise.all([
-    readCurrent(q, 'Patient', link.patientId, true),
+  // What is stored already is read at once (one round trip), the member's Patient under a row
+  // lock: a repeated request (a retry, a new answer after review) stores nothing twice.
+  const [, storedCoverage, storedConsent] = await Promise.all([
+    buffer.lock([{ resourceType: 'Patient', id: link.patientId }]),
     coverage && storedAlike(q, 'beneficiary', link.patientId, coverage),
     consent && storedAlike(q, 'patient', link.patientId, consent),
   ]);
   // Minting the identifier is Baton's own act, not the partner's: no Provenance names the partner for it.
-  const identifier = await uniqueMemberIdentifier({ ...writes, access: systemAccess }, stored, link.patientId);
+  const identifier = await uniqueMemberIdentifier({ ...writes, access: systemAccess }, await buffer.current('Patient', link.patientId), link.patientId);
   if (coverage && !storedCoverage) await interactions.create(writes, 'Coverage', coverage);
   const consentReference = consent && `Consent/${storedConsent ?? (await interactions.create(writes, 'Consent', consent)).id}`;
+  await buffer.flush();
   // A grant can only exist already for a Consent stored before.
   const repeated = !consent || storedConsent !== undefined;
   if (link.grant && !(repeated && (await grantExists(q, link, consentReference)))) {
