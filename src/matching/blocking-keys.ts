@@ -49,17 +49,12 @@ export function keyKind(key: string): string {
 }
 
 /** Kinds that make a member a candidate on their own: a shared card or phone (household members, twins). */
-const DECISIVE_KINDS = new Set(['id', 'ph']);
+export const DECISIVE_KINDS: readonly string[] = ['id', 'ph'];
 
 /** Whether a member sharing keys of these kinds with a query is scored. */
 export function isCandidate(sharedKinds: ReadonlySet<string>): boolean {
-  if (sharedKinds.size >= 2) return true;
-  for (const kind of sharedKinds) if (DECISIVE_KINDS.has(kind)) return true;
-  return false;
+  return sharedKinds.size >= 2 || DECISIVE_KINDS.some((kind) => sharedKinds.has(kind));
 }
-
-/** DECISIVE_KINDS, for the database's blocking statement. */
-export const decisiveKinds: readonly string[] = [...DECISIVE_KINDS];
 
 export function candidateBlockingKeys(candidate: NormalizedRecord): string[] {
   return blockingKeys(candidate, false);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Coverage, Patient } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
-import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, decisiveKinds, keyKind, queryBlockingKeys } from './blocking-keys.ts';
+import { BLOCK_SIZE_LIMIT, BLOCKING_KEY_VERSION, candidateBlockingKeys, DECISIVE_KINDS, keyKind, queryBlockingKeys } from './blocking-keys.ts';
 import { candidateFromMember } from './from-fhir.ts';
 import type { NormalizedName } from './names.ts';
 import { type NormalizedCandidate, normalizeCandidate, normalizeRecord } from './normalize.ts';
@@ -211,7 +211,7 @@ export async function findCandidates(q: Queryable, query: MatchQuery): Promise<B
       SELECT kind, ARRAY(SELECT k.patient_id FROM match_index_keys k WHERE k.key_hash = h::bigint LIMIT ${BLOCK_SIZE_LIMIT + 1}) AS ids
       FROM unnest(${textArray([...byHash.keys()])}, ${textArray([...byHash.values()])}) AS q(h, kind)
     ), shared AS (
-      SELECT id, count(DISTINCT kind) >= 2 OR bool_or(kind = ANY (${textArray(decisiveKinds)})) AS candidate
+      SELECT id, count(DISTINCT kind) >= 2 OR bool_or(kind = ANY (${textArray(DECISIVE_KINDS)})) AS candidate
       FROM blocks, unnest(ids) AS id WHERE cardinality(ids) <= ${BLOCK_SIZE_LIMIT} GROUP BY id
     )
     SELECT r.patient_id AS "patientId", r.record, r.key_version AS "keyVersion", 0 AS skipped, 0 AS "passedOver"

@@ -82,7 +82,8 @@ function normalizeAttributes(record: IdentityAttributes): NormalizedRecord {
 export type NormalizedCandidate = NormalizedRecord & { id: string };
 
 export function normalizeCandidate(candidate: CandidateRecord): NormalizedCandidate {
-  return { id: candidate.id, ...normalizeRecord(candidate) };
+  // Once, when indexed: nothing reads the candidate again, so it is not kept in normalizedRecords.
+  return { id: candidate.id, ...normalizeAttributes(candidate) };
 }
 
 function normalizeIdentifier(identifier: IdentifierInput): (NormalizedMemberId & { claimed: boolean }) | undefined {
