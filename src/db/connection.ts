@@ -84,6 +84,8 @@ export interface ConnectOptions {
   /** Where PGlite keeps its files; 'memory://' for a throwaway database. */
   dataDir: string;
   maxConnections?: number;
+  /** PGlite only: a dump of a data directory (PGlite's dumpDataDir) to start from instead of an empty one. */
+  loadDataDir?: Blob;
 }
 
 export async function connectDatabase(options: ConnectOptions): Promise<Database> {
@@ -108,7 +110,7 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
     };
   }
   if (!options.dataDir.startsWith('memory://')) mkdirSync(options.dataDir, { recursive: true });
-  const client = await PGlite.create(options.dataDir);
+  const client = await PGlite.create({ dataDir: options.dataDir, ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}) });
   const db = drizzlePglite(client);
   return {
     kind: 'pglite',

@@ -7,11 +7,9 @@ import type { Bundle, Encounter, OperationOutcome, Patient, Resource } from '@me
 import { Client, type FhirResource } from 'fhir-kit-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.ts';
-import { connectDatabase, type Database } from '../../src/db/connection.ts';
-import { migrateDatabase } from '../../src/db/migrate.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import { createLogger } from '../../src/logger.ts';
-import { freshDatabase, tokenMinter } from '../support/baton.ts';
+import { migratedDatabase, tokenMinter } from '../support/baton.ts';
 
 /*
  * fhir-kit-client, a FHIR client library written elsewhere, against a Baton listening on a real
@@ -41,9 +39,7 @@ async function listenBaton(): Promise<ListeningBaton> {
     const s = serve({ fetch: (request) => (handler.app as ReturnType<typeof createApp>).fetch(request), port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
-  const { databaseUrl, drop } = await freshDatabase();
-  const db: Database = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 10 });
-  await migrateDatabase(db);
+  const { db, drop } = await migratedDatabase();
   const logger = createLogger('silent');
   const validator = await createValidator([], logger);
   handler.app = createApp({ config: { baseUrl, maxBodyBytes: 16 * 1024 * 1024 }, db, logger, validator });

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import policyV1 from '../../config/matching/policy-v1.json' with { type: 'json' };
-import { connectDatabase, type Database } from '../../src/db/connection.ts';
-import { migrateDatabase } from '../../src/db/migrate.ts';
+import type { Database } from '../../src/db/connection.ts';
 import { PolicyError } from '../../src/matching/policy.ts';
 import {
   listPolicies,
@@ -18,7 +17,7 @@ import {
   PolicyVersionConflict,
   savePolicy,
 } from '../../src/matching/policy-store.ts';
-import { freshDatabase } from '../support/baton.ts';
+import { migratedDatabase } from '../support/baton.ts';
 
 type Mutable = Record<string, any>;
 /** Policy v1 under another version, with one setting changed so the versions differ. */
@@ -34,10 +33,7 @@ let drop: () => Promise<void>;
 const directories: string[] = [];
 
 beforeAll(async () => {
-  const fresh = await freshDatabase();
-  drop = fresh.drop;
-  db = await connectDatabase({ databaseUrl: fresh.databaseUrl, dataDir: 'memory://', maxConnections: 4 });
-  await migrateDatabase(db);
+  ({ db, drop } = await migratedDatabase(4));
 });
 afterAll(async () => {
   await db.close();

@@ -1,5 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
 import postgres from 'postgres';
+import { inject } from 'vitest';
 import { type AppDeps, createApp } from '../../src/app.ts';
 import { type AccessTokenSubject, signAccessToken } from '../../src/auth/access-token.ts';
 import { SigningKeyStore } from '../../src/auth/signing-keys.ts';
@@ -12,6 +13,7 @@ import type { FhirContext } from '../../src/fhir/interactions.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import type { ResourceValidator } from '../../src/fhir/validation.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
+import { testDatabaseName } from './database-names.ts';
 
 export const BASE_URL = 'http://baton.test/fhir';
 
@@ -46,9 +48,7 @@ const HARNESS_CLIENT: AccessTokenSubject = { clientId: 'test-harness', kind: 'in
  * PostgreSQL run), a freshly created database so runs never see each other's data.
  */
 export async function startBaton(options: { profilePackages?: string[]; logger?: Logger; config?: Partial<AppDeps['config']> } = {}): Promise<TestBaton> {
-  const { databaseUrl, drop } = await freshDatabase();
-  const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections: 10 });
-  await migrateDatabase(db);
+  const { db, databaseUrl, drop } = await migratedDatabase();
   const logger = options.logger ?? createLogger('silent');
   const validator = await createValidator(options.profilePackages ?? [], logger);
   const app = createApp({ config: { baseUrl: BASE_URL, maxBodyBytes: 16 * 1024 * 1024, ...options.config }, db, logger, validator });
@@ -87,12 +87,29 @@ export function tokenMinter(db: Database, baseUrl: string): (subject?: Partial<A
   return async (subject = {}) => signAccessToken(await keys.get(), baseUrl, { ...HARNESS_CLIENT, ...subject });
 }
 
-export async function freshDatabase(): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {
+/**
+ * A migrated database of the caller's own, copied from the one the run's global setup migrated
+ * (test/support/global-setup.ts): in memory on PGlite, a new database on PostgreSQL.
+ */
+export async function migratedDatabase(maxConnections = 10): Promise<{ db: Database; databaseUrl: string | undefined; drop: () => Promise<void> }> {
+  const { databaseUrl, drop } = await newDatabase(inject('postgresTemplate'));
+  const snapshot = databaseUrl ? undefined : inject('pgliteSnapshot');
+  const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections, ...(snapshot ? { loadDataDir: await openAsBlob(snapshot) } : {}) });
+  await migrateDatabase(db);
+  return { db, databaseUrl, drop };
+}
+
+/** An empty database of the caller's own on PostgreSQL; none on PGlite, where each connection to 'memory://' is a new database. */
+export function freshDatabase(): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {
+  return newDatabase(undefined);
+}
+
+async function newDatabase(template: string | undefined): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {
   const adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) return { databaseUrl: undefined, drop: async () => undefined };
-  const name = `baton_test_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  const name = testDatabaseName();
   const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
+  await admin.unsafe(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${template}` : ''}`);
   await admin.end();
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 
-/** `src/server.ts` started as `npm start` starts it (PORT 0, info logs, plus `env`); resolves once it logs its port, rejects if it exits first. */
 /** Starts the server (by default the TypeScript through tsx, as `npm start`; `entry` for the build); resolves once it says its port. */
 export function startServer(env: Record<string, string>, entry: string[] = ['--import', 'tsx', 'src/server.ts']): Promise<{ child: ChildProcess; port: number; logs: () => string }> {
   const child = spawn(process.execPath, entry, {
