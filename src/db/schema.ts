@@ -260,7 +260,8 @@ export const auditEvents = pgTable(
   {
     seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity().primaryKey(),
     txid: xid8('txid').notNull().default(sql`pg_current_xact_id()`),
-    eventId: text('event_id').notNull().unique(),
+    /** Not indexed: events are found by id through audit_index, whose event_id is unique. */
+    eventId: text('event_id').notNull(),
     recorded: timestamp('recorded', { withTimezone: true, mode: 'string' }).notNull(),
     /** The AuditEvent JSON. */
     content: text('content').notNull(),
