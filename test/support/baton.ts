@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import postgres from 'postgres';
 import { inject } from 'vitest';
@@ -13,7 +14,6 @@ import type { FhirContext } from '../../src/fhir/interactions.ts';
 import { createValidator } from '../../src/fhir/profiles.ts';
 import type { ResourceValidator } from '../../src/fhir/validation.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
-import { testDatabaseName } from './database-names.ts';
 
 export const BASE_URL = 'http://baton.test/fhir';
 
@@ -91,7 +91,7 @@ export function tokenMinter(db: Database, baseUrl: string): (subject?: Partial<A
  * A migrated database of the caller's own, copied from the one the run's global setup migrated
  * (test/support/global-setup.ts): in memory on PGlite, a new database on PostgreSQL.
  */
-export async function migratedDatabase(maxConnections = 10): Promise<{ db: Database; databaseUrl: string | undefined; drop: () => Promise<void> }> {
+export async function migratedDatabase(maxConnections = 10): Promise<NewDatabase & { db: Database }> {
   const { databaseUrl, drop } = await newDatabase(inject('postgresTemplate'));
   const snapshot = databaseUrl ? undefined : inject('pgliteSnapshot');
   const db = await connectDatabase({ databaseUrl, dataDir: 'memory://', maxConnections, ...(snapshot ? { loadDataDir: await openAsBlob(snapshot) } : {}) });
@@ -99,15 +99,21 @@ export async function migratedDatabase(maxConnections = 10): Promise<{ db: Datab
   return { db, databaseUrl, drop };
 }
 
+interface NewDatabase {
+  databaseUrl: string | undefined;
+  drop: () => Promise<void>;
+}
+
 /** An empty database of the caller's own on PostgreSQL; none on PGlite, where each connection to 'memory://' is a new database. */
-export function freshDatabase(): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {
+export function freshDatabase(): Promise<NewDatabase> {
   return newDatabase(undefined);
 }
 
-async function newDatabase(template: string | undefined): Promise<{ databaseUrl: string | undefined; drop: () => Promise<void> }> {
+async function newDatabase(template: string | undefined): Promise<NewDatabase> {
   const adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) return { databaseUrl: undefined, drop: async () => undefined };
-  const name = testDatabaseName();
+  // .ci/run drops the baton_test_<time>_<random> databases older than an hour (left by killed runs), reading the time back.
+  const name = `baton_test_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
   await admin.unsafe(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${template}` : ''}`);
   await admin.end();

@@ -4,11 +4,10 @@ import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
-import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { connectDatabase } from '../../src/db/connection.ts';
 import { MIGRATIONS_FOLDER, migrateDatabase } from '../../src/db/migrate.ts';
-import { testDatabaseName } from './database-names.ts';
+import { freshDatabase } from './baton.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -25,23 +24,15 @@ declare module 'vitest' {
  * cores); loading a dump takes ~1 s. Tests still run migrateDatabase, which finds nothing to do.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const adminUrl = process.env.DATABASE_URL;
-  if (adminUrl) {
-    const name = testDatabaseName();
-    const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-    const url = new URL(adminUrl);
-    url.pathname = `/${name}`;
+  if (process.env.DATABASE_URL) {
+    const template = await freshDatabase();
     // Two connections: migrateDatabase holds its lock on one while the migrator runs on another.
-    const db = await connectDatabase({ databaseUrl: url.toString(), dataDir: 'memory://', maxConnections: 2 });
+    const db = await connectDatabase({ databaseUrl: template.databaseUrl, dataDir: 'memory://', maxConnections: 2 });
     await migrateDatabase(db);
     await db.close();
-    project.provide('postgresTemplate', name);
+    project.provide('postgresTemplate', new URL(template.databaseUrl as string).pathname.slice(1));
     project.provide('pgliteSnapshot', undefined);
-    return async () => {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    };
+    return template.drop;
   }
   const dir = mkdtempSync(join(tmpdir(), 'baton-test-snapshot-'));
   // PGlite itself rather than connectDatabase: only it can dump its data directory.
