@@ -8,6 +8,7 @@ import { type IndexColumns, insertIndexColumns } from '../src/audit/event-index.
 import type { AuditCaller, AuditRecord } from '../src/audit/record.ts';
 import { authUrls } from '../src/auth/smart-configuration.ts';
 import type { Database } from '../src/db/connection.ts';
+import { v7 } from 'uuid';
 
 /*
  * bench:audit's synthetic audit trail: the AuditEvents a Baton would have recorded over two
@@ -120,6 +121,9 @@ const FAILURES: { status: number; outcome: AuditRecord['outcome']; text: string;
 const FAILURE_WEIGHT = FAILURES.reduce((sum, f) => sum + f.weight, 0);
 
 /** Generates the AuditEvents of one chunk: sessions starting in [from, to) until `count` events. */
+/** An event id as the server makes one (src/db/ids.ts: a UUIDv7), at the event's own time. */
+const eventId = (at: number): string => v7({ msecs: at });
+
 export class TrailGenerator {
   private readonly cast: Cast;
   private readonly pickClient: (random: () => number) => number;
@@ -160,7 +164,7 @@ export class TrailGenerator {
   }
 
   private tokenRequest(session: Session): AuditEvent {
-    return toAuditEvent({ ...this.base(session, session.start), id: randomUUID(), interaction: 'token', action: 'E', outcome: '0', httpStatus: 200, query: 'POST /auth/token' });
+    return toAuditEvent({ ...this.base(session, session.start), id: eventId(session.start), interaction: 'token', action: 'E', outcome: '0', httpStatus: 200, query: 'POST /auth/token' });
   }
 
   /** The events of one request: one per member it touched (BALP's patient-specific pattern), or its failure. */
@@ -176,7 +180,7 @@ export class TrailGenerator {
       const record: AuditRecord = {
         ...base,
         ...(failure.status === 401 ? { caller: undefined } : {}),
-        id: randomUUID(),
+        id: eventId(at),
         interaction: read ? 'read' : 'search-type',
         action: read ? 'R' : 'E',
         outcome: failure.outcome,
@@ -193,7 +197,7 @@ export class TrailGenerator {
       return [
         toAuditEvent({
           ...base,
-          id: randomUUID(),
+          id: eventId(at),
           interaction: create ? 'create' : 'update',
           action: create ? 'C' : 'U',
           outcome: '0',
@@ -206,13 +210,13 @@ export class TrailGenerator {
     if (roll < 0.5) {
       // Reads (and a few vreads) of one member's resource.
       const id = kind.type === 'Patient' ? patient : randomUUID();
-      return [toAuditEvent({ ...base, id: randomUUID(), interaction: 'read', action: 'R', outcome: '0', httpStatus: 200, resource: { type: kind.type, id }, patient })];
+      return [toAuditEvent({ ...base, id: eventId(at), interaction: 'read', action: 'R', outcome: '0', httpStatus: 200, resource: { type: kind.type, id }, patient })];
     }
     // Searches: mostly about one member; a few (by birth date, by name) touch several.
     const touched = roll < 0.53 ? members.concat(this.cast.patients[this.pickPatient(random)]) : [patient];
     const query = `GET ${AUDITED_SERVER}/${kind.type}?${kind.search(patient)}`;
     return [...new Set(touched)].map((member) =>
-      toAuditEvent({ ...base, id: randomUUID(), interaction: 'search-type', action: 'E', outcome: '0', httpStatus: 200, resource: { type: kind.type }, patient: member, query }),
+      toAuditEvent({ ...base, id: eventId(at), interaction: 'search-type', action: 'E', outcome: '0', httpStatus: 200, resource: { type: kind.type }, patient: member, query }),
     );
   }
 }

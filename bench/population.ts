@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { Observation, Patient } from '@medplum/fhirtypes';
 import type { Database } from '../src/db/connection.ts';
 import { type NewVersion, writeVersions } from '../src/fhir/store.ts';
+import { newId } from '../src/db/ids.ts';
 
 /*
  * The benchmark's synthetic population: Patients with a member identifier and vital-sign
@@ -57,7 +57,7 @@ export function benchObservation(index: number, subject: string): Omit<Observati
 /** Version 1 of a new resource, shaped as a create stores it: resourceType, id and meta lead. */
 function firstVersion(resource: Omit<Patient | Observation, 'id' | 'meta'>, lastUpdated: string): NewVersion {
   const { resourceType, ...rest } = resource;
-  const stamped = { resourceType, id: randomUUID(), meta: { versionId: '1', lastUpdated }, ...rest } as NewVersion['resource'];
+  const stamped = { resourceType, id: newId(), meta: { versionId: '1', lastUpdated }, ...rest } as NewVersion['resource'];
   return { resource: stamped, versionId: 1, lastUpdated, method: 'POST', deleted: false };
 }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../db/ids.ts';
 import type { MiddlewareHandler } from 'hono';
 import { decodeJwt } from 'jose';
 import type { AccessPolicy } from '../fhir/access.ts';
@@ -53,7 +53,7 @@ export function auditTokenRequests(deps: { writer: AuditWriter; baseUrl: string 
     const issued = status === 200 ? await issuedToken(c.res.clone()) : undefined;
     const problem = status === 200 ? undefined : await oauthError(c.res.clone());
     const event = toAuditEvent({
-      id: randomUUID(),
+      id: newId(),
       recorded: new Date().toISOString(),
       interaction: 'token',
       action: 'E',
@@ -96,7 +96,7 @@ export function auditRegistrations(deps: { writer: AuditWriter; baseUrl: string 
     const status = c.res.status;
     const actions: Record<string, AuditRecord['action']> = { POST: 'C', DELETE: 'D', GET: 'R', PUT: 'U', PATCH: 'U' };
     const event = toAuditEvent({
-      id: randomUUID(),
+      id: newId(),
       recorded: new Date().toISOString(),
       interaction: 'operation',
       operation: typeof operation === 'string' ? operation : operation(c.req.path),

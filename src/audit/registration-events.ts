@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/connection.ts';
 import { toAuditEvent } from './balp.ts';
 import { insertAuditEvents } from './writer.ts';
+import { newId } from '../db/ids.ts';
 
 /**
  * Changes Baton makes to its control plane from configuration files, recorded in the transaction
@@ -21,7 +22,7 @@ export function auditPolicyFileChange(baseUrl: string): (tx: Queryable, policy: 
 
 async function recordConfigurationChange(tx: Queryable, baseUrl: string, change: { operation: string; created: boolean; query: string }): Promise<void> {
   const event = toAuditEvent({
-    id: randomUUID(),
+    id: newId(),
     recorded: new Date().toISOString(),
     interaction: 'operation',
     operation: change.operation,

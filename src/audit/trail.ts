@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../db/ids.ts';
 import type { AuditEvent, Resource } from '@medplum/fhirtypes';
 import type { Queryable } from '../db/connection.ts';
 import type { AuditSink, ReturnedResource, WriteFact } from '../fhir/audit-sink.ts';
@@ -99,7 +99,7 @@ export class RequestAudit implements AuditSink {
   private event(fields: Omit<AuditRecord, 'id' | 'recorded' | 'caller' | 'sourceAddress' | 'requestId' | 'server' | 'operation'>): AuditEvent {
     return toAuditEvent({
       ...fields,
-      id: randomUUID(),
+      id: newId(),
       recorded: new Date().toISOString(),
       caller: this.caller(),
       sourceAddress: this.request.sourceAddress,

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../db/ids.ts';
 import type { Bundle } from '@medplum/fhirtypes';
 import { type BundleRequestEntry, parseEntry } from './bundle-entry.ts';
 import { entryBody, type EntryTargets, forEntry, performEntry, resolveConditionalReferences } from './bundle-interactions.ts';
@@ -90,7 +90,7 @@ async function resolveTargets(ctx: FhirContext, entries: BundleRequestEntry[]): 
     if (request.interaction === 'create') {
       const { ifNoneExist } = request;
       const existing = ifNoneExist === undefined ? undefined : await forEntry(entry.index, () => findExisting(ctx, ctx.q, request.type, ifNoneExist));
-      targets.creates.set(entry.index, existing ? { existing } : { id: randomUUID() });
+      targets.creates.set(entry.index, existing ? { existing } : { id: newId() });
     } else if (request.interaction === 'conditional-update') {
       const target = await forEntry(entry.index, () =>
         conditionalUpdateTarget(ctx, ctx.q, request.type, conditionParams(request.condition, 'A conditional update'), request.resource),

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../db/ids.ts';
 import type { OperationOutcome, Provenance, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { applyPatch, type Operation } from 'rfc6902';
@@ -201,7 +201,7 @@ async function writeVersion(ctx: FhirContext, q: Queryable, body: Resource, id: 
 }
 
 async function recordProvenance(ctx: FhirContext, q: Queryable, written: Parameters<typeof provenanceOf>[0], lastUpdated: string): Promise<void> {
-  const provenance = { ...provenanceOf(written, ctx.provenance, ctx.access.caller, lastUpdated), id: randomUUID() };
+  const provenance = { ...provenanceOf(written, ctx.provenance, ctx.access.caller, lastUpdated), id: newId() };
   ctx.validator.validate(provenance);
   const stamped = { ...provenance, meta: { versionId: '1', lastUpdated } } as NewVersion['resource'];
   await persist(ctx, q, { resource: stamped, versionId: 1, lastUpdated, method: 'POST', deleted: false });
@@ -237,7 +237,7 @@ export async function create(ctx: FhirContext, type: string, body: unknown, ifNo
       const existing = await findExisting(ctx, q, type, ifNoneExist);
       if (existing) return fromStored(200, existing);
     }
-    const id = target?.id ?? randomUUID();
+    const id = target?.id ?? newId();
     const result = await writeVersion(ctx, q, resource, id, 1, 'POST');
     result.location = `${ctx.baseUrl}/${type}/${id}/_history/1`;
     return result;
@@ -344,7 +344,7 @@ export async function conditionalUpdateTarget(ctx: FhirContext, q: Queryable, ty
   // A transaction resolves this before validating the body, so the id may not be a string yet.
   const bodyId = resource.id === undefined ? undefined : String(resource.id);
   if (ids.length === 0) {
-    if (bodyId === undefined) return { id: randomUUID(), isNew: true };
+    if (bodyId === undefined) return { id: newId(), isNew: true };
     assertId(bodyId);
     return { id: bodyId, isNew: false };
   }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Identifier, OperationOutcome, Parameters } from '@medplum/fhirtypes';
 import type { MemberMatchConfig } from '../config.ts';
 import type { Queryable } from '../db/connection.ts';
@@ -14,6 +13,7 @@ import { type DecisionOutcome, recordDecision, requestHash, reviewOfRequest } fr
 import { parseMemberMatchInput } from './member-match/input.ts';
 import { linkMatchedMember, type MatchLink } from './member-match/link.ts';
 import { createReviewTask } from './member-match/review.ts';
+import { newId } from '../db/ids.ts';
 
 /**
  * POST [base]/Patient/$member-match (Da Vinci HRex 1.2, OperationDefinition member-match):
@@ -131,7 +131,7 @@ export async function resolveAndLinkMember(ctx: FhirContext, deps: MemberMatchDe
   }
   if (decision.tier === 'review' && consent.ok) {
     const taskId = await ctx.db.transaction(async (q) => {
-      const decisionId = randomUUID();
+      const decisionId = newId();
       const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
       await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
       await ctx.audit.flush(q);

@@ -19,6 +19,7 @@ import type { Logger } from '../logger.ts';
 import { endSubscriptions, inCheckedSubscriptionWrite } from './events.ts';
 import { type LoggedEvent, notificationBundle, type NotificationType, type StatusView } from './notification.ts';
 import type { PayloadContent } from './subscription.ts';
+import { newId } from '../db/ids.ts';
 
 /** The header carrying a notification's signature: a JWS with detached payload (RFC 7515 appendix F) over the body. */
 export const SIGNATURE_HEADER = 'X-Baton-Signature';
@@ -297,7 +298,7 @@ export class SubscriptionDeliverer {
   /** A failed attempt as a system-originated AuditEvent: the subscription, the owner, why (no payload, no endpoint URL). */
   private async audit(subscription: ClaimedSubscription, type: NotificationType, result: Extract<AttemptOutcome, { ok: false }>): Promise<void> {
     const event = toAuditEvent({
-      id: randomUUID(),
+      id: newId(),
       recorded: new Date().toISOString(),
       interaction: 'operation',
       operation: 'urn:baton:subscription-notification',

@@ -17,6 +17,7 @@ import { type ClaimedSubscription, readEvents } from './delivery.ts';
 import { bumpRegistryVersion, inCheckedSubscriptionWrite } from './events.ts';
 import { notificationBundle, subscriptionStatus, type StatusView } from './notification.ts';
 import { type BackportSubscription, checkSubscription, type PayloadContent, type SubscriptionSettings } from './subscription.ts';
+import { newId } from '../db/ids.ts';
 
 /** Events one $events call returns at most. */
 const MAX_EVENTS_PER_QUERY = 1000;
@@ -54,7 +55,7 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
     return ctx.db.transaction(async (q) => {
       const scoped = { ...ctx, q, inTransaction: true };
       const result = await inCheckedSubscriptionWrite(q, async () => {
-        if (!id) return interactions.create(scoped, 'Subscription', stored, undefined, { id: randomUUID() });
+        if (!id) return interactions.create(scoped, 'Subscription', stored, undefined, { id: newId() });
         const existing = await registryRow(q, id);
         if (existing) assertOwner(ctx.access, existing);
         return interactions.update(scoped, 'Subscription', id, stored);

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { toAuditEvent } from '../audit/balp.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import type { WorkflowJob } from './jobs.ts';
 import { PartnerError } from './partner/types.ts';
 import { WORKFLOW_CALLER } from './transition.ts';
+import { newId } from '../db/ids.ts';
 
 /**
  * The AuditEvent of a step's exchange with a partner: Baton (the workflow, as client) sending the
@@ -28,7 +28,7 @@ export function outboundAuditEvent(job: WorkflowJob, partnerBaseUrl: string, mem
   const failure = error instanceof PartnerError ? error : undefined;
   const outcome: AuditOutcome = error === undefined ? '0' : failure && failure.errorClass !== 'retryable' ? '4' : '8';
   return toAuditEvent({
-    id: randomUUID(),
+    id: newId(),
     recorded: new Date().toISOString(),
     interaction: 'operation',
     operation: call.operation,

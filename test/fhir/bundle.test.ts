@@ -328,6 +328,14 @@ describe('transaction', () => {
     expect((await get(`Patient?identifier=${SYSTEM}|NESTED-1`)).entry ?? []).toEqual([]);
   });
 
+  it('assigns the resources it creates time-ordered ids (UUIDv7)', async () => {
+    const res = await post(transaction(...[1, 2, 3].map((n) => ({ fullUrl: urn(), resource: { resourceType: 'Patient', identifier: [{ system: SYSTEM, value: `V7-${n}` }] } as Resource, request: { method: 'POST' as const, url: 'Patient' } }))));
+    expect(res.status).toBe(200);
+    const ids = ((await body<Bundle>(res)).entry ?? []).map(idOf);
+    expect(ids).toHaveLength(3);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
   it('answers an empty transaction with an empty transaction-response', async () => {
     const res = await post(transaction());
     expect(res.status).toBe(200);

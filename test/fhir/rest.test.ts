@@ -15,6 +15,8 @@ const patient = (extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
 async function createPatient(extra: Record<string, unknown> = {}) {
   const res = await baton.request('/fhir/Patient', { method: 'POST', json: patient(extra) });
   expect(res.status).toBe(201);
@@ -32,6 +34,14 @@ describe('create', () => {
     expect(res.headers.get('etag')).toBe('W/"1"');
     expect(new Date(res.headers.get('last-modified') as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
     expect(res.headers.get('content-type')).toContain('application/fhir+json');
+  });
+
+  it('assigns time-ordered ids (UUIDv7): a later create gets a later id', async () => {
+    const first = await createPatient();
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const second = await createPatient();
+    for (const id of [first.id, second.id]) expect(id).toMatch(UUID_V7);
+    expect(second.id > first.id).toBe(true);
   });
 
   it.each([

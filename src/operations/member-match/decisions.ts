@@ -1,9 +1,10 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
 import type { MatchDecision } from '../../matching/decide.ts';
 import { normalizeRecord } from '../../matching/normalize.ts';
 import type { MatchQuery } from '../../matching/types.ts';
+import { newId } from '../../db/ids.ts';
 
 /**
  * Every $member-match decision is stored (match_decisions): tier, score, each candidate's field
@@ -32,7 +33,7 @@ export interface NewDecision {
   pending?: unknown;
 }
 
-export async function recordDecision(q: Queryable, entry: NewDecision, id: string = randomUUID()): Promise<string> {
+export async function recordDecision(q: Queryable, entry: NewDecision, id: string = newId()): Promise<string> {
   const { decision } = entry;
   await q.execute(sql`
     INSERT INTO match_decisions (id, client_id, request_id, request_hash, use_case, policy_id, policy_version, tier, outcome, patient_id, score, decision, task_id, pending)

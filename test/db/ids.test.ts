@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { newId } from '../../src/db/ids.ts';
+
+describe('newId', () => {
+  it('makes UUIDv7s: version 7, RFC 9562 variant, the creation time in the first 48 bits', () => {
+    const before = Date.now();
+    const id = newId();
+    const after = Date.now();
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const millis = Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
+    expect(millis).toBeGreaterThanOrEqual(before);
+    expect(millis).toBeLessThanOrEqual(after);
+  });
+
+  it('orders ids by creation and never repeats one, within a millisecond too', () => {
+    const ids = Array.from({ length: 10_000 }, () => newId());
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
+});
