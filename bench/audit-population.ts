@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
+import { v7 } from 'uuid';
 import { toAuditEvent } from '../src/audit/balp.ts';
 import { chainHash, GENESIS_CHAIN_HASH } from '../src/audit/chain.ts';
 import { type IndexColumns, insertIndexColumns } from '../src/audit/event-index.ts';
 import type { AuditCaller, AuditRecord } from '../src/audit/record.ts';
 import { authUrls } from '../src/auth/smart-configuration.ts';
 import type { Database } from '../src/db/connection.ts';
-import { v7 } from 'uuid';
 
 /*
  * bench:audit's synthetic audit trail: the AuditEvents a Baton would have recorded over two
@@ -120,10 +120,10 @@ const FAILURES: { status: number; outcome: AuditRecord['outcome']; text: string;
 ];
 const FAILURE_WEIGHT = FAILURES.reduce((sum, f) => sum + f.weight, 0);
 
-/** Generates the AuditEvents of one chunk: sessions starting in [from, to) until `count` events. */
 /** An event id as the server makes one (src/db/ids.ts: a UUIDv7), at the event's own time. */
 const eventId = (at: number): string => v7({ msecs: at });
 
+/** Generates the AuditEvents of one chunk: sessions starting in [from, to) until `count` events. */
 export class TrailGenerator {
   private readonly cast: Cast;
   private readonly pickClient: (random: () => number) => number;

@@ -1,6 +1,6 @@
-import { newId } from '../db/ids.ts';
 import type { MiddlewareHandler } from 'hono';
 import { decodeJwt } from 'jose';
+import { newId } from '../db/ids.ts';
 import type { AccessPolicy } from '../fhir/access.ts';
 import type { AuditSink } from '../fhir/audit-sink.ts';
 import { FhirError } from '../fhir/errors.ts';

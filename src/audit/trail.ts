@@ -1,5 +1,5 @@
-import { newId } from '../db/ids.ts';
 import type { AuditEvent, Resource } from '@medplum/fhirtypes';
+import { newId } from '../db/ids.ts';
 import type { Queryable } from '../db/connection.ts';
 import type { AuditSink, ReturnedResource, WriteFact } from '../fhir/audit-sink.ts';
 import { patientsOf } from '../fhir/compartment.ts';

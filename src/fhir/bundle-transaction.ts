@@ -1,5 +1,5 @@
-import { newId } from '../db/ids.ts';
 import type { Bundle } from '@medplum/fhirtypes';
+import { newId } from '../db/ids.ts';
 import { type BundleRequestEntry, parseEntry } from './bundle-entry.ts';
 import { entryBody, type EntryTargets, forEntry, performEntry, resolveConditionalReferences } from './bundle-interactions.ts';
 import { collectReferences, isUrn, rewriteReferences } from './bundle-references.ts';

@@ -1,7 +1,7 @@
-import { newId } from '../db/ids.ts';
 import type { OperationOutcome, Provenance, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { applyPatch, type Operation } from 'rfc6902';
+import { newId } from '../db/ids.ts';
 import type { Database, Queryable } from '../db/connection.ts';
 import { type AccessPolicy, isVisible } from './access.ts';
 import { provenanceOf } from './provenance.ts';
