@@ -1,7 +1,7 @@
 import type { Observation, Patient } from '@medplum/fhirtypes';
 import type { Database } from '../src/db/connection.ts';
-import { type NewVersion, writeVersions } from '../src/fhir/store.ts';
 import { newId } from '../src/db/ids.ts';
+import { type NewVersion, writeVersions } from '../src/fhir/store.ts';
 
 /*
  * The benchmark's synthetic population: Patients with a member identifier and vital-sign

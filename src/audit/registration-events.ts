@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/connection.ts';
+import { newId } from '../db/ids.ts';
 import { toAuditEvent } from './balp.ts';
 import { insertAuditEvents } from './writer.ts';
-import { newId } from '../db/ids.ts';
 
 /**
  * Changes Baton makes to its control plane from configuration files, recorded in the transaction

@@ -1,6 +1,7 @@
 import type { Identifier, OperationOutcome, Parameters } from '@medplum/fhirtypes';
 import type { MemberMatchConfig } from '../config.ts';
 import type { Queryable } from '../db/connection.ts';
+import { newId } from '../db/ids.ts';
 import { FhirError } from '../fhir/errors.ts';
 import type { FhirContext } from '../fhir/interactions.ts';
 import type { MatchDecision } from '../matching/decide.ts';
@@ -13,7 +14,6 @@ import { type DecisionOutcome, recordDecision, requestHash, reviewOfRequest } fr
 import { parseMemberMatchInput } from './member-match/input.ts';
 import { linkMatchedMember, type MatchLink } from './member-match/link.ts';
 import { createReviewTask } from './member-match/review.ts';
-import { newId } from '../db/ids.ts';
 
 /**
  * POST [base]/Patient/$member-match (Da Vinci HRex 1.2, OperationDefinition member-match):

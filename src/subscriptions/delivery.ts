@@ -12,6 +12,7 @@ import { insertAuditEvents } from '../audit/writer.ts';
 import type { SigningKeyStore } from '../auth/signing-keys.ts';
 import type { SubscriptionConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
+import { newId } from '../db/ids.ts';
 import { callerPolicy } from '../export/caller.ts';
 import { isVisible } from '../fhir/access.ts';
 import { readCurrent, writeVersions } from '../fhir/store.ts';
@@ -19,7 +20,6 @@ import type { Logger } from '../logger.ts';
 import { endSubscriptions, inCheckedSubscriptionWrite } from './events.ts';
 import { type LoggedEvent, notificationBundle, type NotificationType, type StatusView } from './notification.ts';
 import type { PayloadContent } from './subscription.ts';
-import { newId } from '../db/ids.ts';
 
 /** The header carrying a notification's signature: a JWS with detached payload (RFC 7515 appendix F) over the body. */
 export const SIGNATURE_HEADER = 'X-Baton-Signature';

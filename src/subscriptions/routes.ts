@@ -3,6 +3,7 @@ import type { Bundle } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { SubscriptionConfig } from '../config.ts';
 import type { Queryable } from '../db/connection.ts';
+import { newId } from '../db/ids.ts';
 import { exportCaller } from '../export/caller.ts';
 import { ScopedAccess } from '../auth/access-policy.ts';
 import type { AccessPolicy } from '../fhir/access.ts';
@@ -17,7 +18,6 @@ import { type ClaimedSubscription, readEvents } from './delivery.ts';
 import { bumpRegistryVersion, inCheckedSubscriptionWrite } from './events.ts';
 import { notificationBundle, subscriptionStatus, type StatusView } from './notification.ts';
 import { type BackportSubscription, checkSubscription, type PayloadContent, type SubscriptionSettings } from './subscription.ts';
-import { newId } from '../db/ids.ts';
 
 /** Events one $events call returns at most. */
 const MAX_EVENTS_PER_QUERY = 1000;

@@ -1,10 +1,10 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { toAuditEvent } from '../audit/balp.ts';
 import type { AuditOutcome } from '../audit/record.ts';
+import { newId } from '../db/ids.ts';
 import type { WorkflowJob } from './jobs.ts';
 import { PartnerError } from './partner/types.ts';
 import { WORKFLOW_CALLER } from './transition.ts';
-import { newId } from '../db/ids.ts';
 
 /**
  * The AuditEvent of a step's exchange with a partner: Baton (the workflow, as client) sending the

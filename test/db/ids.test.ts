@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../src/db/ids.ts';
+import { UUID_V7 } from '../support/baton.ts';
 
 describe('newId', () => {
   it('makes UUIDv7s: version 7, RFC 9562 variant, the creation time in the first 48 bits', () => {
     const before = Date.now();
     const id = newId();
     const after = Date.now();
-    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(id).toMatch(UUID_V7);
     const millis = Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
     expect(millis).toBeGreaterThanOrEqual(before);
     expect(millis).toBeLessThanOrEqual(after);

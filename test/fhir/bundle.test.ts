@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processBundle } from '../../src/fhir/bundle.ts';
-import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
+import { BASE_URL, body, startBaton, type TestBaton, UUID_V7 } from '../support/baton.ts';
 
 let baton: TestBaton;
 beforeAll(async () => {
@@ -333,7 +333,7 @@ describe('transaction', () => {
     expect(res.status).toBe(200);
     const ids = ((await body<Bundle>(res)).entry ?? []).map(idOf);
     expect(ids).toHaveLength(3);
-    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    for (const id of ids) expect(id).toMatch(UUID_V7);
   });
 
   it('answers an empty transaction with an empty transaction-response', async () => {

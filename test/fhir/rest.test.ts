@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASE_URL, body, startBaton, type TestBaton } from '../support/baton.ts';
+import { BASE_URL, body, startBaton, type TestBaton, UUID_V7 } from '../support/baton.ts';
 
 let baton: TestBaton;
 beforeAll(async () => {
@@ -14,8 +14,6 @@ const patient = (extra: Record<string, unknown> = {}) => ({
   birthDate: '1980-04-01',
   ...extra,
 });
-
-const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 async function createPatient(extra: Record<string, unknown> = {}) {
   const res = await baton.request('/fhir/Patient', { method: 'POST', json: patient(extra) });

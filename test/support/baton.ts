@@ -17,6 +17,9 @@ import { createLogger, type Logger } from '../../src/logger.ts';
 
 export const BASE_URL = 'http://baton.test/fhir';
 
+/** An id as Baton assigns them (src/db/ids.ts): a UUIDv7, version 7 and the RFC 9562 variant. */
+export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
 export interface TestBaton {
   app: ReturnType<typeof createApp>;
   db: Database;

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Queryable } from '../../db/connection.ts';
+import { newId } from '../../db/ids.ts';
 import type { MatchDecision } from '../../matching/decide.ts';
 import { normalizeRecord } from '../../matching/normalize.ts';
 import type { MatchQuery } from '../../matching/types.ts';
-import { newId } from '../../db/ids.ts';
 
 /**
  * Every $member-match decision is stored (match_decisions): tier, score, each candidate's field
