@@ -39,3 +39,80 @@ describe('executeBytes', () => {
     expect(seen.map(([v]) => v?.toString())).toEqual(['written']);
   });
 });
+
+describe('transaction', () => {
+  beforeAll(async () => {
+    await db.execute(sql`CREATE TABLE IF NOT EXISTS tx_probe (v text PRIMARY KEY)`);
+  });
+  /** The SQLSTATE of a failure: drizzle (on PGlite) wraps the driver's error, postgres.js throws its own. */
+  const sqlState = async (failing: Promise<unknown>) => {
+    const error = await failing.then(() => undefined, (e: unknown) => e);
+    for (let e = error as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) if (e.code) return e.code;
+    return undefined;
+  };
+  const values = async (prefix: string) =>
+    (await db.execute<{ v: string }>(sql`SELECT v FROM tx_probe WHERE v LIKE ${`${prefix}%`} ORDER BY v`)).map((r) => r.v);
+
+  it('commits what fn wrote together with its last statement, and answers what fn returned', async () => {
+    const answer = await db.transaction(
+      async (tx) => {
+        await tx.execute(sql`INSERT INTO tx_probe VALUES ('commit-1')`);
+        return 'done';
+      },
+      () => sql`INSERT INTO tx_probe VALUES ('commit-2')`,
+    );
+    expect(answer).toBe('done');
+    expect(await values('commit-')).toEqual(['commit-1', 'commit-2']);
+  });
+
+  it('runs the last statement inside the transaction: it sees fn\'s writes', async () => {
+    await db.transaction(
+      (tx) => tx.execute(sql`CREATE TEMPORARY TABLE last_probe (v text) ON COMMIT DROP`),
+      () => sql`INSERT INTO tx_probe SELECT 'temp-' || count(*) FROM last_probe`,
+    );
+    expect(await values('temp-')).toEqual(['temp-0']);
+  });
+
+  it('rolls everything back and throws the last statement\'s error when it fails', async () => {
+    const failed = db.transaction(
+      (tx) => tx.execute(sql`INSERT INTO tx_probe VALUES ('last-fails-1')`),
+      () => sql`INSERT INTO tx_probe VALUES ('commit-1')`,
+    );
+    expect(await sqlState(failed)).toBe('23505');
+    expect(await values('last-fails-')).toEqual([]);
+  });
+
+  it('rolls back when fn throws, and the connection serves the next transaction', async () => {
+    const failed = db.transaction(async (tx) => {
+      await tx.execute(sql`INSERT INTO tx_probe VALUES ('thrown-1')`);
+      throw new Error('changed my mind');
+    });
+    await expect(failed).rejects.toThrow('changed my mind');
+    expect(await values('thrown-')).toEqual([]);
+    await db.transaction((tx) => tx.execute(sql`INSERT INTO tx_probe VALUES ('after-1')`));
+    expect(await values('after-')).toEqual(['after-1']);
+  });
+
+  it('throws the first statement that failed, not the aborted-transaction errors of those sent after it', async () => {
+    const failed = db.transaction(async (tx) => {
+      // Sent without waiting, as a transaction Bundle sends its chunks: the next statement fails with 25P02.
+      const first = tx.execute(sql`INSERT INTO tx_probe VALUES ('commit-1')`);
+      first.catch(() => undefined);
+      await tx.execute(sql`INSERT INTO tx_probe VALUES ('aborted-1')`);
+    });
+    expect(await sqlState(failed)).toBe('23505');
+    expect(await values('aborted-')).toEqual([]);
+  });
+
+  it('keeps concurrent transactions apart on a small pool', async () => {
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        db.transaction(
+          (tx) => tx.execute(sql`INSERT INTO tx_probe VALUES (${`pool-${i}-a`})`),
+          () => sql`INSERT INTO tx_probe VALUES (${`pool-${i}-b`})`,
+        ),
+      ),
+    );
+    expect(await values('pool-')).toHaveLength(16);
+  });
+});
