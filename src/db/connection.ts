@@ -102,6 +102,7 @@ async function pipelinedTransaction<T>(client: postgres.Sql, fn: (tx: Queryable)
     const result = await fn(tx);
     const final = last?.(tx);
     await Promise.all([begun, ...(final ? [tx.execute(final)] : []), reserved.unsafe('COMMIT').execute()]);
+    tx.assertNoneFailed();
     return result;
   } catch (error) {
     await reserved.unsafe('ROLLBACK').catch(() => undefined);
@@ -134,6 +135,14 @@ class FailureWatch implements Queryable {
       this.first ??= error;
     });
     return statement;
+  }
+
+  /**
+   * Throws the first failure, if a statement failed that fn did not wait for or whose error it
+   * caught: PostgreSQL has then aborted the transaction and answers COMMIT with a ROLLBACK.
+   */
+  assertNoneFailed(): void {
+    if (this.first !== undefined) throw this.first;
   }
 
   /** What a failed transaction throws: the first failure when `error` only reports the abort. */
@@ -195,6 +204,7 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
           const result = await fn(q);
           const final = last?.(q);
           if (final) await q.execute(final);
+          q.assertNoneFailed();
           return result;
         });
       } catch (error) {

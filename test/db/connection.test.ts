@@ -104,6 +104,16 @@ describe('transaction', () => {
     expect(await values('aborted-')).toEqual([]);
   });
 
+  it('fails when a statement failed, even one whose error fn caught: the database rolled it back', async () => {
+    const failed = db.transaction(async (tx) => {
+      await tx.execute(sql`INSERT INTO tx_probe VALUES ('caught-1')`);
+      await tx.execute(sql`INSERT INTO tx_probe VALUES ('commit-1')`).catch(() => undefined);
+      return 'claims success';
+    });
+    expect(await sqlState(failed)).toBe('23505');
+    expect(await values('caught-')).toEqual([]);
+  });
+
   it('keeps concurrent transactions apart on a small pool', async () => {
     await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
