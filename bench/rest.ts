@@ -24,7 +24,9 @@ import { type BatonChild, type ChildServer, startBatonProcess, startFixedRespons
  * reads as raw SQL through postgres.js (database). Prints one JSON object on stdout; progress
  * goes to stderr. It never fails on a figure: it reports them, with the issue's targets. After
  * each phase it waits for the audit sealer to catch up, and reports what the phase left to seal
- * and how long that took (audit_sealing), so no phase pays for the one before it.
+ * and how long that took (audit_sealing), so no phase pays for the one before it. Before the
+ * first, it also waits for Baton to index the members a fresh seed queued for $member-match
+ * (matching_index_at_start).
  *
  * The database: `baton_bench` on the server of DATABASE_URL (default the local `test` one,
  * used only to create and drop it). It is dropped at the end unless --keep; a kept database is
@@ -178,6 +180,22 @@ async function drainSealing(sql: postgres.Sql): Promise<AuditSealing> {
   return { unsealed_events: pending, drain_s };
 }
 
+/**
+ * Waits until Baton has indexed the members queued for $member-match (seeding queues every
+ * Patient), so that no measurement shares the machine with that catch-up; then vacuums the
+ * queue, as autovacuum would (off on the CI machines), since Baton polls it for emptiness.
+ */
+async function drainMatchingIndex(sql: postgres.Sql): Promise<{ queued_members: number; drain_s: number }> {
+  const started = performance.now();
+  const queued = async () => (await sql<{ n: number }[]>`SELECT count(*)::float8 AS n FROM match_index_queue`)[0].n;
+  const first = await queued();
+  for (let left = first; left > 0 && performance.now() - started < 600_000; left = await queued()) await new Promise((resolve) => setTimeout(resolve, 500));
+  if (first > 0) await sql.unsafe('VACUUM (ANALYZE) match_index_queue');
+  const drain_s = round((performance.now() - started) / 1000, 1);
+  log(`matching index: ${first} members queued, indexed in ${drain_s} s`);
+  return { queued_members: first, drain_s };
+}
+
 async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>, sql: postgres.Sql): Promise<Measured> {
   const error = await check();
   if (error) return { error };
@@ -247,8 +265,10 @@ async function main(): Promise<void> {
     log('starting Baton');
     const baton = await startBatonProcess(benchUrl.toString());
     running.push(baton);
-    // What an earlier run left unsealed in a kept database is sealed before anything is measured.
+    // What an earlier run left unsealed in a kept database is sealed before anything is measured,
+    // and the members a fresh seed queued for the $member-match index are indexed.
     await drainSealing(sql);
+    const matchingIndex = await drainMatchingIndex(sql);
     const origin = new URL(baton.url).origin;
     const load = async (seconds: number, next: Parameters<typeof httpLoad>[0]['next']) => {
       const authorization = await baton.authorization();
@@ -346,6 +366,7 @@ async function main(): Promise<void> {
           }
         : { reused: true },
       ceilings: { http: httpCeiling, db: dbCeiling, lower, lower_rps: ceiling },
+      matching_index_at_start: matchingIndex,
       baton: {
         read: { ...read, ratio: ratio(read.rps) },
         search_identifier: { ...search, ratio: ratio(search.rps) },
