@@ -68,7 +68,7 @@ const dialect = new PgDialect();
  * 6.0k vs 11.7k queries/s at 32 concurrent). Statement shapes are few (values are always bound
  * parameters, bulk writes bind arrays), so the per-connection statement cache stays small.
  */
-function preparedQueryable(client: postgres.Sql | postgres.ReservedSql): Queryable {
+function preparedQueryable(client: postgres.Sql | postgres.TransactionSql): Queryable {
   return {
     execute: async <T>(query: SQL) => prepared(client, query) as unknown as Promise<T[]>,
     // Not prepared: each statement is planned for its values (export pages, where a generic plan
@@ -82,33 +82,35 @@ function preparedQueryable(client: postgres.Sql | postgres.ReservedSql): Queryab
 }
 
 /** Hands the statement to the connection now (postgres.js sends a query when first awaited otherwise). */
-function prepared(client: postgres.Sql | postgres.ReservedSql, query: SQL): Promise<unknown> {
+function prepared(client: postgres.Sql | postgres.TransactionSql, query: SQL): Promise<unknown> {
   const { sql: text, params } = dialect.sqlToQuery(query);
   return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true }).execute();
 }
 
 /**
- * A transaction on a reserved connection, pipelined: BEGIN is not waited for but goes out with
- * the first statement, and the last statement (`last`) with the COMMIT, so a single-resource
- * write makes two round trips instead of four (each costs both processes a wake-up and socket
- * calls). BEGIN cannot fail on a working connection, and on a broken one every statement after
- * it fails too.
+ * A transaction whose last statement (`last`) travels with its COMMIT: it is handed to the
+ * connection before postgres.js sends the COMMIT, without waiting for its answer, so recording a
+ * write's AuditEvents costs no round trip of its own (a single-resource write makes three, not
+ * four). If it fails, PostgreSQL answers the COMMIT with a ROLLBACK, and its error is thrown here.
+ * (Not a reserved connection with BEGIN pipelined too: postgres.js crashes the process when a
+ * reserved connection's server side goes away, where its begin() fails the transaction.)
  */
 async function pipelinedTransaction<T>(client: postgres.Sql, fn: (tx: Queryable) => Promise<T>, last?: (tx: Queryable) => SQL | undefined): Promise<T> {
-  const reserved = await client.reserve();
-  const tx = new FailureWatch(preparedQueryable(reserved));
+  let watch: FailureWatch | undefined;
+  let final: Promise<unknown> | undefined;
   try {
-    const begun = tx.observe(reserved.unsafe('BEGIN').execute());
-    const result = await fn(tx);
-    const final = last?.(tx);
-    await Promise.all([begun, ...(final ? [tx.execute(final)] : []), reserved.unsafe('COMMIT').execute()]);
-    tx.assertNoneFailed();
+    const result = (await client.begin(async (sql) => {
+      const tx = (watch = new FailureWatch(preparedQueryable(sql)));
+      const answer = await fn(tx);
+      const statement = last?.(tx);
+      if (statement) final = tx.execute(statement);
+      return answer;
+    })) as T;
+    await final;
+    watch?.assertNoneFailed();
     return result;
   } catch (error) {
-    await reserved.unsafe('ROLLBACK').catch(() => undefined);
-    throw tx.cause(error);
-  } finally {
-    reserved.release();
+    throw watch ? watch.cause(error) : error;
   }
 }
 
