@@ -185,15 +185,19 @@ async function drainSealing(sql: postgres.Sql): Promise<AuditSealing> {
  * Patient), so that no measurement shares the machine with that catch-up; then vacuums the
  * queue, as autovacuum would (off on the CI machines), since Baton polls it for emptiness.
  */
-async function drainMatchingIndex(sql: postgres.Sql): Promise<{ queued_members: number; drain_s: number }> {
+async function drainMatchingIndex(sql: postgres.Sql): Promise<{ queued_members: number; drain_s: number; left_after_10_min?: number }> {
   const started = performance.now();
   const queued = async () => (await sql<{ n: number }[]>`SELECT count(*)::float8 AS n FROM match_index_queue`)[0].n;
   const first = await queued();
-  for (let left = first; left > 0 && performance.now() - started < 600_000; left = await queued()) await new Promise((resolve) => setTimeout(resolve, 500));
+  let left = first;
+  while (left > 0 && performance.now() - started < 600_000) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    left = await queued();
+  }
   if (first > 0) await sql.unsafe('VACUUM (ANALYZE) match_index_queue');
   const drain_s = round((performance.now() - started) / 1000, 1);
-  log(`matching index: ${first} members queued, indexed in ${drain_s} s`);
-  return { queued_members: first, drain_s };
+  log(`matching index: ${first} members queued, ${left > 0 ? `${left} still queued after` : 'indexed in'} ${drain_s} s`);
+  return { queued_members: first, drain_s, ...(left > 0 ? { left_after_10_min: left } : {}) };
 }
 
 async function measure(what: string, check: () => Promise<string | undefined>, run: () => Promise<LoadFigures>, sql: postgres.Sql): Promise<Measured> {
