@@ -1,5 +1,4 @@
 import type { AuditEvent, Resource } from '@medplum/fhirtypes';
-import type { SQL } from 'drizzle-orm';
 import { newId } from '../db/ids.ts';
 import type { Queryable } from '../db/connection.ts';
 import type { AuditSink, ReturnedResource, WriteFact } from '../fhir/audit-sink.ts';
@@ -7,7 +6,7 @@ import { patientsOf } from '../fhir/compartment.ts';
 import { toAuditEvent } from './balp.ts';
 import { actionOf, classifyRequest, type RequestKind } from './classify.ts';
 import type { AuditCaller, AuditOutcome, AuditRecord } from './record.ts';
-import { auditEventsInsert } from './writer.ts';
+import { insertAuditEvents } from './writer.ts';
 
 /** The request as the audit sees it: no body, no headers beyond the request id. */
 export interface AuditedRequest {
@@ -49,13 +48,8 @@ export class RequestAudit implements AuditSink {
   }
 
   async flush(q: Queryable): Promise<void> {
-    const statement = this.recording(q);
-    if (statement) await q.execute(statement);
-  }
-
-  recording(q: Queryable): SQL | undefined {
     const facts = this.pending.get(q);
-    if (!facts) return undefined;
+    if (!facts) return;
     this.pending.delete(q);
     const events = facts.flatMap((fact) => this.perPatient(patientsOf(fact.resource, this.request.server), (patient) => this.event({
       interaction: fact.interaction,
@@ -66,8 +60,8 @@ export class RequestAudit implements AuditSink {
       resource: { type: fact.resource.resourceType, id: fact.resource.id, versionId: fact.versionId },
       patient,
     })));
+    await insertAuditEvents(q, events);
     this.writesRecorded += facts.length;
-    return auditEventsInsert(events);
   }
 
   returned(resources: readonly ReturnedResource[]): void {

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
-import { type SQL, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/connection.ts';
 
 /**
@@ -10,17 +10,13 @@ import type { Database, Queryable } from '../db/connection.ts';
  * escapes U+0000, which a json value admits.
  */
 export async function insertAuditEvents(q: Queryable, events: readonly AuditEvent[]): Promise<void> {
-  if (events.length > 0) await q.execute(auditEventsInsert(events));
-}
-
-/** The statement insertAuditEvents executes, for one or more events. */
-export function auditEventsInsert(events: readonly AuditEvent[]): SQL {
+  if (events.length === 0) return;
   const ids = events.map((e) => e.id as string);
   const recorded = events.map((e) => e.recorded);
   const contents = `[${events.map((e) => JSON.stringify(e)).join(',')}]`;
-  return sql`INSERT INTO audit_events (event_id, recorded, content)
+  await q.execute(sql`INSERT INTO audit_events (event_id, recorded, content)
     SELECT id, recorded::timestamptz, content::text
-    FROM ROWS FROM (unnest(${sql.param(ids)}::text[]), unnest(${sql.param(recorded)}::text[]), json_array_elements(${contents}::json)) AS e(id, recorded, content)`;
+    FROM ROWS FROM (unnest(${sql.param(ids)}::text[]), unnest(${sql.param(recorded)}::text[]), json_array_elements(${contents}::json)) AS e(id, recorded, content)`);
 }
 
 /** Events per INSERT at most; more wait for the next one. */

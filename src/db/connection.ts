@@ -22,11 +22,10 @@ export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /**
    * Runs fn in one database transaction; everything fn executes through `tx` commits or rolls
-   * back together. `last`, called once fn has succeeded, may name the transaction's last
-   * statement (its answer is not needed): on PostgreSQL it travels with the COMMIT, without a
-   * round trip of its own, and if it fails the transaction rolls back and its error is thrown.
+   * back together. If a statement fails, the transaction fails with the first failure, also when
+   * fn did not wait for that statement or caught its error.
    */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>, last?: (tx: Queryable) => SQL | undefined): Promise<T>;
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
    * Calls onNotify at every NOTIFY on `channel` (from any process, once the notifying
    * transaction commits) until the returned function is called. Notifications only wake
@@ -70,7 +69,10 @@ const dialect = new PgDialect();
  */
 function preparedQueryable(client: postgres.Sql | postgres.TransactionSql): Queryable {
   return {
-    execute: async <T>(query: SQL) => prepared(client, query) as unknown as Promise<T[]>,
+    async execute<T>(query: SQL): Promise<T[]> {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as T[];
+    },
     // Not prepared: each statement is planned for its values (export pages, where a generic plan
     // took the rows written since transactionTime for a third of the type and rescanned them for
     // every recorded item: 400 ms per page instead of 20). Pages are large, so planning is cheap.
@@ -81,43 +83,11 @@ function preparedQueryable(client: postgres.Sql | postgres.TransactionSql): Quer
   };
 }
 
-/** Hands the statement to the connection now (postgres.js sends a query when first awaited otherwise). */
-function prepared(client: postgres.Sql | postgres.TransactionSql, query: SQL): Promise<unknown> {
-  const { sql: text, params } = dialect.sqlToQuery(query);
-  return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true }).execute();
-}
-
 /**
- * A transaction whose last statement (`last`) travels with its COMMIT: it is handed to the
- * connection before postgres.js sends the COMMIT, without waiting for its answer, so recording a
- * write's AuditEvents costs no round trip of its own (a single-resource write makes three, not
- * four). If it fails, PostgreSQL answers the COMMIT with a ROLLBACK, and its error is thrown here.
- * (Not a reserved connection with BEGIN pipelined too: postgres.js crashes the process when a
- * reserved connection's server side goes away, where its begin() fails the transaction.)
- */
-async function pipelinedTransaction<T>(client: postgres.Sql, fn: (tx: Queryable) => Promise<T>, last?: (tx: Queryable) => SQL | undefined): Promise<T> {
-  let watch: FailureWatch | undefined;
-  let final: Promise<unknown> | undefined;
-  try {
-    const result = (await client.begin(async (sql) => {
-      const tx = (watch = new FailureWatch(preparedQueryable(sql)));
-      const answer = await fn(tx);
-      const statement = last?.(tx);
-      if (statement) final = tx.execute(statement);
-      return answer;
-    })) as T;
-    await final;
-    watch?.assertNoneFailed();
-    return result;
-  } catch (error) {
-    throw watch ? watch.cause(error) : error;
-  }
-}
-
-/**
- * The statements of a transaction, watched for the first that fails. Statements can be sent
- * without waiting for each other (a transaction Bundle's chunks); once one fails, every later one
- * fails with 25P02 (transaction aborted), and the error worth reporting is the first.
+ * The statements of a PGlite transaction, watched for the first that fails. Statements can be
+ * sent without waiting for each other (a transaction Bundle's chunks); once one fails, every
+ * later one fails with 25P02 (transaction aborted), and the error worth reporting is the first
+ * (a unique violation is a 409, an abort a 500). postgres.js's begin() does the same itself.
  */
 class FailureWatch implements Queryable {
   private first: unknown;
@@ -132,19 +102,11 @@ class FailureWatch implements Queryable {
     return this.observe(this.q.executeBytes(query));
   }
 
-  observe<R>(statement: Promise<R>): Promise<R> {
+  private observe<R>(statement: Promise<R>): Promise<R> {
     statement.catch((error: unknown) => {
       this.first ??= error;
     });
     return statement;
-  }
-
-  /**
-   * Throws the first failure, if a statement failed that fn did not wait for or whose error it
-   * caught: PostgreSQL has then aborted the transaction and answers COMMIT with a ROLLBACK.
-   */
-  assertNoneFailed(): void {
-    if (this.first !== undefined) throw this.first;
   }
 
   /** What a failed transaction throws: the first failure when `error` only reports the abort. */
@@ -183,7 +145,7 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
       kind: 'postgres',
       drizzle: db,
       ...preparedQueryable(client),
-      transaction: (fn, last) => pipelinedTransaction(client, fn, last),
+      transaction: <T>(fn: (tx: Queryable) => Promise<T>) => client.begin((tx) => fn(preparedQueryable(tx))) as Promise<T>,
       listen: async (channel, onNotify) => {
         const { unlisten } = await client.listen(channel, () => onNotify());
         return unlisten;
@@ -198,16 +160,12 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
     kind: 'pglite',
     drizzle: db,
     ...queryable(db),
-    transaction: async (fn, last) => {
+    transaction: async (fn) => {
       let watch: FailureWatch | undefined;
       try {
         return await db.transaction(async (tx) => {
-          const q = (watch = new FailureWatch(queryable(tx)));
-          const result = await fn(q);
-          const final = last?.(q);
-          if (final) await q.execute(final);
-          q.assertNoneFailed();
-          return result;
+          watch = new FailureWatch(queryable(tx));
+          return fn(watch);
         });
       } catch (error) {
         throw watch ? watch.cause(error) : error;

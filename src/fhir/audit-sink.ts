@@ -1,5 +1,4 @@
 import type { Resource } from '@medplum/fhirtypes';
-import type { SQL } from 'drizzle-orm';
 import type { Queryable } from '../db/connection.ts';
 
 /**
@@ -19,8 +18,6 @@ export interface AuditSink {
   wrote(q: Queryable, fact: WriteFact): void;
   /** Records the writes reported on `q`, in `q`: called last in the transaction, before it commits. */
   flush(q: Queryable): Promise<void>;
-  /** What flush would execute, handed over instead (a transaction's last statement); undefined when nothing is pending. */
-  recording(q: Queryable): SQL | undefined;
   /** Resources a read, search or history returned to the caller. */
   returned(resources: readonly ReturnedResource[]): void;
   /** The request is a Bundle of this type. */
@@ -39,7 +36,6 @@ export interface ReturnedResource {
 export const noAudit: AuditSink = {
   wrote: () => undefined,
   flush: async () => undefined,
-  recording: () => undefined,
   returned: () => undefined,
   bundle: () => undefined,
 };

@@ -19,14 +19,13 @@ export async function processTransaction(ctx: FhirContext, rawEntries: unknown[]
   const entries: BundleRequestEntry[] = [];
   for (const [index, raw] of rawEntries.entries()) entries.push(await forEntry(index, () => parseEntry(raw, index, ctx.baseUrl)));
   checkUniqueUrns(entries);
-  const results = await ctx.db.transaction(
-    async (q) => {
-      const writes = new WriteBuffer(q);
-      return runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
-    },
+  const results = await ctx.db.transaction(async (q) => {
+    const writes = new WriteBuffer(q);
+    const done = await runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
     // The AuditEvents of every write commit with them, or not at all.
-    (q) => ctx.audit.recording(q),
-  );
+    await ctx.audit.flush(q);
+    return done;
+  });
   return {
     resourceType: 'Bundle',
     type: 'transaction-response',

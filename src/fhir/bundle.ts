@@ -57,13 +57,12 @@ async function processBatchEntry(ctx: FhirContext, entry: BundleRequestEntry, si
   if (linked !== undefined) {
     throw badRequest(`The reference "${linked.slice(0, 100)}" is the fullUrl of another entry; batch entries are independent, use a transaction to link them`);
   }
-  const result = await ctx.db.transaction(
-    async (q) => {
-      const entryCtx: FhirContext = { ...ctx, q, inTransaction: true };
-      rewriteReferences(body, await resolveConditionalReferences(entryCtx, [entry]));
-      return performEntry(entryCtx, entry);
-    },
-    (q) => ctx.audit.recording(q),
-  );
+  const result = await ctx.db.transaction(async (q) => {
+    const entryCtx: FhirContext = { ...ctx, q, inTransaction: true };
+    rewriteReferences(body, await resolveConditionalReferences(entryCtx, [entry]));
+    const done = await performEntry(entryCtx, entry);
+    await ctx.audit.flush(q);
+    return done;
+  });
   return responseEntry(ctx.baseUrl, entry, result, preferReturn);
 }

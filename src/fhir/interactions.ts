@@ -135,12 +135,15 @@ function deletedError(type: string, id: string, stored: StoredResource): FhirErr
 
 /**
  * Runs writes in the caller's transaction (a Bundle's, which records their audit at its end) or
- * in a transaction of their own, whose last statement (sent with the COMMIT) records the
- * AuditEvents of its writes.
+ * in a transaction of their own, whose last statement records the AuditEvents of its writes.
  */
 async function inWriteTransaction<T>(ctx: FhirContext, fn: (q: Queryable) => Promise<T>): Promise<T> {
   if (ctx.inTransaction) return fn(ctx.q);
-  return ctx.db.transaction(fn, (q) => ctx.audit.recording(q));
+  return ctx.db.transaction(async (q) => {
+    const result = await fn(q);
+    await ctx.audit.flush(q);
+    return result;
+  });
 }
 
 /** AuditEvent is written by the server alone, and never changed (the audit trail is append-only). */

@@ -130,15 +130,13 @@ export async function resolveAndLinkMember(ctx: FhirContext, deps: MemberMatchDe
     return matched(ctx, input, clientId, patientId, consent.grant, (q) => record(q, 'matched', { patientId }));
   }
   if (decision.tier === 'review' && consent.ok) {
-    const taskId = await ctx.db.transaction(
-      async (q) => {
-        const decisionId = newId();
-        const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
-        await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
-        return task;
-      },
-      (q) => ctx.audit.recording(q),
-    );
+    const taskId = await ctx.db.transaction(async (q) => {
+      const decisionId = newId();
+      const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
+      await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
+      await ctx.audit.flush(q);
+      return task;
+    });
     return { outcome: 'review', taskId };
   }
   if (!consent.ok) {
@@ -159,14 +157,12 @@ async function matched(
   grant: MatchLink['grant'],
   recordDecision?: (q: Queryable) => Promise<unknown>,
 ): Promise<MemberResolution> {
-  const identifier = await ctx.db.transaction(
-    async (q) => {
-      const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, grant));
-      await recordDecision?.(q);
-      return linked;
-    },
-    (q) => ctx.audit.recording(q),
-  );
+  const identifier = await ctx.db.transaction(async (q) => {
+    const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, grant));
+    await recordDecision?.(q);
+    await ctx.audit.flush(q);
+    return linked;
+  });
   // The operation's AuditEvent names the member it resolved (BALP patient-specific pattern).
   ctx.audit.returned([{ resourceType: 'Patient', id: patientId, content: { resourceType: 'Patient', id: patientId } }]);
   return { outcome: 'matched', patientId, identifier };
