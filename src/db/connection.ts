@@ -116,7 +116,7 @@ class FailureWatch implements Queryable {
 }
 
 /** The SQLSTATE of a database error: postgres.js's own, or the cause of drizzle's wrapper (PGlite). */
-function sqlState(error: unknown): unknown {
+export function sqlState(error: unknown): string | undefined {
   for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string') return e.code;
   }

@@ -1,3 +1,4 @@
+import { sqlState } from '../db/connection.ts';
 import { FhirError, outcome } from './errors.ts';
 
 /**
@@ -20,11 +21,8 @@ const RETRYABLE: Record<string, string> = {
 export const AUDIT_APPEND_ONLY_SQLSTATE = 'ZA001';
 
 export function conflictFromDatabase(error: unknown): FhirError | undefined {
-  // drizzle wraps the driver's error (DrizzleQueryError); the SQLSTATE is on its cause.
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
-    if (e.code === AUDIT_APPEND_ONLY_SQLSTATE) return new FhirError(405, outcome('error', 'not-supported', 'The audit trail is append-only: AuditEvents cannot be changed or deleted'), { Allow: 'GET' });
-    const message = typeof e.code === 'string' ? RETRYABLE[e.code] : undefined;
-    if (message) return new FhirError(409, outcome('error', 'conflict', message));
-  }
-  return undefined;
+  const code = sqlState(error);
+  if (code === AUDIT_APPEND_ONLY_SQLSTATE) return new FhirError(405, outcome('error', 'not-supported', 'The audit trail is append-only: AuditEvents cannot be changed or deleted'), { Allow: 'GET' });
+  const message = code === undefined ? undefined : RETRYABLE[code];
+  return message ? new FhirError(409, outcome('error', 'conflict', message)) : undefined;
 }
