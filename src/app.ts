@@ -11,9 +11,9 @@ import { authRoutes } from './auth/routes.ts';
 import { SigningKeyStore } from './auth/signing-keys.ts';
 import { restSecurity } from './auth/smart-configuration.ts';
 import { type Config, loadConfig } from './config.ts';
-import type { Database } from './db/connection.ts';
+import { type Database, sqlState } from './db/connection.ts';
 import { noAudit } from './fhir/audit-sink.ts';
-import { conflictFromDatabase } from './fhir/database-errors.ts';
+import { fhirErrorFromDatabase } from './fhir/database-errors.ts';
 import { FhirError, outcome } from './fhir/errors.ts';
 import { outcomeResponse } from './fhir/http/respond.ts';
 import { fhirRoutes } from './fhir/http/routes.ts';
@@ -109,8 +109,11 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
   app.onError((error) => {
     if (error instanceof FhirError) return outcomeResponse(error.status, error.outcome, false, error.headers);
-    const conflict = conflictFromDatabase(error);
-    if (conflict) return outcomeResponse(conflict.status, conflict.outcome);
+    const fromDatabase = fhirErrorFromDatabase(error);
+    if (fromDatabase) {
+      if (fromDatabase.status === 503) deps.logger.warn({ err: { name: error.name, code: sqlState(error) } }, 'database unavailable');
+      return outcomeResponse(fromDatabase.status, fromDatabase.outcome, false, fromDatabase.headers);
+    }
     if (error instanceof HTTPException) return outcomeResponse(error.status, outcome('error', 'invalid', error.message || 'Bad request'));
     // Unexpected. Messages (database errors especially) can quote values, so only the class,
     // the driver's code and the stack frames are logged; the client gets no internals.

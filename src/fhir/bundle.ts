@@ -4,7 +4,7 @@ import { entryBody, performEntry, resolveConditionalReferences } from './bundle-
 import { collectReferences, isUrn, rewriteReferences } from './bundle-references.ts';
 import { atEntry, failedEntry, responseEntry } from './bundle-response.ts';
 import { processTransaction } from './bundle-transaction.ts';
-import { conflictFromDatabase } from './database-errors.ts';
+import { fhirErrorFromDatabase } from './database-errors.ts';
 import { badRequest, FhirError } from './errors.ts';
 import type { PreferReturn } from './http/respond.ts';
 import type { FhirContext } from './interactions.ts';
@@ -41,8 +41,9 @@ async function processBatch(ctx: FhirContext, rawEntries: unknown[], preferRetur
     try {
       entry.push(await processBatchEntry(ctx, parseEntry(raw, index, ctx.baseUrl), siblings, preferReturn));
     } catch (error) {
-      // A conflict with a concurrent request is this entry's 409, as it would be on its own.
-      const failure = error instanceof FhirError ? error : conflictFromDatabase(error);
+      // A conflict with a concurrent request (409) or a lost database connection (503) is this
+      // entry's answer, as it would be on its own.
+      const failure = error instanceof FhirError ? error : fhirErrorFromDatabase(error);
       if (!failure) throw error;
       entry.push(failedEntry(atEntry(index, failure)));
     }

@@ -20,9 +20,21 @@ const RETRYABLE: Record<string, string> = {
  */
 export const AUDIT_APPEND_ONLY_SQLSTATE = 'ZA001';
 
-export function conflictFromDatabase(error: unknown): FhirError | undefined {
+/**
+ * The database closed the connection or would not take one: a restart, a failover, a backend
+ * terminated by an operator, the connection limit. postgres.js's own codes for a lost or refused
+ * connection, the socket's, and the SQLSTATEs of classes 08 (connection exception) and 57P
+ * (shutdown), with 53300 (too many connections). Another try shortly may succeed (503).
+ */
+const UNAVAILABLE = new Set(['CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'CONNECTION_ENDED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', '53300']);
+const isUnavailable = (code: string) => UNAVAILABLE.has(code) || /^(08|57P)/.test(code);
+
+/** The FhirError of a database failure the client caused or can retry; undefined for a server fault (500). */
+export function fhirErrorFromDatabase(error: unknown): FhirError | undefined {
   const code = sqlState(error);
+  if (code === undefined) return undefined;
   if (code === AUDIT_APPEND_ONLY_SQLSTATE) return new FhirError(405, outcome('error', 'not-supported', 'The audit trail is append-only: AuditEvents cannot be changed or deleted'), { Allow: 'GET' });
-  const message = code === undefined ? undefined : RETRYABLE[code];
+  if (isUnavailable(code)) return new FhirError(503, outcome('error', 'transient', 'The database is unavailable (connection lost or refused); retry shortly'), { 'Retry-After': '1' });
+  const message = RETRYABLE[code];
   return message ? new FhirError(409, outcome('error', 'conflict', message)) : undefined;
 }

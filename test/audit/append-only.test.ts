@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUDIT_APPEND_ONLY_SQLSTATE, conflictFromDatabase } from '../../src/fhir/database-errors.ts';
+import { AUDIT_APPEND_ONLY_SQLSTATE, fhirErrorFromDatabase } from '../../src/fhir/database-errors.ts';
 import { sealPending } from '../../src/audit/sealer.ts';
 import { type TestBaton, body, startBaton } from '../support/baton.ts';
 import { AUDIT, auditEvent, recordEvents } from './sealed-trail.ts';
@@ -66,7 +66,7 @@ describe('the audit trail is append-only', () => {
 describe('a refusal that reaches a request', () => {
   it('is a 405 with an OperationOutcome, not a server fault', () => {
     const wrapped = { name: 'DrizzleQueryError', cause: { code: AUDIT_APPEND_ONLY_SQLSTATE } };
-    const error = conflictFromDatabase(wrapped);
+    const error = fhirErrorFromDatabase(wrapped);
     expect(error?.status).toBe(405);
     expect(error?.outcome.issue?.[0].code).toBe('not-supported');
   });

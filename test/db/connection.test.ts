@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase, type Database } from '../../src/db/connection.ts';
 import { freshDatabase } from '../support/baton.ts';
@@ -6,10 +7,12 @@ import { freshDatabase } from '../support/baton.ts';
 /** Both databases answer executeBytes the same way: each column's text as UTF-8 bytes, NULL as null, in column order. */
 let db: Database;
 let drop: () => Promise<void>;
+let databaseUrl: string | undefined;
 
 beforeAll(async () => {
   const fresh = await freshDatabase();
   drop = fresh.drop;
+  databaseUrl = fresh.databaseUrl;
   db = await connectDatabase({ databaseUrl: fresh.databaseUrl, dataDir: 'memory://', maxConnections: 2 });
 });
 afterAll(async () => {
@@ -84,6 +87,37 @@ describe('transaction', () => {
     });
     expect(await sqlState(failed)).toBe('23505');
     expect(await values('caught-')).toEqual([]);
+  });
+
+  /**
+   * The server closing a transaction's connection (a restart, a failover, an idle-session timeout)
+   * must fail that transaction and nothing else: postgres.js 3.4.9 unpatched threw a TypeError from
+   * setImmediate on the next statement sent on the dead connection, ending the process
+   * (patches/postgres+3.4.9.patch).
+   */
+  it.skipIf(!process.env.DATABASE_URL)('fails a transaction whose connection the server closes, and serves the next ones (PostgreSQL)', async () => {
+    const admin = postgres(databaseUrl as string, { max: 1, onnotice: () => undefined });
+    try {
+      let afterClose: unknown;
+      const failed = db.transaction(async (tx) => {
+        const [{ pid }] = await tx.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`);
+        await admin`SELECT pg_terminate_backend(${pid})`;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        afterClose = await tx.execute(sql`INSERT INTO tx_probe VALUES ('gone-1')`).then(
+          () => 'written',
+          (error: unknown) => error,
+        );
+        await tx.execute(sql`INSERT INTO tx_probe VALUES ('gone-2')`);
+      });
+      await expect(failed).rejects.toThrow();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(afterClose).toBeInstanceOf(Error);
+      for (let i = 0; i < 3; i++) await db.transaction((tx) => tx.execute(sql`INSERT INTO tx_probe VALUES (${`reconnected-${i}`})`));
+      expect(await values('reconnected-')).toEqual(['reconnected-0', 'reconnected-1', 'reconnected-2']);
+      expect(await values('gone-')).toEqual([]);
+    } finally {
+      await admin.end();
+    }
   });
 
   it('keeps concurrent transactions apart on a small pool', async () => {
