@@ -12,6 +12,7 @@ import { drainSealer, pendingEvents } from './sealing.ts';
 import { benchObservation, seedPopulation } from './population.ts';
 import { type BatonChild, type ChildServer, startBatonProcess, startPortPrintingChild, withTokens } from './servers.ts';
 import { count } from './arguments.ts';
+import { postgresSettings } from './postgres-settings.ts';
 
 /*
  * npm run bench:audit [-- --events N --patients N --clients N --members N --duration S --warmup S
@@ -483,6 +484,7 @@ async function main(): Promise<void> {
   const running: ChildServer[] = [];
   try {
     const [{ server_version: version }] = await sql<{ server_version: string }[]>`SHOW server_version`;
+    const serverSettings = await postgresSettings(sql);
     const size = await databaseSize(sql);
     log(`database: ${JSON.stringify(size)}`);
     const jtis = (
@@ -516,6 +518,7 @@ async function main(): Promise<void> {
         span: `${new Date(SPAN.from).toISOString()} to ${new Date(SPAN.to).toISOString()}`,
         audited_server: AUDITED_SERVER,
         database: `${BENCH_DATABASE} on ${benchUrl.host} (PostgreSQL ${version})`,
+        postgres_settings: serverSettings,
         node: process.version,
         cpus: cpus().length,
         load_avg_1m_at_start: loadAtStart,

@@ -1,6 +1,7 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import postgres from 'postgres';
 import type { OperationOutcome, Parameters } from '@medplum/fhirtypes';
 import { findClientIdsByName, createClient } from '../src/auth/clients.ts';
 import { loadConfig } from '../src/config.ts';
@@ -19,6 +20,7 @@ import { prepareDatabase } from './match-database.ts';
 import { type BenchRequest, buildRequests, sampleMembers } from './match-requests.ts';
 import { startBatonProcess } from './servers.ts';
 import { count } from './arguments.ts';
+import { postgresSettings } from './postgres-settings.ts';
 
 /*
  * npm run bench:match [-- --members N --requests N --warmup N --serial N --concurrency N --query-seed N
@@ -298,6 +300,8 @@ async function main(): Promise<void> {
     const outcomes = byOutcome(http.results);
     const matched = outcomes.matched as Latencies | undefined;
     const noMatch = outcomes['no-match'] as Latencies | undefined;
+    const settingsSql = postgres(adminUrl, { max: 1, onnotice: () => undefined });
+    const serverSettings = await postgresSettings(settingsSql).finally(() => settingsSql.end());
     const report = {
       benchmark: 'bench:match',
       target: { p95_ms: `<= ${TARGET_P95_MS}`, value: end2end.p95_ms, met: end2end.p95_ms <= TARGET_P95_MS },
@@ -307,6 +311,7 @@ async function main(): Promise<void> {
         requests_from: `${sample.length} members of every ${stride}th household; strata of src/seed/match-queries.ts; each with CoverageToLink and a current Consent`,
         max_cards: `${config.memberMatch.maxCards} (BATON_MEMBER_MATCH_MAX_CARDS; the default 3 throttled twins and relatives asked about with other cards)`,
         database: `${flags.database} on ${new URL(adminUrl).host}`,
+        postgres_settings: serverSettings,
         server: 'src/server.ts as a child process (LOG_LEVEL warn), one process',
         client: 'node:http keep-alive, latency from request write to last byte',
         node: process.version,

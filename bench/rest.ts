@@ -10,6 +10,7 @@ import { httpLoad, type LoadFigures, pick, queryLoad, round } from './load.ts';
 import { drainSealer } from './sealing.ts';
 import { benchObservation, benchPatient, MEMBER_SYSTEM, memberId, type SeedTimes, seedPopulation } from './population.ts';
 import { type BatonChild, type ChildServer, startBatonProcess, startFixedResponseServer } from './servers.ts';
+import { postgresSettings } from './postgres-settings.ts';
 
 /*
  * npm run bench:rest [-- --patients N --observations N --duration S --warmup S --connections N
@@ -244,6 +245,7 @@ async function main(): Promise<void> {
   const running: ChildServer[] = [];
   try {
     const [{ server_version: version }] = await sql<{ server_version: string }[]>`SHOW server_version`;
+    const serverSettings = await postgresSettings(sql);
     const patientIds = (await sql<{ id: string }[]>`
       SELECT id FROM resources WHERE resource_type = 'Patient' AND NOT deleted ORDER BY random() LIMIT 10000`).map((r) => r.id);
     const [{ content: fixedPatient }] = await sql<{ content: string }[]>`
@@ -355,6 +357,7 @@ async function main(): Promise<void> {
         connections: settings.connections,
         transaction_entries: settings.transactionEntries,
         database: `${BENCH_DATABASE} on ${benchUrl.host} (PostgreSQL ${version})`,
+        postgres_settings: serverSettings,
         node: process.version,
         cpus: cpus().length,
         load_avg_1m_at_start: loadAtStart,
