@@ -68,14 +68,14 @@ for (const loaded of await loadPolicyFiles(db, { onInsert: auditPolicyFileChange
 const stale = await queueStaleIndexEntries(db);
 if (stale > 0) logger.info({ members: stale }, 'matching index: members queued for the current blocking keys');
 // Keeps the $member-match blocking index up with Patient and Coverage writes (each match also catches up first).
-const indexer = runInBackground(async () => {
-  try {
+const indexer = runInBackground(
+  async () => {
     const indexed = await catchUp(db);
     if (indexed > 0) logger.debug({ indexed }, 'matching index caught up');
-  } catch (error) {
-    logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'matching index catch-up failed');
-  }
-}, 1000);
+  },
+  1000,
+  { logger, what: 'matching index catch-up' },
+);
 // Chains, checkpoints and publishes audit events for FHIR search, in the background: on
 // PostgreSQL on a thread of its own, off the event loop that serves requests.
 const sealer = config.databaseUrl
@@ -98,14 +98,14 @@ const exporter = config.export.worker
     )
   : undefined;
 // Deletes Idempotency-Key responses past their retention (they can hold PHI), a batch a minute.
-const idempotencyPurger = runInBackground(async () => {
-  try {
+const idempotencyPurger = runInBackground(
+  async () => {
     const purged = await purgeExpiredIdempotencyKeys(db);
     if (purged > 0) logger.debug({ purged }, 'expired idempotency keys deleted');
-  } catch (error) {
-    logger.error({ err: { name: (error as Error).name, code: (error as { code?: string }).code } }, 'idempotency key purge failed');
-  }
-}, 60_000);
+  },
+  60_000,
+  { logger, what: 'idempotency key purge' },
+);
 // Delivers subscription notifications: handshakes, events from the outbox, heartbeats (issue 8).
 await ensureTopicResources(ctx);
 const notifier = config.subscriptions.worker

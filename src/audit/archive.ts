@@ -9,7 +9,6 @@ import { type ArchiveLine, type ArchiveManifest, archiveFiles, syncDirectory, ve
 import { type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
 import { runInBackground } from './background.ts';
 import { GENESIS_CHAIN_HASH } from './chain.ts';
-import { sqlState } from './sealer.ts';
 import { archivedEnd } from './verify.ts';
 
 /**
@@ -254,13 +253,16 @@ export async function archiveWhenDue(deps: ArchiverDeps, options: { shouldStop?:
  * between segments.
  */
 export function startAuditArchiver(deps: ArchiverDeps, logger: Logger): { stop(): Promise<void> } {
-  return runInBackground(async (stopping) => {
-    try {
+  return runInBackground(
+    async (stopping) => {
       const run = await archiveWhenDue(deps, { shouldStop: stopping });
       for (const segment of run?.segments ?? []) logger.info({ from: segment.from, to: segment.to, events: segment.events, file: basename(segment.files[0]) }, 'audit trail segment archived');
-    } catch (error) {
-      const reason = error instanceof AuditArchiveError ? { reason: error.message } : { error: (error as Error)?.constructor?.name ?? typeof error, code: sqlState(error) };
-      logger.error(reason, 'audit archiving failed; retrying at the next check');
-    }
-  }, CHECK_EVERY_MS);
+    },
+    CHECK_EVERY_MS,
+    {
+      logger,
+      what: 'audit archiving',
+      describe: (error) => (error instanceof AuditArchiveError ? { reason: error.message } : undefined),
+    },
+  );
 }

@@ -97,8 +97,8 @@ export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Pr
   };
 
   let indexed = false;
-  return runInBackground(async (stopping) => {
-    try {
+  return runInBackground(
+    async (stopping) => {
       if (!indexed) {
         await indexUnindexedPositions(deps.db, takeSealerLock);
         indexed = true;
@@ -109,10 +109,10 @@ export function startAuditSealer(deps: SealerDeps, logger: Logger): { stop(): Pr
       do {
         ({ sealed } = await sealAuditBatch(deps.db, signing, deps.audit, 'skip-if-busy'));
       } while (!stopping() && sealed === BATCH);
-    } catch (error) {
-      logger.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: sqlState(error) }, 'audit sealing pass failed; retrying');
-    }
-  }, PASS_INTERVAL_MS);
+    },
+    PASS_INTERVAL_MS,
+    { logger, what: 'audit sealing pass' },
+  );
 }
 
 interface ChainHead {
@@ -287,12 +287,4 @@ async function signCheckpoint(key: AuditSigningKey, payload: CheckpointPayload):
   return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
     .setProtectedHeader({ alg: AUDIT_SIGNING_ALGORITHM, kid: key.kid, typ: CHECKPOINT_TYPE })
     .sign(key.privateKey);
-}
-
-/** The SQLSTATE of a driver error, which drizzle wraps (DrizzleQueryError has it on its cause). */
-export function sqlState(error: unknown): string | undefined {
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string') return e.code;
-  }
-  return undefined;
 }

@@ -158,13 +158,7 @@ function jobError(error: unknown): JobError {
 export async function startExportWorker(deps: ExportWorkerDeps, intervalMs: number): Promise<{ worker: ExportWorker; stop(): Promise<void> }> {
   const worker = new ExportWorker(deps);
   const unlisten = await deps.db.listen(EXPORT_JOBS_CHANNEL, () => worker.kick());
-  const background = runInBackground(async (stopping) => {
-    try {
-      await worker.runPending(stopping);
-    } catch (error) {
-      deps.logger?.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: (error as { code?: string }).code }, 'export worker run failed; retrying');
-    }
-  }, intervalMs);
+  const background = runInBackground((stopping) => worker.runPending(stopping), intervalMs, { logger: deps.logger, what: 'export worker run' });
   return {
     worker,
     stop: async () => {

@@ -393,13 +393,7 @@ export async function readEvents(q: Queryable, baseUrl: string, subscription: Pi
 /** The worker of a Baton process: a pass every pollMs, stopped on shutdown after the deliveries in flight. */
 export function startSubscriptionDelivery(deps: DeliveryDeps): { deliverer: SubscriptionDeliverer; stop(): Promise<void> } {
   const deliverer = new SubscriptionDeliverer(deps);
-  const background = runInBackground(async (stopping) => {
-    try {
-      await deliverer.runPending(stopping);
-    } catch (error) {
-      deps.logger?.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: (error as { code?: string }).code }, 'subscription delivery pass failed; retrying');
-    }
-  }, deps.config.pollMs);
+  const background = runInBackground((stopping) => deliverer.runPending(stopping), deps.config.pollMs, { logger: deps.logger, what: 'subscription delivery pass' });
   return {
     deliverer,
     stop: async () => {

@@ -222,12 +222,6 @@ async function readTask(q: Queryable, taskId: string): Promise<Task | undefined>
 /** The worker of a Baton process: a run every intervalMs, stopped on shutdown; kick() runs one now. */
 export function startWorkflowWorker(deps: WorkflowDeps, intervalMs: number): { worker: WorkflowWorker; stop(): Promise<void> } {
   const worker = new WorkflowWorker(deps);
-  const background = runInBackground(async (stopping) => {
-    try {
-      await worker.runPending(stopping);
-    } catch (error) {
-      deps.logger.error({ error: (error as Error)?.constructor?.name ?? typeof error, code: (error as { code?: string }).code }, 'workflow worker run failed; retrying');
-    }
-  }, intervalMs);
+  const background = runInBackground((stopping) => worker.runPending(stopping), intervalMs, { logger: deps.logger, what: 'workflow worker run' });
   return { worker, stop: () => background.stop() };
 }

@@ -274,15 +274,17 @@ describe('the sealer thread', () => {
 });
 
 describe('a failing pass', () => {
-  it('is logged by error class and SQLSTATE only, never with the event, and retried at the next tick', async () => {
+  it('is logged by error class and SQLSTATE only, never with the event, once for passes failing in a row', async () => {
     const { logger, lines } = capturingLogger();
     await sealPending(deps());
     await baton.db.execute(sql`INSERT INTO audit_events (event_id, recorded, content) VALUES ('broken', now(), '{"name": "Jane Doe"')`);
     const sealer = startAuditSealer(deps(), logger);
-    await until(async () => lines.filter((l) => l.level === 50).length >= 2, 'two failed passes');
+    await until(async () => lines.some((l) => l.level === 50), 'a failed pass');
+    // The passes after it (500 ms, 1 s later: test/audit/background.test.ts) fail too, unlogged.
+    await new Promise((resolve) => setTimeout(resolve, 1_800));
     await sealer.stop();
     const failures = lines.filter((l) => l.level === 50);
-    expect(failures[0]).toMatchObject({ msg: 'audit sealing pass failed; retrying', error: 'SyntaxError' });
+    expect(failures).toEqual([expect.objectContaining({ msg: 'audit sealing pass failed; retrying', error: 'SyntaxError' })]);
     expect(JSON.stringify(lines)).not.toContain('Jane');
   });
 });
