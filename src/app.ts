@@ -107,19 +107,19 @@ export function createApp(deps: AppDeps): Hono<AuditedEnv> {
   app.route('/fhir', fhirRoutes({ db: deps.db, baseUrl, validator: deps.validator, maxBodyBytes: deps.config.maxBodyBytes, security: restSecurity(baseUrl), authenticate: authenticateFhir, writeRules: workflowWriteRules, separateStores: { AuditEvent: auditEventStore(baseUrl) }, idempotency: { db: deps.db, logger: deps.logger, ...(deps.config.idempotency ?? DEFAULTS.idempotency) }, operations: [...operationRoutes({ db: deps.db, validator: deps.validator, audit: deps.config.audit, metrics, payer: deps.config.payer ?? DEFAULTS.payer, memberMatch: deps.config.memberMatch ?? DEFAULTS.memberMatch, baseUrl, export: deps.config.export ?? DEFAULTS.export, logger: deps.logger, ...(deps.sensitiveData ? { sensitiveData: deps.sensitiveData } : {}) }), ...subscriptionRoutes(deps.config.subscriptions ?? DEFAULTS.subscriptions)] }));
 
   app.notFound(() => outcomeResponse(404, outcome('error', 'not-found', 'No endpoint at this path; the FHIR API is under /fhir')));
-  app.onError((error) => {
+  app.onError((error, c) => {
+    const requestId = c.get('requestId');
     if (error instanceof FhirError) return outcomeResponse(error.status, error.outcome, false, error.headers);
     const fromDatabase = fhirErrorFromDatabase(error);
     if (fromDatabase) {
-      if (fromDatabase.status === 503) deps.logger.warn({ err: { name: error.name, code: sqlState(error) } }, 'database unavailable');
+      if (fromDatabase.status === 503) deps.logger.warn({ requestId, err: { name: error.name, code: sqlState(error) } }, 'database unavailable');
       return outcomeResponse(fromDatabase.status, fromDatabase.outcome, false, fromDatabase.headers);
     }
     if (error instanceof HTTPException) return outcomeResponse(error.status, outcome('error', 'invalid', error.message || 'Bad request'));
     // Unexpected. Messages (database errors especially) can quote values, so only the class,
     // the driver's code and the stack frames are logged; the client gets no internals.
     const frames = error.stack?.split('\n').slice(1).join('\n');
-    const code = (error as { code?: string; cause?: { code?: string } }).cause?.code ?? (error as { code?: string }).code;
-    deps.logger.error({ err: { name: error.name, code, frames } }, 'unhandled error');
+    deps.logger.error({ requestId, err: { name: error.name, code: sqlState(error), frames } }, 'unhandled error');
     return outcomeResponse(500, outcome('fatal', 'exception', 'Internal server error; the request id identifies it in the logs'));
   });
   return app;

@@ -2,7 +2,7 @@ import { serve } from '@hono/node-server';
 import { createApp } from './app.ts';
 import { auditClientsFileChange, auditPolicyFileChange } from './audit/registration-events.ts';
 import { startAuditArchiver } from './audit/archive.ts';
-import { runInBackground } from './audit/background.ts';
+import { runInBackground } from './background.ts';
 import { startAuditSealer } from './audit/sealer.ts';
 import { startSealerThread } from './audit/sealer-thread.ts';
 import { registrationHint } from './auth/client-onboarding.ts';

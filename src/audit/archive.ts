@@ -7,7 +7,7 @@ import type { Database, Queryable } from '../db/connection.ts';
 import type { Logger } from '../logger.ts';
 import { type ArchiveLine, type ArchiveManifest, archiveFiles, syncDirectory, verifyArchive, writeFileDurably } from './archive-file.ts';
 import { type AuditTrustedKeys, loadAuditTrustedKeys } from './audit-key.ts';
-import { runInBackground } from './background.ts';
+import { runInBackground } from '../background.ts';
 import { GENESIS_CHAIN_HASH } from './chain.ts';
 import { archivedEnd } from './verify.ts';
 

@@ -5,7 +5,7 @@ import type { AuditConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
 import type { Logger } from '../logger.ts';
 import { AUDIT_SIGNING_ALGORITHM, type AuditSigningKey, loadAuditSigningKey } from './audit-key.ts';
-import { runInBackground } from './background.ts';
+import { runInBackground } from '../background.ts';
 import { GENESIS_CHAIN_HASH, chainHash, contentHash } from './chain.ts';
 import { indexUnindexedPositions, insertIndexRows } from './event-index.ts';
 import { eventIndexEntry } from './event-keys.ts';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { runInBackground } from '../audit/background.ts';
+import { runInBackground } from '../background.ts';
 import { sql } from 'drizzle-orm';
 import type { Queryable } from '../db/connection.ts';
 import { FhirError, outcome } from '../fhir/errors.ts';

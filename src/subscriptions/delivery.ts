@@ -4,7 +4,7 @@ import type { Resource, Subscription } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { CompactSign } from 'jose';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { runInBackground } from '../audit/background.ts';
+import { runInBackground } from '../background.ts';
 import type { AuditCaller } from '../audit/record.ts';
 import { serverAudit } from '../audit/trail.ts';
 import { toAuditEvent } from '../audit/balp.ts';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AuditEvent, Extension, Task } from '@medplum/fhirtypes';
 import { insertAuditEvents } from '../audit/writer.ts';
-import { runInBackground } from '../audit/background.ts';
+import { runInBackground } from '../background.ts';
 import type { WorkflowConfig } from '../config.ts';
 import type { Database, Queryable } from '../db/connection.ts';
 import { FhirError } from '../fhir/errors.ts';

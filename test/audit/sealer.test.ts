@@ -280,7 +280,7 @@ describe('a failing pass', () => {
     await baton.db.execute(sql`INSERT INTO audit_events (event_id, recorded, content) VALUES ('broken', now(), '{"name": "Jane Doe"')`);
     const sealer = startAuditSealer(deps(), logger);
     await until(async () => lines.some((l) => l.level === 50), 'a failed pass');
-    // The passes after it (500 ms, 1 s later: test/audit/background.test.ts) fail too, unlogged.
+    // The passes after it (500 ms, 1 s later: test/background.test.ts) fail too, unlogged.
     await new Promise((resolve) => setTimeout(resolve, 1_800));
     await sealer.stop();
     const failures = lines.filter((l) => l.level === 50);

@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { body, startBaton, type TestBaton } from '../support/baton.ts';
@@ -10,8 +11,9 @@ import { body, startBaton, type TestBaton } from '../support/baton.ts';
 describe.skipIf(!process.env.DATABASE_URL)('database connection lost during a request (PostgreSQL)', () => {
   let baton: TestBaton;
   let admin: postgres.Sql;
+  const logged: Record<string, any>[] = [];
   beforeAll(async () => {
-    baton = await startBaton();
+    baton = await startBaton({ logger: pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) }) });
     admin = postgres(baton.databaseUrl as string, { max: 2, onnotice: () => undefined });
   });
   afterAll(async () => {
@@ -49,6 +51,12 @@ describe.skipIf(!process.env.DATABASE_URL)('database connection lost during a re
     expect(outcome.resourceType).toBe('OperationOutcome');
     expect(outcome.issue[0].code).toBe('transient');
     expect(JSON.stringify(outcome)).not.toMatch(/at .*\.(ts|js):\d+|terminating connection/);
+    // The operator's line: the request it answered, the driver's code, no message text.
+    const warning = logged.find((line) => line.msg === 'database unavailable');
+    expect(warning?.requestId).toBe(lost.headers.get('x-request-id'));
+    // The server's FATAL message or, when the socket's reset comes first, the socket's code.
+    expect(['57P01', 'ECONNRESET', 'CONNECTION_CLOSED']).toContain(warning?.err.code);
+    expect(JSON.stringify(logged)).not.toMatch(/terminating connection|unhandled error/);
 
     for (let i = 0; i < 3; i++) expect((await baton.request(`/fhir/Patient/${id}`)).status).toBe(200);
   });

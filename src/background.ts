@@ -1,5 +1,5 @@
-import { sqlState } from '../db/connection.ts';
-import type { Logger } from '../logger.ts';
+import { sqlState } from './db/connection.ts';
+import type { Logger } from './logger.ts';
 
 /** How a background job's failures are logged: no message text, which can quote data. */
 export interface BackgroundFailures {

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MAX_BACKOFF_MS, REPEAT_LOG_MS, runInBackground } from '../../src/audit/background.ts';
+import { MAX_BACKOFF_MS, REPEAT_LOG_MS, runInBackground } from '../src/background.ts';
 
 function capturingLogger() {
   const lines: Record<string, any>[] = [];
