@@ -6,7 +6,7 @@ import { collectReferences, isUrn, rewriteReferences } from './bundle-references
 import { atEntry, responseEntry } from './bundle-response.ts';
 import { badRequest } from './errors.ts';
 import type { PreferReturn } from './http/respond.ts';
-import { conditionalUpdateTarget, conditionParams, type FhirContext, findExisting, type InteractionResult } from './interactions.ts';
+import { auditedTransaction, conditionalUpdateTarget, conditionParams, type FhirContext, findExisting, type InteractionResult } from './interactions.ts';
 import { WriteBuffer } from './store.ts';
 
 /**
@@ -19,12 +19,10 @@ export async function processTransaction(ctx: FhirContext, rawEntries: unknown[]
   const entries: BundleRequestEntry[] = [];
   for (const [index, raw] of rawEntries.entries()) entries.push(await forEntry(index, () => parseEntry(raw, index, ctx.baseUrl)));
   checkUniqueUrns(entries);
-  const results = await ctx.db.transaction(async (q) => {
+  // The AuditEvents of every write commit with them, or not at all.
+  const results = await auditedTransaction(ctx, (q) => {
     const writes = new WriteBuffer(q);
-    const done = await runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
-    // The AuditEvents of every write commit with them, or not at all.
-    await ctx.audit.flush(q);
-    return done;
+    return runEntries({ ...ctx, q, inTransaction: true, writes }, writes, entries);
   });
   return {
     resourceType: 'Bundle',

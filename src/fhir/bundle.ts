@@ -7,7 +7,7 @@ import { processTransaction } from './bundle-transaction.ts';
 import { fhirErrorFromDatabase } from './database-errors.ts';
 import { badRequest, FhirError } from './errors.ts';
 import type { PreferReturn } from './http/respond.ts';
-import type { FhirContext } from './interactions.ts';
+import { auditedTransaction, type FhirContext } from './interactions.ts';
 
 export interface BundleOptions {
   /** Prefer: return=… of the POST, applied to each write entry (default representation). */
@@ -58,12 +58,10 @@ async function processBatchEntry(ctx: FhirContext, entry: BundleRequestEntry, si
   if (linked !== undefined) {
     throw badRequest(`The reference "${linked.slice(0, 100)}" is the fullUrl of another entry; batch entries are independent, use a transaction to link them`);
   }
-  const result = await ctx.db.transaction(async (q) => {
+  const result = await auditedTransaction(ctx, async (q) => {
     const entryCtx: FhirContext = { ...ctx, q, inTransaction: true };
     rewriteReferences(body, await resolveConditionalReferences(entryCtx, [entry]));
-    const done = await performEntry(entryCtx, entry);
-    await ctx.audit.flush(q);
-    return done;
+    return performEntry(entryCtx, entry);
   });
   return responseEntry(ctx.baseUrl, entry, result, preferReturn);
 }

@@ -138,7 +138,11 @@ function deletedError(type: string, id: string, stored: StoredResource): FhirErr
  * in a transaction of their own, whose last statement records the AuditEvents of its writes.
  */
 async function inWriteTransaction<T>(ctx: FhirContext, fn: (q: Queryable) => Promise<T>): Promise<T> {
-  if (ctx.inTransaction) return fn(ctx.q);
+  return ctx.inTransaction ? fn(ctx.q) : auditedTransaction(ctx, fn);
+}
+
+/** Runs fn in a transaction of its own whose last statement records the AuditEvents of its writes: no write commits without them. */
+export async function auditedTransaction<T>(ctx: FhirContext, fn: (q: Queryable) => Promise<T>): Promise<T> {
   return ctx.db.transaction(async (q) => {
     const result = await fn(q);
     await ctx.audit.flush(q);

@@ -3,7 +3,7 @@ import type { MemberMatchConfig } from '../config.ts';
 import type { Queryable } from '../db/connection.ts';
 import { newId } from '../db/ids.ts';
 import { FhirError } from '../fhir/errors.ts';
-import type { FhirContext } from '../fhir/interactions.ts';
+import { auditedTransaction, type FhirContext } from '../fhir/interactions.ts';
 import type { MatchDecision } from '../matching/decide.ts';
 import { queryFromMemberMatch } from '../matching/from-fhir.ts';
 import { catchUp, findCandidates, termFrequenciesFor } from '../matching/index-store.ts';
@@ -130,11 +130,10 @@ export async function resolveAndLinkMember(ctx: FhirContext, deps: MemberMatchDe
     return matched(ctx, input, clientId, patientId, consent.grant, (q) => record(q, 'matched', { patientId }));
   }
   if (decision.tier === 'review' && consent.ok) {
-    const taskId = await ctx.db.transaction(async (q) => {
+    const taskId = await auditedTransaction(ctx, async (q) => {
       const decisionId = newId();
       const task = await createReviewTask(ctx, q, { decisionId, candidates: decision.reviewCandidateIds.length });
       await recordDecision(q, { clientId, requestHash: hash, decision, outcome: 'review', taskId: task, pending: linkOf(input, clientId, '', consent.grant), ...(requestId ? { requestId } : {}) }, decisionId);
-      await ctx.audit.flush(q);
       return task;
     });
     return { outcome: 'review', taskId };
@@ -157,10 +156,9 @@ async function matched(
   grant: MatchLink['grant'],
   recordDecision?: (q: Queryable) => Promise<unknown>,
 ): Promise<MemberResolution> {
-  const identifier = await ctx.db.transaction(async (q) => {
+  const identifier = await auditedTransaction(ctx, async (q) => {
     const linked = await linkMatchedMember(ctx, q, linkOf(input, clientId, patientId, grant));
     await recordDecision?.(q);
-    await ctx.audit.flush(q);
     return linked;
   });
   // The operation's AuditEvent names the member it resolved (BALP patient-specific pattern).

@@ -52,7 +52,7 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
     const stored = { ...resource, status: settings.off ? ('off' as const) : ('requested' as const) };
     delete stored.error;
     if (settings.ends === undefined) delete stored.end;
-    return ctx.db.transaction(async (q) => {
+    return interactions.auditedTransaction(ctx, async (q) => {
       const scoped = { ...ctx, q, inTransaction: true };
       const result = await inCheckedSubscriptionWrite(q, async () => {
         if (!id) return interactions.create(scoped, 'Subscription', stored, undefined, { id: newId() });
@@ -61,7 +61,6 @@ export function subscriptionRoutes(config: Pick<SubscriptionConfig, 'allowLoopba
         return interactions.update(scoped, 'Subscription', id, stored);
       });
       await register(q, result.id as string, owner, settings);
-      await ctx.audit.flush(q);
       return result;
     });
   };
